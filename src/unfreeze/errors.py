@@ -1,0 +1,25 @@
+"""One error family for everything a user can get wrong.
+
+The CLI turns an `UnfreezeError` into a single line on stderr and exit code 2, so every message must name the
+file / column / key / value at fault and, where there is one, the fix.
+"""
+
+
+class UnfreezeError(Exception):
+    """A user-facing error: bad config, bad data, missing asset, refused overwrite."""
+
+
+class ConfigError(UnfreezeError):
+    """The YAML or an override does not validate."""
+
+
+class DataError(UnfreezeError):
+    """A data file, column or value is unusable."""
+
+
+class AssetMissingError(UnfreezeError):
+    """A built-in model or data set lives in a registry package that is not installed."""
+
+
+class TrainingDivergedError(UnfreezeError):
+    """The loss became NaN or infinite."""

@@ -1,0 +1,184 @@
+"""The run folder: its layout is a contract that studies, reports and `predict` rely on.
+
+```
+RUN/
+  config.yaml            fully resolved config (defaults filled in) + library / torch versions
+  history.csv            one row per evaluation: epoch, step, train_loss, val_<metric>…, lr, seconds
+  predictions_val.csv    id, label, pred, prob_<class>…   (token tasks: predictions_<split>.jsonl)
+  predictions_test.csv
+  best/                  best model: safetensors weights, tokenizer, head.safetensors, unfreeze.json
+  metrics.json           written LAST: its presence means the run finished
+```
+Every file is written atomically (temp file + rename); `best/` is written to a temp folder and renamed.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .config import run_config_dict
+from .errors import UnfreezeError
+from .files import replace_dir, write_dataframe_csv, write_json, write_yaml
+
+DONE_FILE = "metrics.json"
+MODEL_META = "unfreeze.json"
+HEAD_FILE = "head.safetensors"
+
+
+def prepare_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / DONE_FILE).is_file()
+
+
+def versions() -> dict:
+    import transformers
+
+    return {"unfreeze": __version__, "torch": str(torch.__version__), "transformers": str(transformers.__version__),
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def peak_rss_mb() -> float:
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except ImportError:  # Windows
+        return float("nan")
+
+
+def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]]) -> None:
+    write_yaml(out / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+    write_dataframe_csv(out / "history.csv", pd.DataFrame(results["history"]))
+    for split, split_logits in logits.items():
+        write_predictions(out, run, split, split_logits)
+    if run.config.train.save_model:
+        save_model(out / "best", run, model)
+    write_json(out / DONE_FILE, results)
+
+
+def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
+    if run.config.task == "token":
+        from .tokens import write_token_predictions
+
+        write_token_predictions(out / f"predictions_{split}.jsonl", run, split, logits)
+        return
+    source = getattr(run.data, split)
+    frame = prediction_frame(source.ids, np.stack(logits), run.label_names)
+    frame.insert(1, "label", [run.label_names[i] for i in source.labels])
+    write_dataframe_csv(out / f"predictions_{split}.csv", frame)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def prediction_frame(ids, logits: np.ndarray, label_names: list[str]) -> pd.DataFrame:
+    probs = softmax(logits.astype(np.float64))
+    frame = pd.DataFrame({"id": list(ids), "pred": [label_names[i] for i in probs.argmax(-1)]})
+    for j, name in enumerate(label_names):
+        frame[f"prob_{name}"] = probs[:, j]
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The saved model
+
+
+def save_model(target: Path, run, model) -> None:
+    """Save backbone (safetensors), tokenizer, head and metadata. Where the head is the standard one (pooler
+    pooling, no dense stack) on an architecture whose classifier is one linear layer, the folder is also a plain
+    `AutoModelForSequenceClassification` checkpoint."""
+    from safetensors.torch import save_file
+
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    backbone = model.backbone
+    if hasattr(backbone, "merge_and_unload"):  # peft LoRA: merge adapters into a plain model
+        backbone = backbone.merge_and_unload()
+    if not _save_as_standard_classifier(tmp, run, model, backbone):
+        backbone.save_pretrained(tmp, safe_serialization=True)
+    run.tokenizer.save_pretrained(tmp)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
+    meta = {
+        "task": run.config.task,
+        "labels": run.label_names,
+        "model": run.config.model.model_dump(mode="json"),
+        "max_length": run.max_length,
+        "text_column": run.config.data.text_column,
+        "text_pair_column": run.config.data.text_pair_column,
+        "id_column": run.config.data.id_column,
+        "label_all_subwords": run.config.data.label_all_subwords,
+        "stride": run.config.data.stride,
+        "positive_label": run.config.data.positive_label,
+        "source_model": run.config.model.name,
+    }
+    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    replace_dir(tmp, target)
+
+
+def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
+    cfg = run.config.model
+    if run.config.task != "sequence" or cfg.pooling != "pooler" or cfg.hidden:
+        return False
+    from transformers import AutoModelForSequenceClassification
+
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    config.num_labels = len(run.label_names)
+    config.id2label = dict(enumerate(run.label_names))
+    config.label2id = {n: i for i, n in enumerate(run.label_names)}
+    try:
+        clf = AutoModelForSequenceClassification.from_config(config)
+    except ValueError:
+        return False
+    if not isinstance(getattr(clf, "classifier", None), torch.nn.Linear):
+        return False
+    getattr(clf, clf.base_model_prefix).load_state_dict(backbone.state_dict())
+    linear = model.head.net[-1]
+    with torch.no_grad():
+        clf.classifier.weight.copy_(linear.weight)
+        clf.classifier.bias.copy_(linear.bias)
+    clf.save_pretrained(tmp, safe_serialization=True)
+    return True
+
+
+def load_model(best_dir: str | Path):
+    """(EncoderClassifier in eval mode, tokenizer, metadata) from a `best/` folder; nothing downloaded."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from .backbone import discover_layout
+    from .config import ModelConfig
+    from .heads import EncoderClassifier
+
+    best = Path(best_dir)
+    if not (best / MODEL_META).is_file():
+        raise UnfreezeError(f"{best}: not a saved unfreeze model (no {MODEL_META}); pass a run's best/ folder")
+    meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
+    backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)
+    model = EncoderClassifier(backbone, discover_layout(backbone), len(meta["labels"]),
+                              ModelConfig(**meta["model"]), meta["task"])
+    model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
+    model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,306 @@
+"""One fine-tuning run, as a story: prepare → (cache the frozen prefix) → for each epoch: batches → forward →
+loss → backward → clip → step → evaluate on val → keep the best → restore the best → test once → write.
+
+The test split is evaluated exactly once, with the weights chosen on validation. Metrics are computed on the
+whole split from gathered predictions (`accelerator.gather_for_metrics`, de-duplicated by example index).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import outputs
+from .config import RunConfig
+from .encode import Collator, LengthGroupedBatchSampler
+from .errors import TrainingDivergedError
+from .freezing import set_train_mode
+from .metrics import LOWER_IS_BETTER, is_better, scalar_metrics
+from .optim import build_optimizer, build_scheduler, parameter_groups
+from .prepare import PreparedRun, prepare_run, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+    train_sampler: LengthGroupedBatchSampler
+
+
+def make_accelerator(config: RunConfig) -> Accelerator:
+    t = config.train
+    cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()
+                                and not torch.backends.mps.is_available())
+    precision = t.mixed_precision
+    if precision == "auto":
+        precision = "no" if cpu or not torch.cuda.is_available() else (
+            "bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+def make_loaders(run: PreparedRun, caches: dict | None) -> Loaders:
+    t = run.config.train
+    pad = run.tokenizer.pad_token_id or 0
+    token_task = run.config.task == "token"
+
+    def loader(split: str, shuffle: bool) -> tuple[DataLoader, LengthGroupedBatchSampler]:
+        enc = run.encoded[split]
+        sampler = LengthGroupedBatchSampler(
+            enc.lengths, t.batch_size if shuffle else t.eval_batch_size, shuffle=shuffle, seed=run.config.seed,
+            group_by_length=t.length_grouping, max_tokens=t.max_tokens_per_batch if shuffle else None)
+        collate = Collator(enc, pad, caches.get(split) if caches else None, token_task)
+        return DataLoader(list(range(len(enc))), batch_sampler=sampler, collate_fn=collate), sampler
+
+    train_loader, train_sampler = loader("train", True)
+    return Loaders(train_loader, loader("val", False)[0], loader("test", False)[0], train_sampler)
+
+
+def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
+    spec = run.config.train.class_weights
+    names = run.label_names
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        labels = run.encoded["train"].labels
+        flat = np.concatenate([np.asarray(x) for x in labels]) if run.config.task == "token" else np.asarray(labels)
+        flat = flat[flat >= 0]
+        counts = np.bincount(flat, minlength=len(names)).astype(float)
+        weights = len(flat) / (len(names) * np.maximum(counts, 1))
+        return torch.tensor(weights, dtype=torch.float32)
+    from .errors import ConfigError
+
+    unknown = sorted(set(spec) - set(names))
+    if unknown:
+        raise ConfigError(f"train.class_weights: label {unknown[0]!r} is not one of {names}")
+    return torch.tensor([float(spec.get(n, 1.0)) for n in names], dtype=torch.float32)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean cross-entropy over examples (sequence) or labelled positions (token; -100 ignored)."""
+    if weight is not None:
+        weight = weight.to(logits.device, logits.dtype)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), weight=weight,
+                           ignore_index=-100)
+
+
+def model_inputs(batch: dict, cached_from: int | None) -> dict:
+    keys = ("input_ids", "attention_mask", "token_type_ids", "cached_states")
+    inputs = {k: batch[k] for k in keys if k in batch}
+    if "cached_states" in inputs:
+        inputs["cached_from"] = cached_from
+    return inputs
+
+
+@torch.inference_mode()
+def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int) -> list[np.ndarray]:
+    """Per-example logits in dataset order: (classes,) for sequence tasks, (tokens, classes) for token tasks.
+
+    Gathered across processes and de-duplicated by index, so distributed padding never counts an example twice.
+    """
+    model.eval()
+    out: list[np.ndarray | None] = [None] * size
+    for batch in loader:
+        logits = model(**model_inputs(batch, cached_from))
+        lengths = batch["attention_mask"].sum(1)
+        if logits.dim() == 3:
+            logits = accelerator.pad_across_processes(logits, dim=1)
+        index, logits, lengths = accelerator.gather_for_metrics((batch["index"], logits, lengths))
+        for i, row, n in zip(index.tolist(), logits.float().cpu().numpy(), lengths.tolist()):
+            out[i] = row[:n] if row.ndim == 2 else row
+    missing = sum(x is None for x in out)
+    assert missing == 0, f"{missing} examples were not evaluated"
+    return out  # type: ignore[return-value]
+
+
+def split_loss(logits: list[np.ndarray], labels, weight) -> float:
+    if logits[0].ndim == 1:
+        return float(loss_fn(torch.tensor(np.stack(logits)), torch.as_tensor(np.asarray(labels)), weight))
+    flat_logits = torch.tensor(np.concatenate(logits))
+    flat_labels = torch.as_tensor(np.concatenate([np.asarray(x) for x in labels]))
+    return float(loss_fn(flat_logits, flat_labels, weight))
+
+
+def evaluate_split(run: PreparedRun, split: str, logits: list[np.ndarray], weight) -> dict:
+    loss = split_loss(logits, run.encoded[split].labels, weight)
+    if run.config.task == "token":
+        from .tokens import token_task_metrics
+
+        return token_task_metrics(run, split, logits, loss)
+    from .metrics import classification_metrics
+
+    preds = np.stack(logits).argmax(-1)
+    return classification_metrics(run.encoded[split].labels, preds, run.label_names,
+                                  run.config.data.positive_label, loss)
+
+
+class BestKeeper:
+    """Keeps the best weights in memory (only tensors that can change) and decides early stopping."""
+
+    def __init__(self, model, metric: str, patience: int | None, names: set[str]):
+        self.model, self.metric, self.patience = model, metric, patience
+        self.names = names
+        self.best_value: float | None = None
+        self.best_metrics: dict | None = None
+        self.best_row: dict | None = None
+        self.state: dict[str, torch.Tensor] = {}
+        self.stale = 0
+
+    def update(self, metrics: dict, row: dict) -> bool:
+        value = metrics.get(self.metric)
+        if value is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"train.metric={self.metric!r} is not a reported metric; "
+                              f"choose one of {sorted(scalar_metrics(metrics))}")
+        if is_better(self.metric, value, self.best_value):
+            self.best_value, self.best_metrics, self.best_row, self.stale = value, metrics, row, 0
+            self.state = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.names}
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            params = dict(self.model.named_parameters())
+            for name, value in self.state.items():
+                params[name].copy_(value)
+
+
+def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True,
+          data=None, cache_root: str | Path | None = None) -> dict:
+    """Run one configuration and write the run folder (layout in `outputs.py`). Returns `metrics.json`'s dict."""
+    out = outputs.prepare_run_dir(out_dir, overwrite)
+    started = time.perf_counter()
+    accelerator = make_accelerator(config)
+    seed_everything(config.seed)
+    run = prepare_run(config, data)
+    caches, cached_from = build_caches(run, accelerator, cache_root, progress)
+    loaders = make_loaders(run, caches)
+    weight = class_weight_tensor(run)
+    model = run.model
+    metric = config.selection_metric
+    schedule = None
+    if config.freeze.strategy == "gradual":
+        from .strategies import GradualUnfreezer
+
+        schedule = GradualUnfreezer(run)
+    optimizer = build_optimizer(parameter_groups(model, config), config.optim)
+    steps_per_epoch = math.ceil(len(loaders.train_sampler) / config.train.grad_accum_steps)
+    scheduler = build_scheduler(optimizer, config.scheduler, steps_per_epoch * config.train.epochs,
+                                maximize=metric not in LOWER_IS_BETTER)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    keeper = BestKeeper(model, metric, config.train.early_stopping_patience, _changeable_names(model, config))
+    history: list[dict] = []
+    step, running, running_n = 0, 0.0, 0
+    log.info("trainable parameters: %d of %d (%.2f%%)", run.trainable_params, run.total_params,
+             100 * run.trainable_params / run.total_params)
+
+    def evaluate_and_log(epoch: float) -> None:
+        nonlocal running, running_n
+        logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]))
+        val = evaluate_split(run, "val", logits, weight)
+        row = {"epoch": round(epoch, 4), "step": step, "train_loss": running / max(running_n, 1),
+               **{f"val_{k}": v for k, v in scalar_metrics(val).items()},
+               "lr": optimizer.param_groups[-1]["lr"], "seconds": round(time.perf_counter() - started, 3)}
+        if schedule is not None:
+            row["unfrozen_layers"] = schedule.unfrozen
+        history.append(row)
+        keeper.update(val, row)
+        if config.scheduler.name == "plateau":
+            scheduler.step(val[metric])
+        running, running_n = 0.0, 0
+
+    for epoch in range(config.train.epochs):
+        if schedule is not None and schedule.on_epoch_start(epoch, optimizer):
+            pass
+        set_train_mode(model, run.plan if schedule is None else schedule.plan)
+        loaders.train_sampler.set_epoch(epoch)
+        seed_everything(config.seed * 1000 + epoch)  # dropout masks reproducible per epoch
+        bar = tqdm(loaders.train, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            batch = {k: (v.to(accelerator.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            with accelerator.autocast():
+                logits = model(**model_inputs(batch, cached_from))
+                loss = loss_fn(logits, batch["labels"], weight)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); lower optim.lr, keep "
+                    "train.max_grad_norm set, or check the labels")
+            accelerator.backward(loss / config.train.grad_accum_steps)
+            running += loss.item()
+            running_n += 1
+            if (i + 1) % config.train.grad_accum_steps == 0 or i + 1 == len(loaders.train):
+                if config.train.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
+                optimizer.step()
+                if config.scheduler.name != "plateau":
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step % config.train.log_every_steps == 0:
+                    bar.set_postfix(loss=f"{running / max(running_n, 1):.4f}")
+                if config.train.eval_every_steps and step % config.train.eval_every_steps == 0:
+                    evaluate_and_log(epoch + (i + 1) / len(loaders.train))
+                    set_train_mode(model, run.plan if schedule is None else schedule.plan)
+        bar.close()
+        if running_n:
+            evaluate_and_log(epoch + 1)
+        if keeper.should_stop:
+            log.info("early stopping after epoch %d: no %s improvement in %d evaluations", epoch + 1, metric,
+                     keeper.stale)
+            break
+    train_seconds = time.perf_counter() - started
+    keeper.restore()
+    val_logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]))
+    test_logits = collect_logits(model, loaders.test, accelerator, cached_from, len(run.encoded["test"]))
+    results = {
+        "val": evaluate_split(run, "val", val_logits, weight),
+        "test": evaluate_split(run, "test", test_logits, weight),
+        "history": history,
+        "best_epoch": keeper.best_row["epoch"] if keeper.best_row else None,
+        "selection_metric": metric,
+        "trainable_params": run.trainable_params,
+        "total_params": run.total_params,
+        "train_seconds": round(train_seconds, 3),
+        "max_length": run.max_length,
+        "token_lengths": run.length_stats,
+        "data": run.data.notes,
+        "cache": {"used": cached_from is not None, "from_layer": cached_from},
+        "peak_rss_mb": outputs.peak_rss_mb(),
+    }
+    if accelerator.is_main_process:
+        outputs.write_run(out, run, accelerator.unwrap_model(model), results, {"val": val_logits, "test": test_logits})
+    return results
+
+
+def _changeable_names(model, config: RunConfig) -> set[str]:
+    """Parameters that may change during the run (gradual unfreezing makes frozen ones trainable later)."""
+    if config.freeze.strategy == "gradual":
+        return {n for n, _ in model.named_parameters()}
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool):
+    """The frozen-prefix activation cache when valid and wanted (see `cache.py`); else (None, None)."""
+    from .cache import caches_for_run
+
+    return caches_for_run(run, accelerator.device, cache_root, progress)

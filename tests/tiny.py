@@ -1,0 +1,87 @@
+"""Tiny random encoders and trivially separable data, built in-process (no downloads)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+POSITIVE = ["good", "great", "fine", "happy", "love", "nice", "superb", "wonderful"]
+NEGATIVE = ["bad", "awful", "poor", "sad", "hate", "boring", "terrible", "worse"]
+NEUTRAL = ["the", "a", "movie", "film", "plot", "was", "is", "this", "it", "and", "very", "quite", "story"]
+ENTITIES = ["paris", "london", "alice", "bob", "google", "acme"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LETTERS = list("abcdefghijklmnopqrstuvwxyz")
+VOCAB = SPECIAL + POSITIVE + NEGATIVE + NEUTRAL + ENTITIES + LETTERS + [f"##{c}" for c in LETTERS] + [".", ",", "!"]
+
+ARCHITECTURES = ("bert", "distilbert", "roberta", "electra", "deberta-v2")
+
+
+def tiny_config(arch: str):
+    from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig)
+
+    common = dict(vocab_size=len(VOCAB), max_position_embeddings=128, pad_token_id=0)
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common)
+    if arch == "distilbert":
+        return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
+    if arch == "roberta":
+        return RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             type_vocab_size=1, **common)
+    if arch == "electra":
+        return ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, **common)
+    if arch == "deberta-v2":
+        return DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               relative_attention=True, position_buckets=16, max_relative_positions=32,
+                               pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
+                               type_vocab_size=0, **common)
+    raise ValueError(arch)
+
+
+def make_tiny_model(arch: str, folder: Path, seed: int = 0) -> str:
+    """Write a random tiny model + WordPiece tokenizer to `folder`; return the folder as a string."""
+    from transformers import AutoModel, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True, model_max_length=128)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(tiny_config(arch))
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def synthetic_frame(n: int, seed: int = 0, classes: int = 2) -> pd.DataFrame:
+    """Texts whose label is given by one cue word among neutral filler: trivially separable."""
+    rng = np.random.default_rng(seed)
+    cues = [POSITIVE, NEGATIVE, ENTITIES][:classes]
+    names = ["pos", "neg", "ent"][:classes]
+    rows = []
+    for i in range(n):
+        c = i % classes
+        filler = list(rng.choice(NEUTRAL, size=rng.integers(3, 12)))
+        filler.insert(int(rng.integers(0, len(filler))), str(rng.choice(cues[c])))
+        rows.append({"text": " ".join(filler) + f" {i}", "label": names[c]})
+    return pd.DataFrame(rows)
+
+
+def run_config(model_dir: str, data_path, **overrides):
+    """A small valid RunConfig dict for tests."""
+    cfg = {
+        "data": {"path": str(data_path)},
+        "model": {"name": model_dir},
+        "freeze": "all",
+        "optim": {"lr": 3e-3},
+        "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 32, "threads": 1},
+    }
+    for key, value in overrides.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            cfg.setdefault(section, {})[sub] = value
+        else:
+            cfg[section] = value
+    return cfg
