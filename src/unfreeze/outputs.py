@@ -4,7 +4,7 @@
 RUN/
   config.yaml            fully resolved config (defaults filled in) + library / torch versions
   history.csv            one row per evaluation: epoch, step, train_loss, val_<metric>…, lr, seconds
-  predictions_val.csv    id, label, pred, prob_<class>…   (token tasks: predictions_<split>.jsonl)
+  predictions_val.csv    id, text, label, pred, prob_<class>…   (token tasks: predictions_<split>.jsonl)
   predictions_test.csv
   best/                  best model: safetensors weights, tokenizer, head.safetensors, unfreeze.json
   metrics.json           written LAST: its presence means the run finished
@@ -63,8 +63,11 @@ def peak_rss_mb() -> float:
         return float("nan")
 
 
-def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]]) -> None:
+def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
+              run_info: dict | None = None) -> None:
     write_yaml(out / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+    if run_info is not None:
+        write_json(out / "run.json", run_info)
     write_dataframe_csv(out / "history.csv", pd.DataFrame(results["history"]))
     for split, split_logits in logits.items():
         write_predictions(out, run, split, split_logits)
@@ -81,7 +84,10 @@ def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> N
         return
     source = getattr(run.data, split)
     frame = prediction_frame(source.ids, np.stack(logits), run.label_names)
-    frame.insert(1, "label", [run.label_names[i] for i in source.labels])
+    frame.insert(1, "text", source.texts)
+    if source.pairs is not None:
+        frame.insert(2, "text_pair", source.pairs)
+    frame.insert(frame.columns.get_loc("pred"), "label", [run.label_names[i] for i in source.labels])
     write_dataframe_csv(out / f"predictions_{split}.csv", frame)
 
 

@@ -185,14 +185,19 @@ class BestKeeper:
 
 
 def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True,
-          data=None, cache_root: str | Path | None = None) -> dict:
-    """Run one configuration and write the run folder (layout in `outputs.py`). Returns `metrics.json`'s dict."""
+          data=None, cache_root: str | Path | None = None, cache_top_ks: set[int] | None = None,
+          run_info: dict | None = None) -> dict:
+    """Run one configuration and write the run folder (layout in `outputs.py`). Returns `metrics.json`'s dict.
+
+    `data` lets a study pass splits it already loaded (or a CV fold); `cache_top_ks` lists every `top_k` of the
+    study (0 = head) so one forward pass fills the activation cache for all of them; `run_info` is written to
+    `run.json` before the run is marked finished."""
     out = outputs.prepare_run_dir(out_dir, overwrite)
     started = time.perf_counter()
     accelerator = make_accelerator(config)
     seed_everything(config.seed)
     run = prepare_run(config, data)
-    caches, cached_from = build_caches(run, accelerator, cache_root, progress)
+    caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
     loaders = make_loaders(run, caches)
     weight = class_weight_tensor(run)
     model = run.model
@@ -229,8 +234,8 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         running, running_n = 0.0, 0
 
     for epoch in range(config.train.epochs):
-        if schedule is not None and schedule.on_epoch_start(epoch, optimizer):
-            pass
+        if schedule is not None:
+            schedule.on_epoch_start(epoch, optimizer)
         set_train_mode(model, run.plan if schedule is None else schedule.plan)
         loaders.train_sampler.set_epoch(epoch)
         seed_everything(config.seed * 1000 + epoch)  # dropout masks reproducible per epoch
@@ -278,6 +283,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "history": history,
         "best_epoch": keeper.best_row["epoch"] if keeper.best_row else None,
         "selection_metric": metric,
+        "num_layers": run.model.layout.num_layers,
         "trainable_params": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
@@ -288,7 +294,8 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "peak_rss_mb": outputs.peak_rss_mb(),
     }
     if accelerator.is_main_process:
-        outputs.write_run(out, run, accelerator.unwrap_model(model), results, {"val": val_logits, "test": test_logits})
+        outputs.write_run(out, run, accelerator.unwrap_model(model), results,
+                          {"val": val_logits, "test": test_logits}, run_info)
     return results
 
 
@@ -299,8 +306,10 @@ def _changeable_names(model, config: RunConfig) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool):
+def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool, top_ks):
     """The frozen-prefix activation cache when valid and wanted (see `cache.py`); else (None, None)."""
     from .cache import caches_for_run
 
-    return caches_for_run(run, accelerator.device, cache_root, progress)
+    n = run.model.layout.num_layers
+    boundaries = {n - k for k in (top_ks or ()) if 0 <= k < n}
+    return caches_for_run(run, accelerator.device, cache_root, progress, boundaries)

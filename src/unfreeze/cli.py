@@ -1,0 +1,226 @@
+"""`unfreeze train | study | report | predict | inspect | probe | bench` — thin wrappers over library functions.
+
+Every user error (`UnfreezeError`) becomes one line on stderr and exit code 2; nothing already written is
+touched before validation passes.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UnfreezeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tuning studies of pretrained transformer encoders.")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable).")
+
+
+def _setup(verbose: bool = False) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("unfreeze").setLevel(logging.INFO)
+    for noisy in ("transformers", "accelerate", "datasets", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def user_errors(fn):
+    """Turn an UnfreezeError into one clear line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UnfreezeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+def _command_line() -> str:
+    return "unfreeze " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@app.command()
+@user_errors
+def train(config: Path = typer.Argument(..., help="Run config YAML."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<config name>)."),
+          overrides: Optional[list[str]] = SetOption,
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
+    """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
+    _setup()
+    from .config import load_run_config
+    from .training import train as run_train
+
+    cfg = load_run_config(config, overrides)
+    out = out or Path("runs") / config.stem
+    results = run_train(cfg, out, overwrite=overwrite, progress=not quiet)
+    print_run_summary(results, out)
+
+
+def print_run_summary(results: dict, out: Path) -> None:
+    table = Table(title=f"run {out}")
+    table.add_column("metric")
+    table.add_column("val (best epoch)", justify="right")
+    table.add_column("test", justify="right")
+    from .metrics import scalar_metrics
+
+    val, test = scalar_metrics(results["val"]), scalar_metrics(results["test"])
+    for name in val:
+        table.add_row(name, f"{val[name]:.4f}", f"{test.get(name, float('nan')):.4f}")
+    console.print(table)
+    share = 100 * results["trainable_params"] / results["total_params"]
+    console.print(f"trainable parameters {results['trainable_params']:,} of {results['total_params']:,} "
+                  f"({share:.2f}%) · best epoch {results['best_epoch']} by val {results['selection_metric']} · "
+                  f"{results['train_seconds']:.1f}s · activation cache "
+                  f"{'from layer ' + str(results['cache']['from_layer']) if results['cache']['used'] else 'not used'}")
+
+
+@app.command()
+@user_errors
+def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run folder, or a study folder (+ --arm)."),
+            input: Path = typer.Argument(..., help="CSV/TSV/JSONL/Parquet with the text column (CoNLL/JSONL for token models)."),
+            output: Path = typer.Option(..., "-o", "--output", help="Where to write predictions."),
+            arm: Optional[str] = typer.Option(None, "--arm", help="Study arm: average its fold/seed models."),
+            text_column: Optional[str] = typer.Option(None, "--text-column"),
+            submission: bool = typer.Option(False, "--submission", help="Only id + predicted label.")):
+    """Predict labels (and per-class probabilities) for a file with a saved model."""
+    _setup()
+    from .predict import predict_file
+
+    frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
+    console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
+
+
+@app.command()
+@user_errors
+def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or datasets folder."),
+            dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in data set instead of a file."),
+            text: str = typer.Option("text", "--text"), label: str = typer.Option("label", "--label"),
+            model: Optional[str] = typer.Option("minilm", "--model", help="Tokenizer for token lengths ('' to skip)."),
+            percentile: float = typer.Option(95.0, "--percentile")):
+    """Label balance, duplicates, token-length percentiles and a suggested max_length."""
+    _setup()
+    from .config import DataConfig
+    from .inspection import inspect_data
+
+    if (data is None) == (dataset is None):
+        raise UnfreezeError("give a data file or --dataset NAME")
+    cfg = DataConfig(dataset=dataset, path=str(data) if data else None, text_column=text, label_column=label,
+                     max_length_percentile=percentile)
+    report = inspect_data(cfg, model or None)
+    table = Table(title=f"inspect {report['source']}", show_header=False)
+    for key in ("rows", "dropped_bad_rows", "duplicate_texts", "majority_share"):
+        table.add_row(key, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
+    table.add_row("labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
+    table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))
+    if "tokens" in report:
+        table.add_row("tokens", ", ".join(f"{k} {v}" for k, v in report["tokens"].items() if k != "truncated_share"))
+        table.add_row("suggested max_length", f"{report['suggested_max_length']} (p{percentile:g}, "
+                                              f"truncates {100 * report['tokens']['truncated_share']:.1f}%)")
+        table.add_row("padding wasted at 512", f"{100 * report['padding_waste_at_512']:.0f}%")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def study(config: Path = typer.Argument(..., help="Study YAML."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default studies/<config name>)."),
+          overrides: Optional[list[str]] = SetOption,
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and a cost estimate; run nothing."),
+          executor: Optional[str] = typer.Option(None, "--executor", help="local (default) or ray."),
+          address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
+          quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars.")):
+    """Run (or resume) every run of a study, the baseline, and write the report."""
+    _setup()
+    from .config import load_study_config
+    from .study import expand, run_study
+
+    cfg = load_study_config(config, overrides)
+    out = out or Path("studies") / config.stem
+    if dry_run:
+        from .estimate import print_plan
+
+        print_plan(cfg, expand(cfg), out, console)
+        return
+    if executor not in (None, "local", "ray"):
+        raise UnfreezeError(f"--executor {executor!r}: choose local or ray")
+    from .study import make_executor
+
+    results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
+                        echo=console.print, study_text=config.read_text(encoding="utf-8"), command=_command_line())
+    if not results.empty:
+        print_arm_table(out)
+
+
+def print_arm_table(study_dir: Path) -> None:
+    md = study_dir / "report.md"
+    if md.exists():
+        text = md.read_text(encoding="utf-8")
+        start = text.find("|")
+        end = text.find("\n\n", start)
+        console.print(text[start:end if end > 0 else None], highlight=False, markup=False)
+
+
+@app.command()
+@user_errors
+def report(study_dir: Path = typer.Argument(..., help="A study folder.")):
+    """(Re)build report.md and report.html from a study folder."""
+    _setup()
+    from .report import build_report
+    from .study import collect_results
+
+    if not (study_dir / "study.json").is_file():
+        raise UnfreezeError(f"{study_dir}: not a study folder (no study.json)")
+    md, html = build_report(study_dir, collect_results(study_dir))
+    console.print(f"wrote {md} and {html}")
+
+
+@app.command()
+@user_errors
+def probe(config: Path = typer.Argument(..., help="Run config YAML."),
+          out: Path = typer.Option(Path("probe"), "--out"), overrides: Optional[list[str]] = SetOption):
+    """Linear probe per layer: where is the signal before you spend compute?"""
+    _setup()
+    from .config import load_run_config
+    from .probe import run_probe
+
+    result = run_probe(load_run_config(config, overrides), out)
+    console.print(result.get("suggestion", ""))
+    console.print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
+
+
+@app.command()
+@user_errors
+def bench(quick: bool = typer.Option(False, "--quick", help="A few minutes instead of the full size."),
+          out: Path = typer.Option(Path("BENCHMARKS.md"), "--out")):
+    """Time the seeds' method, HF Trainer and unfreeze side by side; write BENCHMARKS.md."""
+    _setup()
+    from .bench import run_bench
+
+    run_bench(quick=quick, out=out, console=console)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
