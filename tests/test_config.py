@@ -1,0 +1,65 @@
+"""Typed configs: unknown keys are errors with a suggestion; shorthands resolve; overrides apply."""
+import pytest
+
+from unfreeze.config import FreezeConfig, RunConfig, apply_overrides, load_run_config, parse_run_config
+from unfreeze.errors import ConfigError
+
+
+def test_misspelt_key_names_the_key_and_suggests_the_closest(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: rotten_tomatoes}\noptim: {lerning_rate: 0.1}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_run_config(path)
+    message = str(exc.value)
+    assert "optim.lerning_rate" in message and str(path) in message
+
+
+def test_misspelt_top_level_key_suggests(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean `train`"):
+        parse_run_config({"data": {"dataset": "x"}, "trian": {}})
+
+
+def test_nested_key_suggestion():
+    with pytest.raises(ConfigError, match="did you mean `train.epochs`"):
+        parse_run_config({"data": {"dataset": "x"}, "train": {"epoch": 2}})
+
+
+def test_data_needs_exactly_one_source():
+    with pytest.raises(ConfigError, match="exactly one of"):
+        parse_run_config({"data": {"dataset": "x", "path": "y.csv"}})
+
+
+@pytest.mark.parametrize("value, strategy, k, label", [
+    ("head", "head", None, "head"),
+    ("all", "all", None, "all"),
+    ({"top_k": 2}, "top_k", 2, "top-2"),
+    ("top_3", "top_k", 3, "top-3"),
+    ({"llrd": 0.8}, "llrd", None, "llrd-0.8"),
+    ({"lora": {"r": 4}}, "lora", None, "lora-r4"),
+    ({"gradual": {"every_epochs": 2}}, "gradual", None, "gradual"),
+])
+def test_freeze_shorthands(value, strategy, k, label):
+    cfg = FreezeConfig.model_validate(value)
+    assert cfg.strategy == strategy and cfg.k == k and cfg.label == label
+
+
+def test_top_k_needs_k():
+    with pytest.raises(ConfigError, match="top_k needs"):
+        parse_run_config({"data": {"dataset": "x"}, "freeze": {"strategy": "top_k"}})
+
+
+def test_overrides_parse_yaml_values():
+    data = apply_overrides({"data": {"dataset": "x"}}, ["train.epochs=2", "optim.lr=1e-3", "freeze={top_k: 2}"])
+    cfg = RunConfig.model_validate(data)
+    assert cfg.train.epochs == 2 and cfg.optim.lr == 1e-3 and cfg.freeze.k == 2
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["train.epochs"])
+
+
+def test_selection_metric_defaults_per_task():
+    assert parse_run_config({"data": {"dataset": "x"}}).selection_metric == "f1_macro"
+    token = parse_run_config({"task": "token", "data": {"dataset": "x"}})
+    assert token.selection_metric == "entity_f1_micro"

@@ -1,0 +1,158 @@
+"""A run learns, is reproducible, reports global metrics equal to sklearn on its own predictions, selects on
+validation, and refuses bad situations with one clear error."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from tiny import run_config, synthetic_frame
+from unfreeze import training
+from unfreeze.config import parse_run_config
+from unfreeze.errors import ConfigError, TrainingDivergedError, UnfreezeError
+
+
+@pytest.fixture
+def data_400(tmp_path):
+    path = tmp_path / "d400.csv"
+    synthetic_frame(400, seed=1).to_csv(path, index=False)
+    return path
+
+
+def metrics_without_time(result):
+    return {k: v for k, v in result.items() if k not in ("train_seconds", "peak_rss_mb")} | {
+        "history": [{k: v for k, v in row.items() if k != "seconds"} for row in result["history"]]}
+
+
+def test_tiny_model_learns_separable_task(tiny_bert, data_400, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, data_400, train={"epochs": 5, "threads": 1}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    assert result["val"]["accuracy"] > 0.9
+    assert result["test"]["accuracy"] > 0.85
+
+
+def test_same_seed_same_metrics_different_seed_differs(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 2, "threads": 1}))
+    a = training.train(cfg, tmp_path / "a", progress=False)
+    b = training.train(cfg, tmp_path / "b", progress=False)
+    assert metrics_without_time(a) == metrics_without_time(b)
+    c = training.train(cfg.model_copy(update={"seed": 1}), tmp_path / "c", progress=False)
+    assert c["val"]["loss"] != a["val"]["loss"]
+
+
+def test_reported_metrics_equal_sklearn_on_written_predictions(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 2, "threads": 1}))
+    training.train(cfg, tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for split in ("val", "test"):
+        preds = pd.read_csv(tmp_path / "run" / f"predictions_{split}.csv")
+        assert metrics[split]["accuracy"] == pytest.approx(accuracy_score(preds["label"], preds["pred"]))
+        assert metrics[split]["f1_macro"] == pytest.approx(f1_score(preds["label"], preds["pred"], average="macro"))
+        probs = preds[["prob_neg", "prob_pos"]].to_numpy()
+        assert np.allclose(probs.sum(1), 1)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "val_f1_macro", "lr", "seconds", "step"} <= set(history.columns)
+
+
+def test_best_epoch_is_chosen_on_validation(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 3, "threads": 1}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    best = max(result["history"], key=lambda r: r["val_f1_macro"])
+    assert result["best_epoch"] == best["epoch"]
+    assert result["val"]["f1_macro"] == pytest.approx(best["val_f1_macro"])
+
+
+def test_early_stopping(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, optim={"lr": 1e-12},
+                                      train={"epochs": 6, "early_stopping_patience": 1, "threads": 1,
+                                             "metric": "accuracy"}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    assert len(result["history"]) == 2
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "rmsprop"])
+def test_optimizers_run(optimizer, tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, optim={"name": optimizer, "lr": 1e-3},
+                                      train={"epochs": 1, "threads": 1, "save_model": False}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    assert np.isfinite(result["val"]["loss"])
+
+
+def test_plateau_scheduler_and_accumulation_and_step_evaluation(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(
+        tiny_bert, sentiment_csv, scheduler={"name": "plateau", "patience": 0, "factor": 0.5},
+        optim={"lr": 1e-5}, train={"epochs": 3, "grad_accum_steps": 2, "batch_size": 8, "threads": 1,
+                                  "eval_every_steps": 5, "metric": "accuracy", "save_model": False}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    history = result["history"]
+    steps_per_epoch = 192 // 8 // 2  # 240 rows, 80 % train, batches of 8, two batches per optimizer step
+    assert history[-1]["step"] == 3 * steps_per_epoch
+    assert any(not float(r["epoch"]).is_integer() for r in history)  # evaluations inside epochs
+    assert history[-1]["lr"] < history[0]["lr"]  # plateau reduced the LR
+
+
+def test_weight_decay_not_on_biases_and_norms(tiny_bert, sentiment_csv):
+    from unfreeze.optim import parameter_groups
+    from unfreeze.prepare import prepare_run
+
+    run = prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv)))
+    names = {id(p): n for n, p in run.model.named_parameters()}
+    for group in parameter_groups(run.model, run.config):
+        for p in group["params"]:
+            if names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)]:
+                assert group["weight_decay"] == 0.0
+            else:
+                assert group["weight_decay"] > 0
+
+
+def test_nan_loss_stops_and_names_the_step(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    real = training.loss_fn
+    monkeypatch.setattr(training, "loss_fn", lambda *a: real(*a) * float("nan"))
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv))
+    with pytest.raises(TrainingDivergedError, match="at step 1 \\(epoch 1\\)"):
+        training.train(cfg, tmp_path / "run", progress=False)
+
+
+def test_class_weights(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"class_weights": {"pos": 3.0}, "epochs": 1,
+                                                                       "save_model": False, "threads": 1}))
+    assert np.isfinite(training.train(cfg, tmp_path / "a", progress=False)["val"]["loss"])
+    bad = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"class_weights": {"maybe": 3.0}}))
+    with pytest.raises(ConfigError, match="'maybe' is not one of"):
+        training.train(bad, tmp_path / "b", progress=False)
+
+
+def test_refuses_to_overwrite_a_run_folder(tiny_bert, sentiment_csv, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv))
+    with pytest.raises(UnfreezeError, match="exists and is not empty"):
+        training.train(cfg, out, progress=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_unknown_selection_metric(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"metric": "f2", "epochs": 1}))
+    with pytest.raises(ConfigError, match="train.metric='f2'"):
+        training.train(cfg, tmp_path / "run", progress=False)
+
+
+def test_standard_head_is_loadable_by_plain_transformers(tiny_bert, sentiment_csv, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, model={"name": tiny_bert, "pooling": "pooler"},
+                                      train={"epochs": 1, "threads": 1}))
+    training.train(cfg, tmp_path / "run", progress=False)
+    best = tmp_path / "run" / "best"
+    model = AutoModelForSequenceClassification.from_pretrained(best).eval()
+    tokenizer = AutoTokenizer.from_pretrained(best)
+    preds = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    with torch.no_grad():
+        enc = tokenizer(preds["text"].tolist(), padding=True, truncation=True, max_length=128, return_tensors="pt")
+        probs = model(**enc).logits.softmax(-1).numpy()
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert np.allclose(probs, preds[["prob_neg", "prob_pos"]].to_numpy(), atol=1e-4)
