@@ -44,7 +44,7 @@ class SplitCache:
         return int(self.states.nbytes)
 
     def example(self, i: int) -> torch.Tensor:
-        rows = torch.from_numpy(np.ascontiguousarray(self.states[self.offsets[i]:self.offsets[i + 1]]))
+        rows = torch.from_numpy(np.array(self.states[self.offsets[i]:self.offsets[i + 1]]))  # copy: memmaps are read-only
         if self.dtype == "bfloat16":
             rows = rows.view(torch.bfloat16)
         return rows.float()

@@ -43,7 +43,7 @@ def write_ensemble(target: Path, run_dirs: list[Path], labels: list[str], positi
     prob_cols = [f"{PROB_PREFIX}{n}" for n in labels]
     probs = np.mean([t[prob_cols].to_numpy() for t in tests], axis=0)
     index = {n: i for i, n in enumerate(labels)}
-    test = tests[0][["id", "label"]].copy()
+    test = tests[0][[c for c in ("id", "text", "text_pair", "label") if c in tests[0]]].copy()
     test["pred"] = [labels[i] for i in probs.argmax(1)]
     for j, col in enumerate(prob_cols):
         test[col] = probs[:, j]
