@@ -88,7 +88,7 @@ def print_run_summary(results: dict, out: Path) -> None:
     console.print(table)
     share = 100 * results["trainable_params"] / results["total_params"]
     console.print(f"trainable parameters {results['trainable_params']:,} of {results['total_params']:,} "
-                  f"({share:.2f}%) · best epoch {results['best_epoch']} by val {results['selection_metric']} · "
+                  f"({share:.3g}%) · best epoch {results['best_epoch']} by val {results['selection_metric']} · "
                   f"{results['train_seconds']:.1f}s · activation cache "
                   f"{'from layer ' + str(results['cache']['from_layer']) if results['cache']['used'] else 'not used'}")
 

@@ -211,11 +211,13 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     steps_per_epoch = math.ceil(len(loaders.train_sampler) / config.train.grad_accum_steps)
     scheduler = build_scheduler(optimizer, config.scheduler, steps_per_epoch * config.train.epochs,
                                 maximize=metric not in LOWER_IS_BETTER)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # Loaders go through Accelerate too: under `accelerate launch` each process then gets its shard of batches.
+    model, optimizer, loaders.train, loaders.val, loaders.test = accelerator.prepare(
+        model, optimizer, loaders.train, loaders.val, loaders.test)
     keeper = BestKeeper(model, metric, config.train.early_stopping_patience, _changeable_names(model, config))
     history: list[dict] = []
     step, running, running_n = 0, 0.0, 0
-    log.info("trainable parameters: %d of %d (%.2f%%)", run.trainable_params, run.total_params,
+    log.info("trainable parameters: %d of %d (%.3g%%)", run.trainable_params, run.total_params,
              100 * run.trainable_params / run.total_params)
 
     def evaluate_and_log(epoch: float) -> None:
@@ -242,7 +244,6 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         bar = tqdm(loaders.train, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
-            batch = {k: (v.to(accelerator.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
             with accelerator.autocast():
                 logits = model(**model_inputs(batch, cached_from))
                 loss = loss_fn(logits, batch["labels"], weight)
