@@ -149,7 +149,7 @@ def compute_states(run, enc, arrays: dict, offsets: np.ndarray, device, progress
     backbone.to(device)
     num_layers = run.model.layout.num_layers
     sampler = LengthGroupedBatchSampler(enc.lengths, run.config.train.eval_batch_size, shuffle=False)
-    collate = Collator(enc, run.tokenizer.pad_token_id or 0)
+    collate = Collator(enc, run.tokenizer.pad_token_id or 0, token_task=run.config.task == "token")
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[
         run.config.train.cache_dtype]
     for indices in tqdm(sampler, desc=f"caching frozen layers ({split})", disable=not progress, leave=False):

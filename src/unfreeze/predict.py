@@ -59,16 +59,18 @@ def predict_file(target: str | Path, input_path: str | Path, output_path: str | 
                  text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
     """Write `id, pred, prob_<class>…` (or `id, label` with `submission`) for every row of `input_path`."""
     dirs = resolve_model_dirs(target, arm)
+    first_model, first_tokenizer, first_meta = load_model(dirs[0])
+    if first_meta["task"] == "token":
+        from .tokens import predict_token_file
+
+        return predict_token_file(first_model, first_tokenizer, first_meta, input_path, output_path)
     frame = read_table(input_path)
     if isinstance(frame, dict):
         raise DataError(f"{input_path}: a DatasetDict folder; point at one split's file")
     probs, labels = [], None
     for model_dir in dirs:
-        model, tokenizer, meta = load_model(model_dir)
-        if meta["task"] == "token":
-            from .tokens import predict_token_file
-
-            return predict_token_file(model, tokenizer, meta, input_path, output_path)
+        model, tokenizer, meta = (first_model, first_tokenizer, first_meta) if model_dir == dirs[0] else \
+            load_model(model_dir)
         texts, pairs = _texts(frame, meta, text_column, input_path)
         probs.append(softmax(predict_logits(model, tokenizer, meta, texts, pairs)))
         labels = meta["labels"]

@@ -1,4 +1,4 @@
-"""Metrics for token classification, computed once over a whole split from one tag per word.
+"""Tag schemes and metrics for token classification, computed once over a whole split from one tag per word.
 
 Why a separate family from `metrics.py`: in NER-style data 80–95 % of words are `O`. Any average that counts
 `O` (token accuracy, micro-F1 over all labels, macro-F1 with `O` as a class) looks excellent for a model that
@@ -17,11 +17,14 @@ subwords or windows — words the tokenizer dropped or truncation cut off count 
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, fbeta_score, precision_recall_fscore_support
+
+_PREFIXED = re.compile(r"^([BIES])-(.+)$")
 
 #: Scalar metrics a token task reports (entity_* also for plain tags, read as IO spans).
 TOKEN_METRICS = (
@@ -134,3 +137,58 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str, ig
                        "f1": float(v["f1-score"]), "support": int(v["support"])}
                 for name, v in report.items() if not name.endswith(" avg")}
     return {"scalars": scalars, "per_type": per_type, "gold_entities": n_gold, "pred_entities": n_pred}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tag schemes: shared by the data check (tokens.py) and the reading of entity spans here
+
+
+def parse_tag(tag: str) -> tuple[str | None, str]:
+    """("B", "PER") for "B-PER"; ("O", "") for "O"; (None, tag) for a tag without a scheme prefix."""
+    if tag == "O":
+        return "O", ""
+    m = _PREFIXED.match(tag)
+    return (m.group(1), m.group(2)) if m else (None, tag)
+
+
+def detect_scheme(tag_sequences: Sequence[Sequence[str]]) -> str:
+    """plain when some non-`O` tag lacks a B-/I-/E-/S- prefix; bioes when E- or S- occur; otherwise whichever
+    of IOB2 / IOB1 the data breaks less often (IOB1 starts entities with I- and uses B- only between two
+    adjacent entities of one type; IOB2 starts every entity with B-). Ties go to IOB2, the common one."""
+    tags = {t for seq in tag_sequences for t in seq}
+    parsed = [parse_tag(t) for t in tags if t != "O"]
+    if not parsed or any(p is None for p, _ in parsed):
+        return "plain"
+    if any(p in ("E", "S") for p, _ in parsed):
+        return "bioes"
+    v2 = sum(len(scheme_violations(s, "iob2")) for s in tag_sequences)
+    v1 = sum(len(scheme_violations(s, "iob1")) for s in tag_sequences)
+    return "iob1" if v1 < v2 else "iob2"
+
+
+def scheme_violations(tags: Sequence[str], scheme: str) -> list[int]:
+    """Positions where `tags` break `scheme` (position len(tags) = an entity left open at the end, BIOES).
+
+    iob2: `I-X` not after `B-X`/`I-X`. iob1: `B-X` not after `B-X`/`I-X` (B- only separates same-type
+    neighbours). bioes: `I-X`/`E-X` not after `B-X`/`I-X`, or an entity opened by `B-`/`I-` not closed by `E-`.
+    """
+    if scheme == "plain":
+        return []
+    bad = []
+    prev_p, prev_t = "O", ""
+    for i, tag in enumerate(tags):
+        p, t = parse_tag(tag)
+        inside = prev_p in ("B", "I") and prev_t == t
+        if scheme == "iob2" and p == "I" and not inside:
+            bad.append(i)
+        elif scheme == "iob1" and p == "B" and not inside:
+            bad.append(i)
+        elif scheme == "bioes":
+            if p in ("I", "E") and not inside:
+                bad.append(i)
+            elif p in ("B", "S", "O") and prev_p in ("B", "I"):
+                bad.append(i)
+        prev_p, prev_t = p, t
+    if scheme == "bioes" and prev_p in ("B", "I"):
+        bad.append(len(tags))
+    return bad
