@@ -56,6 +56,7 @@ class DataConfig(StrictModel):
     stride: int = Field(32, ge=0)
     truncate: bool = False
     ignore_labels: list[str] = []
+    fbeta: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -96,6 +97,7 @@ class FreezeConfig(StrictModel):
     alpha: float = Field(16.0, gt=0)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] | None = None
+    bitfit: bool = False  # with llrd: train only the bias terms, at the layer-wise LRs
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +122,9 @@ class FreezeConfig(StrictModel):
     def _k_for_top_k(self) -> "FreezeConfig":
         if self.strategy == "top_k" and self.k is None:
             raise ValueError("freeze: top_k needs a layer count, e.g. `freeze: {top_k: 2}`")
+        if self.bitfit and self.strategy not in ("llrd", "bitfit"):
+            raise ValueError(f"freeze: `bitfit: true` combines with llrd only (biases trained with layer-wise LR "
+                             f"decay), not with {self.strategy}; plain BitFit is `freeze: bitfit`")
         return self
 
     @property
@@ -128,7 +133,7 @@ class FreezeConfig(StrictModel):
         if self.strategy == "top_k":
             return f"top-{self.k}"
         if self.strategy == "llrd":
-            return f"llrd-{self.decay:g}"
+            return f"llrd-{self.decay:g}" + ("-bitfit" if self.bitfit else "")
         if self.strategy == "lora":
             return f"lora-r{self.r}"
         return self.strategy

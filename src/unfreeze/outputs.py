@@ -120,7 +120,8 @@ def save_model(target: Path, run, model) -> None:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     backbone = model.backbone
-    if hasattr(backbone, "merge_and_unload"):  # peft LoRA: merge adapters into a plain model
+    if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model
+        backbone.save_pretrained(tmp / "adapter")
         backbone = backbone.merge_and_unload()
     if not _save_as_standard_classifier(tmp, run, model, backbone):
         backbone.save_pretrained(tmp, safe_serialization=True)
@@ -138,6 +139,9 @@ def save_model(target: Path, run, model) -> None:
         "stride": run.config.data.stride,
         "positive_label": run.config.data.positive_label,
         "source_model": run.config.model.name,
+        "fallback_tag": run.data.notes.get("fallback_tag"),
+        "tokens_column": run.config.data.tokens_column,
+        "tag_scheme": run.data.notes.get("scheme"),
     }
     (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     replace_dir(tmp, target)

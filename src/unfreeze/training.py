@@ -237,7 +237,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
 
     for epoch in range(config.train.epochs):
         if schedule is not None:
-            schedule.on_epoch_start(epoch, optimizer)
+            schedule.on_epoch_start(epoch, optimizer, scheduler)
         set_train_mode(model, run.plan if schedule is None else schedule.plan)
         loaders.train_sampler.set_epoch(epoch)
         seed_everything(config.seed * 1000 + epoch)  # dropout masks reproducible per epoch
