@@ -389,7 +389,8 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
     row = {"run_id": info["run_id"], "arm": info["arm"], "seed": info["seed"], "fold": info["fold"],
            "path": str(run_dir), "strategy": freeze.label}
     row["num_layers"] = num_layers
-    row["unfrozen_layers"] = unfrozen_layers(freeze, num_layers)
+    reached = [h["unfrozen_layers"] for h in metrics.get("history", []) if "unfrozen_layers" in h]
+    row["unfrozen_layers"] = max(reached) if reached else unfrozen_layers(freeze, num_layers)
     for key in grid_keys:
         row[key] = display_value(key, info["overrides"].get(key)) if key in info["overrides"] else None
     for split in ("val", "test"):
