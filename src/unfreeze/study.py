@@ -305,13 +305,10 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
 
         write_cv_ensembles(study_dir, jobs, pool)
     results = collect_results(study_dir, jobs)
-    try:
-        from .report import build_report
+    from .report import build_report
 
-        md, html = build_report(study_dir, results)
-        echo(f"report: {html}")
-    except ImportError:
-        pass
+    _, html = build_report(study_dir, results)
+    echo(f"report: {html}")
     return results
 
 
@@ -346,11 +343,9 @@ def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) 
     target = study_dir / "baseline" / "metrics.json"
     if target.exists():
         return
+    from .baselines import run_study_baseline
+
     config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
-    try:
-        from .baselines import run_study_baseline
-    except ImportError:
-        return
     run_study_baseline(study_dir, config, pool.get(config))
     echo(f"baseline written to {target.parent}")
 

@@ -1,0 +1,131 @@
+"""The study plots, as PNG bytes (matplotlib, Agg backend): every plot has a title, axis labels and a legend
+where it shows several series. Each function returns None when its question does not apply to the study."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    for ax in fig.axes:
+        if ax.get_xlabel() in ("epoch", "encoder layers trained (0 = head only)"):
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def learning_curves(histories: dict[str, list[pd.DataFrame]], metric: str) -> bytes | None:
+    """Per arm: train loss and validation metric per epoch; mean line with a min–max band over seeds."""
+    if not histories:
+        return None
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    for arm, frames in histories.items():
+        epochs = [f[f["epoch"] == f["epoch"].round()] for f in frames if not f.empty]
+        if not epochs:
+            continue
+        for ax, column in ((ax_loss, "train_loss"), (ax_metric, f"val_{metric}")):
+            table = pd.concat([f.set_index("epoch")[column] for f in epochs if column in f], axis=1)
+            if table.empty:
+                continue
+            line = ax.plot(table.index, table.mean(axis=1), marker="o", label=arm)[0]
+            ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), alpha=0.15, color=line.get_color())
+    ax_loss.set(title="Training loss per epoch (mean, band = min–max over seeds)", xlabel="epoch", ylabel="train loss")
+    ax_metric.set(title=f"Validation {metric} per epoch", xlabel="epoch", ylabel=f"val {metric}")
+    ax_metric.legend(fontsize=8)
+    return _png(fig)
+
+
+def _error_lines(ax, frame: pd.DataFrame, x: str, y: str, group: str | None) -> None:
+    groups = frame.groupby(group) if group else [("all runs", frame)]
+    for name, part in groups:
+        agg = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3, label=str(name))
+
+
+def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> bytes | None:
+    """Seed 000's question: how does the test metric grow with the number of unfrozen layers?"""
+    column = f"test_{metric}"
+    frame = results.dropna(subset=["unfrozen_layers", column])
+    if frame["unfrozen_layers"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _error_lines(ax, frame, "unfrozen_layers", column, other)
+    ax.set(title=f"Test {metric} vs unfrozen layers (mean ± std over seeds)",
+           xlabel="encoder layers trained (0 = head only)", ylabel=f"test {metric}")
+    ax.legend(fontsize=8, title=other)
+    return _png(fig)
+
+
+def metric_vs_size(results: pd.DataFrame, metric: str) -> bytes | None:
+    """Seed 001's question: how does each strategy scale with training-set size?"""
+    column = f"test_{metric}"
+    if "data.train_size" not in results or results["data.train_size"].nunique() < 2:
+        return None
+    frame = results.dropna(subset=["data.train_size"]).copy()
+    frame["size"] = frame["data.train_size"].astype(float)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _error_lines(ax, frame, "size", column, "strategy")
+    ax.set_xscale("log")
+    ax.set(title=f"Test {metric} vs training-set size (mean ± std)", xlabel="training examples (log scale)",
+           ylabel=f"test {metric}")
+    ax.legend(fontsize=8, title="strategy")
+    return _png(fig)
+
+
+def optimizer_lr_heatmap(results: pd.DataFrame, metric: str) -> bytes | None:
+    """Seed 004's question: optimizer × learning rate (one panel per batch size when it varies)."""
+    if not {"optim.name", "optim.lr"} <= set(results) or results["optim.lr"].nunique() < 2:
+        return None
+    facets = sorted(results["train.batch_size"].dropna().unique(), key=float) if "train.batch_size" in results \
+        and results["train.batch_size"].nunique() > 1 else [None]
+    fig, axes = plt.subplots(1, len(facets), figsize=(5 * len(facets), 3.8), squeeze=False)
+    for ax, facet in zip(axes[0], facets):
+        part = results if facet is None else results[results["train.batch_size"] == facet]
+        table = part.pivot_table(index="optim.name", columns="optim.lr", values=f"test_{metric}", aggfunc="mean")
+        table = table[sorted(table.columns, key=float)]
+        image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(table.columns)), table.columns)
+        ax.set_yticks(range(len(table.index)), table.index)
+        for (i, j), value in np.ndenumerate(table.to_numpy()):
+            ax.text(j, i, "–" if np.isnan(value) else f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set(title=f"test {metric}" + ("" if facet is None else f", batch size {facet}"), xlabel="learning rate",
+               ylabel="optimizer")
+        fig.colorbar(image, ax=ax, label=f"mean test {metric}")
+    return _png(fig)
+
+
+def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], title: str) -> bytes:
+    cm = np.asarray(matrix)
+    size = max(4, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > cm.max() / 2 else "black",
+                fontsize=8)
+    ax.set(title=title, xlabel="predicted", ylabel="true")
+    fig.colorbar(image, ax=ax, label="examples")
+    return _png(fig)
+
+
+def per_class_f1(per_class: dict[str, dict], title: str) -> bytes | None:
+    if len(per_class) < 3:
+        return None
+    names = list(per_class)
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.8))
+    ax.bar(names, [per_class[n]["f1"] for n in names], color="tab:blue", label="F1")
+    ax.set(title=title, xlabel="class", ylabel="F1", ylim=(0, 1))
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    return _png(fig)

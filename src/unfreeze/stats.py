@@ -1,0 +1,109 @@
+"""Statistics that keep noise from being read as a finding.
+
+- `summarize`: mean ± std and a t-based 95 % CI over seeds (or folds) — with 2–5 seeds a normal CI is too narrow.
+- `paired_bootstrap`: arms are compared on the *same* test set (splits are fixed across seeds), so the honest
+  test resamples test examples and pairs seed i of arm A with seed i of arm B.
+- `mcnemar`: exact test for a single pair of prediction vectors.
+- `holm`: several arms compared with the best one → correct for multiple comparisons.
+The best arm is always chosen on *validation*; its comparison with others is on test.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+
+def summarize(values: Sequence[float]) -> dict:
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0, "ci_low": float("nan"), "ci_high": float("nan")}
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    if n > 1:
+        half = float(sps.t.ppf(0.975, n - 1) * std / np.sqrt(n))
+    else:
+        half = float("nan")
+    return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def paired_bootstrap(y_true: np.ndarray, preds_a: list[np.ndarray], preds_b: list[np.ndarray],
+                     metric: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Δ = mean over paired seeds of metric(A) − metric(B), with a bootstrap over test examples.
+
+    The same resampled example indices are used for every seed of both arms, so the test asks "is A better than
+    B on this population of examples", not "did seed noise differ". Two-sided p-value from the bootstrap
+    distribution of Δ (share of resamples on the other side of zero, doubled).
+    """
+    k = min(len(preds_a), len(preds_b))
+    if k == 0:
+        raise ValueError("paired_bootstrap needs at least one prediction vector per arm")
+    y = np.asarray(y_true)
+    a = [np.asarray(p) for p in preds_a[:k]]
+    b = [np.asarray(p) for p in preds_b[:k]]
+
+    def delta(index) -> float:
+        return float(np.mean([metric(y[index], pa[index]) - metric(y[index], pb[index]) for pa, pb in zip(a, b)]))
+
+    observed = delta(np.arange(len(y)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([delta(rng.integers(0, len(y), len(y))) for _ in range(n_boot)])
+    p_value = min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean()))
+    if observed == 0 and np.all(boots == 0):
+        p_value = 1.0
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return {"delta": observed, "p_value": float(p_value), "ci_low": float(low), "ci_high": float(high), "pairs": k}
+
+
+def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> float:
+    """Exact McNemar p-value (binomial on the discordant pairs)."""
+    y, a, b = map(np.asarray, (y_true, pred_a, pred_b))
+    only_a = int(((a == y) & (b != y)).sum())
+    only_b = int(((a != y) & (b == y)).sum())
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    return float(sps.binomtest(min(only_a, only_b), n, 0.5).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    m = len(p)
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        adjusted[idx] = running
+    return adjusted.tolist()
+
+
+def best_arm(val_means: dict[str, float], lower_is_better: bool = False) -> str:
+    """The arm with the best mean *validation* metric (never chosen on test)."""
+    pick = min if lower_is_better else max
+    return pick(val_means, key=lambda arm: val_means[arm])
+
+
+def compare_with_best(best: str, predictions: dict[str, list[np.ndarray]], y_true: np.ndarray,
+                      metric: Callable, n_boot: int = 1000, alpha: float = 0.05) -> dict[str, dict]:
+    """Each other arm vs the best: paired bootstrap (McNemar when both arms have one run), Holm-corrected."""
+    rows = {}
+    for arm, preds in predictions.items():
+        if arm == best or not preds:
+            continue
+        if len(preds) == 1 and len(predictions[best]) == 1:
+            p = mcnemar(y_true, predictions[best][0], preds[0])
+            result = {"delta": metric(y_true, predictions[best][0]) - metric(y_true, preds[0]), "p_value": p,
+                      "test": "McNemar (exact)"}
+        else:
+            result = paired_bootstrap(y_true, predictions[best], preds, metric, n_boot=n_boot)
+            result["test"] = f"paired bootstrap over test examples ({result['pairs']} seed pairs)"
+        rows[arm] = result
+    adjusted = holm([r["p_value"] for r in rows.values()])
+    for (arm, row), p_holm in zip(rows.items(), adjusted):
+        row["p_holm"] = p_holm
+        row["significant"] = bool(p_holm < alpha)
+    return rows

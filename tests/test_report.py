@@ -1,0 +1,70 @@
+"""The report builds from a real tiny study: every plot embedded, baseline row, significance legend, no network."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tiny import run_config, synthetic_frame
+from unfreeze.config import StudyConfig
+from unfreeze.report import build_report
+from unfreeze.study import run_study
+
+
+@pytest.fixture(scope="module")
+def study_dir(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    synthetic_frame(240, classes=3).to_csv(root / "d.csv", index=False)
+    base = run_config(tiny_models["bert"], root / "d.csv", train={"epochs": 2, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "tiny", "base": base, "seeds": [0, 1], "grid": {
+        "freeze": ["head", {"top_k": 1}, "all"], "optim.name": ["adamw", "sgd"], "optim.lr": [1e-3, 1e-2]}})
+    run_study(study, root / "study", progress=False, echo=lambda *_: None, study_text="name: tiny\n",
+              command="unfreeze study tiny.yaml")
+    return root / "study"
+
+
+def test_report_has_every_section_and_plot(study_dir):
+    page = (study_dir / "report.html").read_text()
+    for figure in ("learning_curves", "layers", "optimizer_lr", "confusion", "per_class"):
+        assert f'id="{figure}"' in page, figure
+    assert page.count("data:image/png;base64,") == 5
+    assert "baseline: TF-IDF" in page and "significantly worse than the best arm" in page
+    assert "unfreeze study tiny.yaml" in page
+    assert "http://" not in page and "https://" not in page
+    md = (study_dir / "report.md").read_text()
+    assert "| baseline: TF-IDF" in md and all((study_dir / "plots" / f"{n}.png").exists()
+                                             for n in ("learning_curves", "layers", "optimizer_lr"))
+
+
+def test_table_has_every_arm_with_mean_and_std(study_dir):
+    md = (study_dir / "report.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ") and " ± " in line]
+    assert len(table) == 12
+    assert all(line.split(" | ")[1] == "2" for line in table)
+
+
+def test_report_rebuilds_from_the_folder_alone(study_dir):
+    (study_dir / "report.html").unlink()
+    md, page = build_report(study_dir)
+    assert page.exists() and "Results" in page.read_text()
+
+
+def test_failures_are_listed(study_dir):
+    (study_dir / "failures.json").write_text(json.dumps([{"run_id": "x", "arm": "broken", "error": "boom"}]))
+    _, page = build_report(study_dir)
+    assert "Failures" in page.read_text() and "boom" in page.read_text()
+    (study_dir / "failures.json").unlink()
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="headless Chromium not installed")
+def test_report_renders_in_headless_chromium(study_dir, tmp_path):
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    "--window-size=1200,2000", f"--screenshot={shot}", (study_dir / "report.html").as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L").getextrema()
+    assert pixels[0] < 100 and pixels[1] > 200  # not blank: dark text on a light page

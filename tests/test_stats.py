@@ -1,0 +1,66 @@
+"""Statistics on constructed predictions with known answers."""
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import accuracy_score
+
+from unfreeze.stats import best_arm, compare_with_best, holm, mcnemar, paired_bootstrap, summarize
+
+
+def test_summarize_matches_scipy_t_interval():
+    values = [0.81, 0.79, 0.84, 0.80]
+    s = summarize(values)
+    low, high = sps.t.interval(0.95, 3, loc=np.mean(values), scale=sps.sem(values))
+    assert s["mean"] == pytest.approx(np.mean(values)) and s["std"] == pytest.approx(np.std(values, ddof=1))
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((low, high))
+    one = summarize([0.5])
+    assert one["std"] == 0 and np.isnan(one["ci_low"])
+
+
+def constructed(seed, n=400, acc_a=0.9, acc_b=0.7, seeds=3):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    flip = lambda acc: np.where(rng.random(n) < acc, y, 1 - y)  # noqa: E731
+    return y, [flip(acc_a) for _ in range(seeds)], [flip(acc_b) for _ in range(seeds)]
+
+
+def test_paired_bootstrap_detects_a_real_gap():
+    y, a, b = constructed(0)
+    result = paired_bootstrap(y, a, b, accuracy_score, n_boot=500)
+    assert result["delta"] == pytest.approx(0.2, abs=0.04) and result["p_value"] < 0.01
+    assert result["ci_low"] > 0
+
+
+def test_paired_bootstrap_no_gap_is_not_significant():
+    y, a, _ = constructed(1)
+    result = paired_bootstrap(y, a, [p.copy() for p in a], accuracy_score, n_boot=300)
+    assert result["delta"] == 0 and result["p_value"] == 1.0
+
+
+def test_mcnemar_known_value():
+    y = np.zeros(20, dtype=int)
+    a = y.copy()
+    b = y.copy()
+    b[:8] = 1  # 8 discordant pairs, all in favour of a
+    assert mcnemar(y, a, b) == pytest.approx(2 * 0.5 ** 8)
+    assert mcnemar(y, a, a) == 1.0
+
+
+def test_holm():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_best_arm_is_chosen_on_validation_not_test():
+    val = {"a": 0.80, "b": 0.78}
+    test = {"a": 0.70, "b": 0.90}  # b is better on test, but we never look there to choose
+    assert best_arm(val) == "a" and best_arm(test) == "b"
+    assert best_arm({"a": 0.3, "b": 0.2}, lower_is_better=True) == "b"
+
+
+def test_compare_with_best_marks_only_real_gaps():
+    y, good, bad = constructed(2)
+    same = [p.copy() for p in good]
+    rows = compare_with_best("good", {"good": good, "bad": bad, "same": same}, y, accuracy_score, n_boot=300)
+    assert rows["bad"]["significant"] and not rows["same"]["significant"]
+    single = compare_with_best("good", {"good": good[:1], "bad": bad[:1]}, y, accuracy_score)
+    assert single["bad"]["test"] == "McNemar (exact)" and single["bad"]["significant"]
