@@ -129,10 +129,10 @@ def ensure_boundaries(run, folder: Path, enc, wanted: list[int], device, progres
                                            shape=(int(offsets[-1]), hidden)) for b in missing}
     try:
         compute_states(run, enc, arrays, offsets, device, progress, split)
+        _write_npy_atomic(folder / "offsets.npy", offsets)  # first: a visible layer file implies its offsets
         for b, array in arrays.items():
             array.flush()
             tmp_files[b].replace(folder / f"layer{b}.npy")
-        _write_npy_atomic(folder / "offsets.npy", offsets)
     finally:
         for tmp in tmp_files.values():
             tmp.unlink(missing_ok=True)

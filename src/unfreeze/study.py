@@ -251,6 +251,7 @@ class ProgressReporter:
         self.total, self.done, self.metric, self.echo = total, already_done, metric, echo
         self.show_run_progress = show_run_progress
         self.failed = 0
+        self.running: int | None = None  # set by executors that run several at once
         self.started = time.perf_counter()
         self.ran = 0
 
@@ -268,8 +269,9 @@ class ProgressReporter:
             what = f"val {self.metric} {value:.4f}" if isinstance(value, float) else "done"
         else:
             what = f"FAILED: {outcome.error}"
+        running = f" · running {self.running}" if self.running is not None else ""
         self.echo(f"[{self.done}/{self.total}] {outcome.arm} ({outcome.run_id}) {what} in {outcome.seconds:.0f}s"
-                  f" · failed {self.failed} · ETA {eta / 60:.1f} min")
+                  f"{running} · failed {self.failed} · ETA {eta / 60:.1f} min")
 
 
 def make_executor(study: StudyConfig, name: str | None = None, address: str | None = None):
@@ -299,7 +301,13 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     reporter = ProgressReporter(len(jobs), len(jobs) - len(todo), metric, echo, show_run_progress=progress)
     executor = executor or make_executor(study)
     outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
-    record_failures(study_dir, [o for o in outcomes if not o.ok])
+    failed = [o for o in outcomes if not o.ok]
+    record_failures(study_dir, failed)
+    for outcome in failed:
+        echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
+    if failed:
+        echo(f"{len(failed)} of {len(todo)} runs failed (listed in {study_dir / 'failures.json'}); "
+             "fix the cause and run the study again to redo only those")
     if study.cv:
         from .ensemble import write_cv_ensembles
 
