@@ -17,6 +17,7 @@ import pandas as pd
 from . import plots
 from .files import read_json, write_text
 from .metrics import LOWER_IS_BETTER
+from .count_metrics import classification_metric, token_metric
 from .stats import best_arm, compare_with_best, summarize
 
 SIG_MARK = "†"
@@ -43,33 +44,6 @@ def fmt(stats: dict, digits: int = 4) -> str:
 # Significance inputs
 
 
-def _metric_fn(metric: str, labels: list[str], positive: str | None):
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
-
-    if metric == "accuracy":
-        return accuracy_score
-    if metric == "f1":
-        return lambda y, p: f1_score(y, p, pos_label=positive, average="binary", labels=labels, zero_division=0)
-    for prefix, fn in (("f1_", f1_score), ("precision_", precision_score), ("recall_", recall_score)):
-        if metric.startswith(prefix) and metric[len(prefix):] in ("macro", "micro", "weighted"):
-            average = metric[len(prefix):]
-            return lambda y, p, fn=fn, average=average: fn(y, p, average=average, labels=labels, zero_division=0)
-    return None
-
-
-def _token_metric_fn(metric: str, labels: list[str], ignore: list[str]):
-    from seqeval.metrics import f1_score as entity_f1
-    from sklearn.metrics import f1_score
-
-    if metric == "entity_f1_micro":
-        return lambda y, p: entity_f1(list(y), list(p))
-    if metric == "f1_macro_ignoring":
-        kept = [n for n in labels if n not in ignore]
-        return lambda y, p: f1_score(np.concatenate(list(y)), np.concatenate(list(p)), labels=kept, average="macro",
-                                     zero_division=0)
-    return None
-
-
 def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str) -> tuple[str | None, dict]:
     """(best arm by mean val metric, {arm: comparison}) — empty where the metric cannot be recomputed."""
     if f"val_{metric}" not in results or results.empty:
@@ -89,20 +63,19 @@ def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str
                 y[:], p[:] = [r["tags"] for r in rows], [r["pred"] for r in rows]
                 if fn is None:
                     cfg = _run_config(run_dir)
-                    fn = _token_metric_fn(metric, read_json(run_dir / "metrics.json")["test"]["labels"],
-                                          cfg["data"]["ignore_labels"])
+                    fn = token_metric(metric, read_json(run_dir / "metrics.json")["test"]["labels"],
+                                      cfg["data"]["ignore_labels"])
             else:
                 frame = pd.read_csv(run_dir / "predictions_test.csv", dtype={"label": str, "pred": str})
                 y, p = frame["label"].to_numpy(), frame["pred"].to_numpy()
                 if fn is None:
                     test = read_json(run_dir / "metrics.json")["test"]
-                    fn = _metric_fn(metric, test["labels"], test.get("positive_label"))
+                    fn = classification_metric(metric, test["labels"], test.get("positive_label"))
             y_true = y if y_true is None else y_true
             preds[arm].append(p)
     if fn is None or metric in LOWER_IS_BETTER:
         return best, {}
-    n_boot = 300 if meta.get("task") == "token" else 1000
-    return best, compare_with_best(best, preds, y_true, fn, n_boot=n_boot)
+    return best, compare_with_best(best, preds, y_true, fn, n_boot=1000)
 
 
 def _run_config(run_dir: Path) -> dict:

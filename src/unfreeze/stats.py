@@ -43,18 +43,39 @@ def paired_bootstrap(y_true: np.ndarray, preds_a: list[np.ndarray], preds_b: lis
     y = np.asarray(y_true)
     a = [np.asarray(p) for p in preds_a[:k]]
     b = [np.asarray(p) for p in preds_b[:k]]
-
-    def delta(index) -> float:
-        return float(np.mean([metric(y[index], pa[index]) - metric(y[index], pb[index]) for pa, pb in zip(a, b)]))
-
-    observed = delta(np.arange(len(y)))
     rng = np.random.default_rng(seed)
-    boots = np.array([delta(rng.integers(0, len(y), len(y))) for _ in range(n_boot)])
+    resamples = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    if hasattr(metric, "from_totals"):  # a CountMetric: every resample is a weighted sum of per-example counts
+        observed, boots = _count_deltas(metric, y, a, b, resamples)
+    else:
+        def delta(index) -> float:
+            return float(np.mean([metric(y[index], pa[index]) - metric(y[index], pb[index])
+                                  for pa, pb in zip(a, b)]))
+
+        observed = delta(np.arange(len(y)))
+        boots = np.array([delta(index) for index in resamples])
     p_value = min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean()))
     if observed == 0 and np.all(boots == 0):
         p_value = 1.0
     low, high = np.percentile(boots, [2.5, 97.5])
     return {"delta": observed, "p_value": float(p_value), "ci_low": float(low), "ci_high": float(high), "pairs": k}
+
+
+def _count_deltas(metric, y, a, b, resamples, chunk: int = 200) -> tuple[float, np.ndarray]:
+    """Observed Δ and Δ per resample; the resamples are the same index draws as the generic path uses."""
+    rows_a = [metric.counts(y, p) for p in a]
+    rows_b = [metric.counts(y, p) for p in b]
+
+    def deltas(weights: np.ndarray) -> np.ndarray:
+        return np.mean([metric.from_totals(weights @ ra) - metric.from_totals(weights @ rb)
+                        for ra, rb in zip(rows_a, rows_b)], axis=0)
+
+    observed = float(deltas(np.ones((1, len(y))))[0])
+    boots = []
+    for start in range(0, len(resamples), chunk):
+        weights = np.stack([np.bincount(index, minlength=len(y)) for index in resamples[start:start + chunk]])
+        boots.append(deltas(weights.astype(float)))
+    return observed, np.concatenate(boots) if boots else np.zeros(0)
 
 
 def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> float:
