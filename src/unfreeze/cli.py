@@ -176,7 +176,7 @@ def print_arm_table(study_dir: Path) -> None:
         text = md.read_text(encoding="utf-8")
         start = text.find("|")
         end = text.find("\n\n", start)
-        console.print(text[start:end if end > 0 else None], highlight=False, markup=False)
+        console.print(text[start:end if end > 0 else None], highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
