@@ -15,23 +15,11 @@ from tiny import NEUTRAL, run_config
 from unfreeze.config import DataConfig, parse_run_config
 from unfreeze.errors import DataError
 from unfreeze.token_metrics import tag_metrics
-from unfreeze.tokens import (
-    TokenSplit,
-    TokenTaskData,
-    build_windows,
-    detect_scheme,
-    encode_token_splits,
-    fbeta_of,
-    load_token_data,
-    most_frequent_tag_baseline,
-    plan_windows,
-    read_conll,
-    read_token_jsonl,
-    scheme_violations,
-    special_template,
-    word_pieces,
-    words_from_logits,
-)
+from unfreeze.token_data import TokenSplit, TokenTaskData, load_token_data, read_conll, read_token_jsonl
+from unfreeze.token_metrics import detect_scheme, scheme_violations
+from unfreeze.token_windows import (build_windows, encode_token_splits, plan_windows, special_template, word_pieces,
+                                    words_from_logits)
+from unfreeze.tokens import fbeta_of, most_frequent_tag_baseline
 
 ENTITY_TYPES = {"paris": "LOC", "london": "LOC", "alice": "PER", "bob": "PER", "google": "ORG", "acme": "ORG"}
 
@@ -217,7 +205,7 @@ def test_iob2_violations_counted_logged_and_kept(tmp_path, caplog):
     broken = [(["x", "alice", "bob"], ["O", "I-PER", "I-PER"]), (["y", "paris"], ["O", "B-LOC"])]
     train = write_conll(tmp_path / "train.conll", good + broken + [(["z", "acme"], ["O", "I-ORG"])])
     val = write_conll(tmp_path / "val.conll", tagged_sentences(5, seed=9))
-    with caplog.at_level(logging.WARNING, logger="unfreeze.tokens"):
+    with caplog.at_level(logging.WARNING, logger="unfreeze.token_data"):
         data = load_token_data(DataConfig(train=str(train), val=str(val), split={"test": 0.0}))
     assert data.notes["scheme"] == "iob2"
     assert data.notes["scheme_violations"] == {"train": 2, "val": 0, "test": 0}

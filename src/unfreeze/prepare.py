@@ -49,7 +49,7 @@ def seed_everything(seed: int) -> None:
 
 def load_data(config: RunConfig):
     if config.task == "token":
-        from .tokens import load_token_data
+        from .token_data import load_token_data
 
         return load_token_data(config.data)
     from .data import load_sequence_data
@@ -62,7 +62,7 @@ def prepare_run(config: RunConfig, data=None) -> PreparedRun:
     data = data if data is not None else load_data(config)
     backbone, tokenizer = load_backbone(config.model)
     if config.task == "token":
-        from .tokens import encode_token_splits
+        from .token_windows import encode_token_splits
 
         encoded, max_length, stats = encode_token_splits(tokenizer, data, config.data, model_max_positions(tokenizer, backbone))
     else:

@@ -140,7 +140,7 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str, ig
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tag schemes: shared by the data check (tokens.py) and the reading of entity spans here
+# Tag schemes: shared by the data check (token_data.py) and the reading of entity spans here
 
 
 def parse_tag(tag: str) -> tuple[str | None, str]:
