@@ -128,6 +128,8 @@ def test_gradual_trains_the_scheduled_layers_each_epoch(tiny_bert, sentiment_csv
     assert [row["unfrozen_layers"] for row in result["history"]] == [0, 1, 2, 2, 2]
     assert [s["changed"] for s in seen] == [False, True, True, True, False]
     assert seen[1]["type"] == "AcceleratedOptimizer" and seen[1]["head_steps"] == 12  # same optimizer, state kept
+    # reported: what it trained by the end, and the head-only start
+    assert result["trainable_params_at_start"] < result["trainable_params"] <= result["total_params"]
 
     names = list(snapshots[0])
     head = {n for n in names if n.startswith("head.")}

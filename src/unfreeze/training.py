@@ -285,7 +285,9 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "best_epoch": keeper.best_row["epoch"] if keeper.best_row else None,
         "selection_metric": metric,
         "num_layers": run.model.layout.num_layers,
-        "trainable_params": run.trainable_params,
+        # gradual unfreezing only adds trainable layers: report what it trained by the end, and where it started
+        "trainable_params": trainable_now(model) if schedule is not None else run.trainable_params,
+        "trainable_params_at_start": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
         "max_length": run.max_length,
@@ -298,6 +300,12 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         outputs.write_run(out, run, accelerator.unwrap_model(model), results,
                           {"val": val_logits, "test": test_logits}, run_info)
     return results
+
+
+def trainable_now(model) -> int:
+    from .freezing import count_parameters
+
+    return count_parameters(model)[0]
 
 
 def _changeable_names(model, config: RunConfig) -> set[str]:
