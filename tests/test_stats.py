@@ -64,3 +64,15 @@ def test_compare_with_best_marks_only_real_gaps():
     assert rows["bad"]["significant"] and not rows["same"]["significant"]
     single = compare_with_best("good", {"good": good[:1], "bad": bad[:1]}, y, accuracy_score)
     assert single["bad"]["test"] == "McNemar (exact)" and single["bad"]["significant"]
+
+
+def test_single_runs_with_an_f1_metric_use_the_bootstrap_not_mcnemar():
+    from unfreeze.count_metrics import classification_metric
+
+    y, good, bad = constructed(3)
+    labels = [str(v) for v in (0, 1)]
+    as_text = lambda arrays: [a.astype(str) for a in arrays]  # noqa: E731
+    f1 = classification_metric("f1_macro", labels)
+    single = compare_with_best("good", {"good": as_text(good[:1]), "bad": as_text(bad[:1])}, y.astype(str), f1,
+                               n_boot=300)
+    assert single["bad"]["test"].startswith("paired bootstrap") and single["bad"]["significant"]

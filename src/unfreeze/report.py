@@ -37,6 +37,8 @@ def _p(value: float) -> str:
 def fmt(stats: dict, digits: int = 4) -> str:
     if stats["n"] == 0:
         return "–"
+    if stats["n"] == 1:  # one run: no spread to show (a "± 0" would claim there is none)
+        return f"{stats['mean']:.{digits}f}"
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 

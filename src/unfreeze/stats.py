@@ -3,7 +3,7 @@
 - `summarize`: mean ± std and a t-based 95 % CI over seeds (or folds) — with 2–5 seeds a normal CI is too narrow.
 - `paired_bootstrap`: arms are compared on the *same* test set (splits are fixed across seeds), so the honest
   test resamples test examples and pairs seed i of arm A with seed i of arm B.
-- `mcnemar`: exact test for a single pair of prediction vectors.
+- `mcnemar`: exact test for a single pair of prediction vectors, when the metric is accuracy.
 - `holm`: several arms compared with the best one → correct for multiple comparisons.
 The best arm is always chosen on *validation*; its comparison with others is on test.
 """
@@ -108,14 +108,19 @@ def best_arm(val_means: dict[str, float], lower_is_better: bool = False) -> str:
     return pick(val_means, key=lambda arm: val_means[arm])
 
 
+def measures_accuracy(metric) -> bool:
+    return getattr(metric, "name", getattr(metric, "__name__", "")) in ("accuracy", "accuracy_score")
+
+
 def compare_with_best(best: str, predictions: dict[str, list[np.ndarray]], y_true: np.ndarray,
                       metric: Callable, n_boot: int = 1000, alpha: float = 0.05) -> dict[str, dict]:
-    """Each other arm vs the best: paired bootstrap (McNemar when both arms have one run), Holm-corrected."""
+    """Each other arm vs the best: paired bootstrap over test examples (exact McNemar when both arms have one run
+    and the metric is accuracy — McNemar tests right/wrong counts, which is not what an F1 difference is)."""
     rows = {}
     for arm, preds in predictions.items():
         if arm == best or not preds:
             continue
-        if len(preds) == 1 and len(predictions[best]) == 1:
+        if len(preds) == 1 and len(predictions[best]) == 1 and measures_accuracy(metric):
             p = mcnemar(y_true, predictions[best][0], preds[0])
             result = {"delta": metric(y_true, predictions[best][0]) - metric(y_true, preds[0]), "p_value": p,
                       "test": "McNemar (exact)"}
