@@ -191,6 +191,24 @@ def stratified_take(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(taken)
 
 
+def assemble_splits(parts: dict, sources: dict, cfg: DataConfig, split_off) -> None:
+    """In place: an `all` part becomes train; test, then val, are carved from train (by `split_off(part, fraction,
+    seed)`, seeded by `split_seed`) where the data has none. Shared by sentence and token data."""
+    if "all" in parts:
+        parts["train"], sources["train"] = parts.pop("all"), sources.pop("all")
+    if "train" not in parts:
+        raise DataError(f"{cfg.path}: no `train` split found (splits: {sorted(parts)})")
+    test_carved = "test" not in parts
+    if test_carved:
+        parts["train"], parts["test"] = split_off(parts["train"], cfg.split.test, cfg.split_seed)
+        sources["test"] = f"{sources['train']} (test fraction {cfg.split.test})"
+    if "val" not in parts:
+        # fractions are of the whole pool, so the val share of what is left after carving test is larger
+        val_share = cfg.split.val / (1 - cfg.split.test) if test_carved else cfg.split.val
+        parts["train"], parts["val"] = split_off(parts["train"], val_share, cfg.split_seed + 1)
+        sources["val"] = f"{sources['train']} (val fraction {cfg.split.val})"
+
+
 def split_frame(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rest, held_out) with `fraction` of rows held out, stratified on the label."""
     if fraction <= 0:
@@ -260,19 +278,7 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     sources = {name: source for name, (_, source) in raw.items()}
     if cfg.dedupe:
         frames = {name: drop_duplicates(f, sources[name], notes) for name, f in frames.items()}
-    if "all" in frames:
-        frames["train"], sources["train"] = frames.pop("all"), sources.pop("all")
-    if "train" not in frames:
-        raise DataError(f"{cfg.path}: no `train` split found (splits: {sorted(frames)})")
-    test_carved = "test" not in frames
-    if test_carved:
-        frames["train"], frames["test"] = split_frame(frames["train"], cfg.split.test, cfg.split_seed)
-        sources["test"] = f"{sources['train']} (test fraction {cfg.split.test})"
-    if "val" not in frames:
-        # fractions are of the whole pool, so the val share of what is left after carving test is larger
-        val_share = cfg.split.val / (1 - cfg.split.test) if test_carved else cfg.split.val
-        frames["train"], frames["val"] = split_frame(frames["train"], val_share, cfg.split_seed + 1)
-        sources["val"] = f"{sources['train']} (val fraction {cfg.split.val})"
+    assemble_splits(frames, sources, cfg, split_frame)
     if cfg.dedupe:
         frames = _drop_cross_split_leaks(frames, notes)
     names = label_names_from(frames["train"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
+from .data import assemble_splits
 from .errors import DataError
 from .token_metrics import detect_scheme, parse_tag, scheme_violations
 
@@ -364,18 +365,7 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
     sources = {name: src for name, (_, src) in raw.items()}
     if cfg.dedupe:
         splits = {name: _dedupe(s, sources[name], notes) for name, s in splits.items()}
-    if "all" in splits:
-        splits["train"], sources["train"] = splits.pop("all"), sources.pop("all")
-    if "train" not in splits:
-        raise DataError(f"{cfg.path}: no `train` split found (splits: {sorted(splits)})")
-    test_carved = "test" not in splits
-    if test_carved:
-        splits["train"], splits["test"] = _split_off(splits["train"], cfg.split.test, cfg.split_seed)
-        sources["test"] = f"{sources['train']} (test fraction {cfg.split.test})"
-    if "val" not in splits:
-        share = cfg.split.val / (1 - cfg.split.test) if test_carved else cfg.split.val
-        splits["train"], splits["val"] = _split_off(splits["train"], share, cfg.split_seed + 1)
-        sources["val"] = f"{sources['train']} (val fraction {cfg.split.val})"
+    assemble_splits(splits, sources, cfg, _split_off)
     if cfg.dedupe:
         seen = {tuple(s.words) for s in splits["train"]}
         for name in ("val", "test"):
