@@ -63,3 +63,13 @@ def test_selection_metric_defaults_per_task():
     assert parse_run_config({"data": {"dataset": "x"}}).selection_metric == "f1_macro"
     token = parse_run_config({"task": "token", "data": {"dataset": "x"}})
     assert token.selection_metric == "entity_f1_micro"
+
+
+def test_bare_yaml_on_off_mean_the_cache_modes(tmp_path):
+    from unfreeze.config import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {path: d.csv}\nmodel: {name: m}\ntrain: {cache: off}\n")
+    assert load_run_config(path).train.cache == "off"
+    path.write_text("data: {path: d.csv}\nmodel: {name: m}\ntrain: {cache: on}\n")
+    assert load_run_config(path).train.cache == "on"

@@ -171,6 +171,12 @@ class TrainConfig(StrictModel):
     cache: Literal["auto", "on", "off"] = "auto"
     cache_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     cache_ram_mb: int = Field(2048, ge=0)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `on` / `off` as a boolean; they mean the modes of the same name here."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     length_grouping: bool = True
     max_tokens_per_batch: int | None = Field(None, gt=0)
     compile: bool = False
