@@ -80,3 +80,20 @@ def test_token_bootstrap_resamples_sentences():
     fast = paired_bootstrap(y, [a], [b], counted, n_boot=100, seed=1)
     slow = paired_bootstrap(y, [a], [b], lambda t, p: entity_f1(list(t), list(p)), n_boot=100, seed=1)
     assert fast["delta"] == pytest.approx(slow["delta"]) and fast["ci_low"] == pytest.approx(slow["ci_low"])
+
+
+@pytest.mark.parametrize("scheme, ignore", [("plain", ["O"]), ("iob2", ["O", "B-LOC", "I-LOC"])])
+def test_token_entity_count_metric_equals_metrics_json(scheme, ignore):
+    """The report's significance test must score entities exactly as metrics.json does: plain tags as IO runs,
+    ignored labels as O (raw seqeval on plain tags would read 'PER' as prefix P + type 'ER')."""
+    from unfreeze.token_metrics import tag_metrics
+
+    tags, gold, pred = token_sequences(3)
+    if scheme == "plain":
+        strip = lambda s: [t.split("-")[-1] for t in s]  # noqa: E731
+        gold, pred, tags = [strip(s) for s in gold], [strip(s) for s in pred], ["O", "PER", "LOC"]
+    index = {t: i for i, t in enumerate(tags)}
+    as_ids = lambda seqs: [[index[t] for t in s] for s in seqs]  # noqa: E731
+    expected = tag_metrics(as_ids(gold), as_ids(pred), tags, ignore, scheme=scheme)["entity_f1_micro"]
+    counted = token_metric("entity_f1_micro", tags, ignore, scheme)
+    assert counted(gold, pred) == pytest.approx(expected, abs=1e-12)

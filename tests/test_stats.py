@@ -76,3 +76,27 @@ def test_single_runs_with_an_f1_metric_use_the_bootstrap_not_mcnemar():
     single = compare_with_best("good", {"good": as_text(good[:1]), "bad": as_text(bad[:1])}, y.astype(str), f1,
                                n_boot=300)
     assert single["bad"]["test"].startswith("paired bootstrap") and single["bad"]["significant"]
+
+
+def test_an_arm_significantly_better_on_test_is_not_marked_worse():
+    """The best arm is picked on validation; another arm may beat it on test. That gap is 'better', not 'worse'."""
+    y, strong, weak = constructed(4)
+    rows = compare_with_best("picked_on_val", {"picked_on_val": weak, "beats_it": strong}, y, accuracy_score,
+                             n_boot=300)
+    row = rows["beats_it"]
+    assert row["significant"] and row["delta"] < 0
+    assert row["better"] and not row["worse"]
+    rows = compare_with_best("picked_on_val", {"picked_on_val": strong, "loses": weak}, y, accuracy_score,
+                             n_boot=300)
+    assert rows["loses"]["worse"] and not rows["loses"]["better"]
+
+
+def test_runs_are_paired_by_seed_not_by_position():
+    """Seed 1 of arm B failed: its seed 2 must be paired with seed 2 of the best arm, not with seed 1."""
+    y, good, _ = constructed(5)
+    rng = np.random.default_rng(9)
+    other = np.where(rng.random(len(y)) < 0.5, y, 1 - y)  # unrelated to every `good` vector
+    best = {0: good[0], 1: other, 2: good[2]}
+    arm = {0: good[0].copy(), 2: good[2].copy()}  # identical to the best arm on the seeds both have
+    row = compare_with_best("best", {"best": best, "b": arm}, y, accuracy_score, n_boot=200)["b"]
+    assert row["pairs"] == 2 and row["delta"] == 0 and not row["significant"]

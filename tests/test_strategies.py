@@ -270,3 +270,18 @@ def test_strategies_that_train_the_prefix_never_use_the_cache(freeze, tiny_bert,
     batches = cache.STATS["forward_batches"]
     assert cache.caches_for_run(run, "cpu", boundaries={1, 2}) == (None, None)
     assert cache.STATS["forward_batches"] == batches
+
+
+def test_lora_adapter_folder_reloads_to_the_same_predictions(tiny_bert, sentiment_csv, tmp_path):
+    """`best/adapter` (small, unmerged) is itself loadable by `unfreeze predict`: pretrained backbone + adapter."""
+    from unfreeze.predict import predict_file
+
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"lora": {"r": 4, "alpha": 8}},
+                                      optim={"lr": 1e-2}, train={"epochs": 1, "threads": 1}))
+    train(cfg, tmp_path / "run", progress=False)
+    adapter = tmp_path / "run" / "best" / "adapter"
+    assert not (adapter / "model.safetensors").exists()  # only the adapter weights, not a copy of the backbone
+    expected = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    got = predict_file(adapter, tmp_path / "run" / "predictions_test.csv", tmp_path / "p.csv")
+    assert got["pred"].tolist() == expected["pred"].tolist()
+    assert (got["prob_pos"] - expected["prob_pos"]).abs().max() < 1e-5

@@ -46,7 +46,7 @@ def tfidf_logreg(train_texts, train_labels, val_texts, val_labels, test_texts, t
     }
 
 
-def run_study_baseline(study_dir: Path, config, data) -> dict:
+def run_study_baseline(study_dir: Path, config, data, data_key: str | None = None) -> dict:
     """Write `STUDY/baseline/metrics.json` and test predictions for the study's data."""
     out = Path(study_dir) / "baseline"
     if config.task == "token":
@@ -65,5 +65,6 @@ def run_study_baseline(study_dir: Path, config, data) -> dict:
         result.pop("val_pred")
         write_dataframe_csv(out / "predictions_test.csv", frame)
     result["train_size"] = len(data.train)
+    result["data_key"] = data_key
     write_json(out / "metrics.json", result)
     return result

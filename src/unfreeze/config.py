@@ -27,6 +27,13 @@ class SplitConfig(StrictModel):
     test: float = Field(0.1, ge=0, lt=1)
 
 
+def label_text(value: Any) -> Any:
+    """The text form of a label given in YAML as a number (1 → "1", 2.0 → "2"); other values unchanged."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 class DataConfig(StrictModel):
     dataset: str | None = None
     path: str | None = None
@@ -57,6 +64,12 @@ class DataConfig(StrictModel):
     truncate: bool = False
     ignore_labels: list[str] = []
     fbeta: float = Field(1.0, gt=0)
+
+    @field_validator("positive_label", "ignore_labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Labels are compared as text (a CSV's 0/1 column becomes "0"/"1"), so `positive_label: 1` means "1"."""
+        return [label_text(v) for v in value] if isinstance(value, list) else label_text(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -166,11 +179,27 @@ class TrainConfig(StrictModel):
     early_stopping_patience: int | None = Field(None, gt=0)
     metric: str = "auto"
     class_weights: Union[Literal["none", "balanced"], dict[str, float]] = "none"
+    loss_ignore_labels: list[str] = []
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     cache: Literal["auto", "on", "off"] = "auto"
     cache_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     cache_ram_mb: int = Field(2048, ge=0)
+
+    @field_validator("loss_ignore_labels", mode="before")
+    @classmethod
+    def _ignored_as_text(cls, value: Any) -> Any:
+        return [label_text(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weight_keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for label, weight in value.items():
+                if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+                    raise ValueError(f"class weight of {label!r} must be a number >= 0, got {weight!r}")
+            return {label_text(k): v for k, v in value.items()}
+        return value
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -187,7 +216,7 @@ class TrainConfig(StrictModel):
 
 class RunConfig(StrictModel):
     task: Literal["sequence", "token"] = "sequence"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataConfig
     model: ModelConfig = ModelConfig()
     freeze: FreezeConfig = FreezeConfig()

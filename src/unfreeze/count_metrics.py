@@ -81,10 +81,18 @@ def classification_metric(metric: str, labels: list[str], positive: str | None =
     return CountMetric(metric, counts, _from_confusion(metric, k, list(range(k)), pos))
 
 
-def token_metric(metric: str, labels: list[str], ignore: list[str]) -> CountMetric | None:
-    """Token-task selection metrics with a sentence as the resampled unit (its words stay together)."""
+def token_metric(metric: str, labels: list[str], ignore: list[str], scheme: str = "iob2") -> CountMetric | None:
+    """Token-task selection metrics with a sentence as the resampled unit (its words stay together). Entity
+    spans are read exactly as `token_metrics` reads them for metrics.json (ignored labels → O, plain → IO)."""
     if metric == "entity_f1_micro":
-        return CountMetric(metric, _entity_counts, lambda t: _div(2 * t[..., 0], t[..., 1] + t[..., 2]))
+        from .token_metrics import entity_tags
+
+        def counts(y_true, y_pred) -> np.ndarray:
+            ignored = set(ignore)
+            return _entity_counts(entity_tags([list(t) for t in y_true], scheme, ignored),
+                                  entity_tags([list(p) for p in y_pred], scheme, ignored))
+
+        return CountMetric(metric, counts, lambda t: _div(2 * t[..., 0], t[..., 1] + t[..., 2]))
     if metric == "f1_macro_ignoring":
         index = {label: i for i, label in enumerate(labels)}
         k = len(labels) + 1  # last index: any tag outside `labels` (counts against precision/recall, never averaged)

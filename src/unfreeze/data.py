@@ -299,13 +299,18 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
 
 
 def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dict[str, pd.DataFrame]:
-    """Drop val/test rows whose text also occurs in train (possible when splits come from separate files)."""
-    seen = set(frames["train"]["text"])
+    """Drop val/test rows whose text (and second text, for pairs) also occurs in train (possible when splits come
+    from separate files). Pairs are compared whole: the same premise with another hypothesis is not a leak."""
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        return frame["text"] + "\x00" + frame["pair"] if "pair" in frame.columns else frame["text"]
+
+    seen = set(keys(frames["train"]))
     for name in ("val", "test"):
-        leaked = frames[name]["text"].isin(seen)
+        leaked = keys(frames[name]).isin(seen)
         if leaked.any():
             log.warning("%s: removed %d text(s) that also occur in train", name, int(leaked.sum()))
             notes.setdefault("leaks_removed", {})[name] = int(leaked.sum())
             frames[name] = frames[name][~leaked].reset_index(drop=True)
-        seen |= set(frames[name]["text"])
+        seen |= set(keys(frames[name]))
     return frames

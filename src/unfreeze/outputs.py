@@ -33,14 +33,18 @@ MODEL_META = "unfreeze.json"
 HEAD_FILE = "head.safetensors"
 
 
-def prepare_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
+def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`)."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
     return out
+
+
+def staging_dir(out: Path) -> Path:
+    """Where a run's files are written before they replace `out` in one rename. A hidden sibling folder, so the
+    study's `runs/*/metrics.json` never matches a half-swapped run."""
+    return out.parent / ".unfinished" / out.name
 
 
 def is_finished(run_dir: str | Path) -> bool:
@@ -54,26 +58,65 @@ def versions() -> dict:
             "python": sys.version.split()[0], "platform": platform.platform()}
 
 
+def reset_peak_memory() -> None:
+    """Start a fresh peak-memory window for this run, so that runs of one study process (local executor) do not
+    inherit the peak of the runs before them. Linux: writing 5 to clear_refs resets VmHWM; CUDA: reset stats."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass  # not Linux (or not allowed): peak_rss_mb falls back to the process lifetime peak
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_rss_mb() -> float:
+    """Peak resident memory since `reset_peak_memory` (Linux VmHWM), else the process lifetime peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     try:
         import resource
 
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
     except ImportError:  # Windows
         return float("nan")
 
 
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory allocated by torch since `reset_peak_memory`; None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+
+
 def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
               run_info: dict | None = None) -> None:
-    write_yaml(out / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+    """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous
+    run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it."""
+    stage = staging_dir(out)
+    if stage.exists():
+        shutil.rmtree(stage)  # left by a run that died while writing
+    stage.mkdir(parents=True)
+    write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
     if run_info is not None:
-        write_json(out / "run.json", run_info)
-    write_dataframe_csv(out / "history.csv", pd.DataFrame(results["history"]))
+        write_json(stage / "run.json", run_info)
+    write_dataframe_csv(stage / "history.csv", pd.DataFrame(results["history"]))
     for split, split_logits in logits.items():
-        write_predictions(out, run, split, split_logits)
+        write_predictions(stage, run, split, split_logits)
     if run.config.train.save_model:
-        save_model(out / "best", run, model)
-    write_json(out / DONE_FILE, results)
+        save_model(stage / "best", run, model)
+    write_json(stage / DONE_FILE, results)
+    replace_dir(stage, out)
+    try:
+        stage.parent.rmdir()
+    except OSError:
+        pass  # another run is staging beside it
 
 
 def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
@@ -112,22 +155,36 @@ def prediction_frame(ids, logits: np.ndarray, label_names: list[str]) -> pd.Data
 def save_model(target: Path, run, model) -> None:
     """Save backbone (safetensors), tokenizer, head and metadata. Where the head is the standard one (pooler
     pooling, no dense stack) on an architecture whose classifier is one linear layer, the folder is also a plain
-    `AutoModelForSequenceClassification` checkpoint."""
-    from safetensors.torch import save_file
-
+    `AutoModelForSequenceClassification` checkpoint. A LoRA run also keeps its unmerged adapter in `adapter/`,
+    loadable by `unfreeze predict` on top of the pretrained backbone."""
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     backbone = model.backbone
+    meta = model_meta(run)
     if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model
-        backbone.save_pretrained(tmp / "adapter")
+        backbone.save_pretrained(tmp / "adapter")  # adapter_config.json + adapter_model.safetensors (MBs, not GBs)
+        _save_head_and_meta(tmp / "adapter", run, model, {**meta, "adapter_of": run.config.model.name})
         backbone = backbone.merge_and_unload()
     if not _save_as_standard_classifier(tmp, run, model, backbone):
         backbone.save_pretrained(tmp, safe_serialization=True)
-    run.tokenizer.save_pretrained(tmp)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(tmp / HEAD_FILE))
-    meta = {
+    _save_head_and_meta(tmp, run, model, meta)
+    replace_dir(tmp, target)
+
+
+def _save_head_and_meta(folder: Path, run, model, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    run.tokenizer.save_pretrained(folder)
+    head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, str(folder / HEAD_FILE))
+    (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def model_meta(run) -> dict:
+    """What `predict` needs besides the weights: labels, head config, tokenisation settings."""
+    return {
         "task": run.config.task,
         "labels": run.label_names,
         "model": run.config.model.model_dump(mode="json"),
@@ -143,8 +200,6 @@ def save_model(target: Path, run, model) -> None:
         "tokens_column": run.config.data.tokens_column,
         "tag_scheme": run.data.notes.get("scheme"),
     }
-    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    replace_dir(tmp, target)
 
 
 def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
@@ -185,10 +240,25 @@ def load_model(best_dir: str | Path):
     if not (best / MODEL_META).is_file():
         raise UnfreezeError(f"{best}: not a saved unfreeze model (no {MODEL_META}); pass a run's best/ folder")
     meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
-    backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
+    if meta.get("adapter_of"):
+        backbone = _load_adapter(best, meta)
+    else:
+        backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)
     model = EncoderClassifier(backbone, discover_layout(backbone), len(meta["labels"]),
                               ModelConfig(**meta["model"]), meta["task"])
     model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
     model.eval()
     return model, tokenizer, meta
+
+
+def _load_adapter(adapter_dir: Path, meta: dict):
+    """A LoRA adapter folder (`best/adapter`): the pretrained backbone it was trained on (loaded as the run
+    loaded it: alias, folder or hub id, offline rules included) + the adapter, merged into plain weights."""
+    from peft import PeftModel
+
+    from .backbone import load_backbone
+    from .config import ModelConfig
+
+    base, _ = load_backbone(ModelConfig(**meta["model"]))
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

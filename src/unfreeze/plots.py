@@ -53,13 +53,24 @@ def _error_lines(ax, frame: pd.DataFrame, x: str, y: str, group: str | None) -> 
 
 
 def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> bytes | None:
-    """Seed 000's question: how does the test metric grow with the number of unfrozen layers?"""
+    """Seed 000's question: how does the test metric grow with the number of unfrozen layers?
+
+    The line joins only the layer-count strategies (head, top-k, all); BitFit, LLRD, LoRA and gradual runs train
+    something else at the same depth, so each is drawn as its own marker instead of being averaged into it."""
     column = f"test_{metric}"
     frame = results.dropna(subset=["unfrozen_layers", column])
-    if frame["unfrozen_layers"].nunique() < 2:
+    strategy = frame["strategy"].astype(str) if "strategy" in frame else pd.Series("all", index=frame.index)
+    by_layers = strategy.isin(["head", "all"]) | strategy.str.match(r"top-\d+$")
+    if frame["unfrozen_layers"].nunique() < 2 and frame.loc[by_layers, "unfrozen_layers"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _error_lines(ax, frame, "unfrozen_layers", column, other)
+    if by_layers.any():
+        _error_lines(ax, frame[by_layers], "unfrozen_layers", column, other)
+    markers = iter("sD^vP*Xph")
+    for name, part in frame[~by_layers].groupby(strategy[~by_layers]):
+        agg = part.groupby("unfrozen_layers")[column].agg(["mean", "std"])
+        ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker=next(markers, "o"), linestyle="none",
+                    capsize=3, markersize=8, label=str(name))
     ax.set(title=f"Test {metric} vs unfrozen layers (mean ± std over seeds)",
            xlabel="encoder layers trained (0 = head only)", ylabel=f"test {metric}")
     ax.legend(fontsize=8, title=other)

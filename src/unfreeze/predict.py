@@ -63,22 +63,28 @@ def predict_file(target: str | Path, input_path: str | Path, output_path: str | 
     if first_meta["task"] == "token":
         from .tokens import predict_token_file
 
+        if len(dirs) > 1:
+            raise UnfreezeError(f"{target}: arm {arm!r} has {len(dirs)} token models; predict with one of them "
+                                f"(e.g. {dirs[0]}) — tags are not averaged across models")
         return predict_token_file(first_model, first_tokenizer, first_meta, input_path, output_path)
     frame = read_table(input_path)
     if isinstance(frame, dict):
         raise DataError(f"{input_path}: a DatasetDict folder; point at one split's file")
-    probs, labels = [], None
+    logits, labels = [], None
     for model_dir in dirs:
         model, tokenizer, meta = (first_model, first_tokenizer, first_meta) if model_dir == dirs[0] else \
             load_model(model_dir)
         texts, pairs = _texts(frame, meta, text_column, input_path)
-        probs.append(softmax(predict_logits(model, tokenizer, meta, texts, pairs)))
+        logits.append(predict_logits(model, tokenizer, meta, texts, pairs))
         labels = meta["labels"]
         id_column = meta.get("id_column")
-    mean = np.mean(probs, axis=0)
     ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame else (
         frame["id"].astype(str).tolist() if "id" in frame else [str(i) for i in range(len(frame))])
-    out = prediction_frame(ids, np.log(np.clip(mean, 1e-12, None)), labels)
+    if len(logits) == 1:  # the run's own softmax of the same logits: reproduces predictions_test.csv
+        out = prediction_frame(ids, logits[0], labels)
+    else:  # an arm's fold/seed models: average probabilities (not logits), as the CV ensemble does
+        mean = np.mean([softmax(x.astype(np.float64)) for x in logits], axis=0)
+        out = prediction_frame(ids, np.log(np.clip(mean, 1e-300, None)), labels)
     if submission:
         out = out[["id", "pred"]].rename(columns={"pred": "label"})
     write_dataframe_csv(output_path, out)
@@ -90,7 +96,12 @@ def _texts(frame: pd.DataFrame, meta: dict, text_column: str | None, source) -> 
     if column not in frame:
         raise DataError(f"{source}: no text column {column!r}; columns are {list(frame.columns)} (use --text-column)")
     pair_col = meta.get("text_pair_column")
-    pair_col = pair_col if pair_col in frame else ("text_pair" if pair_col and "text_pair" in frame else None)
+    if pair_col:
+        found = pair_col if pair_col in frame else ("text_pair" if "text_pair" in frame else None)
+        if found is None:
+            raise DataError(f"{source}: the model was trained on text pairs but the file has no second-text column "
+                            f"{pair_col!r} (or text_pair); columns are {list(frame.columns)}")
+        pair_col = found
     texts = frame[column].fillna("").astype(str).tolist()
     pairs = frame[pair_col].fillna("").astype(str).tolist() if pair_col else None
     return texts, pairs

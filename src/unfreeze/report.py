@@ -20,7 +20,8 @@ from .metrics import LOWER_IS_BETTER
 from .count_metrics import classification_metric, token_metric
 from .stats import best_arm, compare_with_best, summarize
 
-SIG_MARK = "†"
+SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
+BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation
 
 
 def headline_metrics(task: str, metric: str, results: pd.DataFrame) -> list[str]:
@@ -55,8 +56,8 @@ def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str
     preds, y_true, fn = {}, None, None
     ordered = results.sort_values(["seed", "fold"])
     for arm, part in ordered.groupby("arm", sort=False):
-        preds[arm] = []
-        for run_dir in part["path"]:
+        preds[arm] = {}
+        for run_dir, seed, fold in zip(part["path"], part["seed"], part["fold"]):
             run_dir = Path(run_dir)
             if meta.get("task") == "token":
                 rows = [json.loads(line) for line in (run_dir / "predictions_test.jsonl").read_text().splitlines()]
@@ -65,8 +66,9 @@ def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str
                 y[:], p[:] = [r["tags"] for r in rows], [r["pred"] for r in rows]
                 if fn is None:
                     cfg = _run_config(run_dir)
-                    fn = token_metric(metric, read_json(run_dir / "metrics.json")["test"]["labels"],
-                                      cfg["data"]["ignore_labels"])
+                    test = read_json(run_dir / "metrics.json")["test"]
+                    fn = token_metric(metric, test["labels"], cfg["data"]["ignore_labels"],
+                                      test.get("settings", {}).get("scheme", "iob2"))
             else:
                 frame = pd.read_csv(run_dir / "predictions_test.csv", dtype={"label": str, "pred": str})
                 y, p = frame["label"].to_numpy(), frame["pred"].to_numpy()
@@ -74,7 +76,7 @@ def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str
                     test = read_json(run_dir / "metrics.json")["test"]
                     fn = classification_metric(metric, test["labels"], test.get("positive_label"))
             y_true = y if y_true is None else y_true
-            preds[arm].append(p)
+            preds[arm][(int(seed), int(fold))] = p
     if fn is None or metric in LOWER_IS_BETTER:
         return best, {}
     return best, compare_with_best(best, preds, y_true, fn, n_boot=1000)
@@ -92,22 +94,41 @@ def _run_config(run_dir: Path) -> dict:
 
 def arms_table(results: pd.DataFrame, names: list[str], best: str | None, comparisons: dict) -> tuple[list, list]:
     metric = names[0]
-    header = ["arm", "n", f"val {metric}", f"test {metric}", "test 95% CI"] + [f"test {m}" for m in names[1:]] + [
-        "Δ vs best (p Holm)", "trainable params", "train s"]
+    header = ["arm", "n", f"val {metric}", "val 95% CI", f"test {metric}", "test 95% CI"] + [
+        f"test {m}" for m in names[1:]] + ["Δ vs best (p Holm)", "trainable params", "train s", "peak RSS MB"]
     rows = []
     order = results.groupby("arm")[f"val_{metric}"].mean().sort_values(ascending=metric in LOWER_IS_BETTER).index
     for arm in order:
         part = results[results["arm"] == arm]
-        test = summarize(part[f"test_{metric}"])
+        val, test = summarize(part[f"val_{metric}"]), summarize(part[f"test_{metric}"])
         comp = comparisons.get(arm)
-        mark = f" {SIG_MARK}" if comp and comp["significant"] else ""
+        mark = significance_mark(comp)
         versus = "best (by val)" if arm == best else (
             f"{-comp['delta']:+.4f} ({_p(comp['p_holm'])}){mark}" if comp else "–")
-        rows.append([arm + mark, str(test["n"]), fmt(summarize(part[f"val_{metric}"])), fmt(test),
-                     f"[{test['ci_low']:.4f}, {test['ci_high']:.4f}]" if test["n"] > 1 else "–"]
+        rows.append([arm + mark, str(test["n"]), fmt(val), ci(val), fmt(test), ci(test)]
                     + [fmt(summarize(part[f"test_{m}"])) for m in names[1:]]
-                    + [versus, f"{int(part['trainable_params'].median()):,}", f"{part['train_seconds'].mean():.1f}"])
+                    + [versus, f"{int(part['trainable_params'].median()):,}", f"{part['train_seconds'].mean():.1f}",
+                       _peak_memory(part)])
     return header, rows
+
+
+def significance_mark(comp: dict | None) -> str:
+    if not comp or not comp["significant"]:
+        return ""
+    return f" {SIG_MARK}" if comp["delta"] > 0 else f" {BETTER_MARK}"
+
+
+def ci(stats: dict) -> str:
+    return f"[{stats['ci_low']:.4f}, {stats['ci_high']:.4f}]" if stats["n"] > 1 else "–"
+
+
+def _peak_memory(part: pd.DataFrame) -> str:
+    """Peak memory of the arm's runs: GPU memory allocated where a GPU ran, else the process's peak RSS."""
+    for column in ("peak_gpu_mb", "peak_rss_mb"):
+        if column in part and part[column].notna().any():
+            value = f"{part[column].max():,.0f}"
+            return value + " (GPU)" if column == "peak_gpu_mb" else value
+    return "–"
 
 
 def baseline_row(study_dir: Path, names: list[str], width: int) -> list | None:
@@ -115,10 +136,10 @@ def baseline_row(study_dir: Path, names: list[str], width: int) -> list | None:
     if not path.exists():
         return None
     base = read_json(path)
-    cells = [f"baseline: {base['method']}", "1", f"{base['val'].get(names[0], float('nan')):.4f}",
+    cells = [f"baseline: {base['method']}", "1", f"{base['val'].get(names[0], float('nan')):.4f}", "–",
              f"{base['test'].get(names[0], float('nan')):.4f}", "–"]
     cells += [f"{base['test'].get(m, float('nan')):.4f}" for m in names[1:]]
-    cells += ["–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}"]
+    cells += ["–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}", "–"]
     return cells[:width]
 
 
@@ -155,6 +176,8 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
 def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     meta = read_json(study_dir / "study.json")
     metric = meta["selection_metric"]
+    if "selection_metric" in results and results["selection_metric"].notna().any():
+        metric = results["selection_metric"].mode().iloc[0]  # as the runs resolved it (`auto` depends on the data)
     blocks: list = [("h1", f"Study: {meta['name']}")]
     if results.empty:
         return blocks + [("p", "No run has finished yet.")]
@@ -166,11 +189,15 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         rows.append(base)
     n_seeds = results.groupby("arm").size().max()
     blocks += [("h2", "Results"), ("table", header, rows), ("p", (
-        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % t-interval of the test "
-        f"metric. The best arm is chosen by mean validation {metric}; every other arm is compared with it on the "
-        f"same test set ({next(iter(comparisons.values()))['test'] if comparisons else 'no test possible'}), "
-        f"Holm-corrected across arms. {SIG_MARK} = significantly worse than the best arm at 5 %. "
-        f"Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm."))]
+        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % t-intervals. "
+        f"The best arm is chosen by mean validation {metric}; every other arm is compared with it on the "
+        f"same test set, runs paired by seed "
+        f"({next(iter(comparisons.values()))['test'] if comparisons else 'no test possible'}), "
+        f"Holm-corrected across arms. {SIG_MARK} = significantly worse than the best arm on test at 5 %; "
+        f"{BETTER_MARK} = significantly better on test than the arm picked on validation (validation and test "
+        f"disagree: read the ranking with care). Δ is the arm's test {metric} minus the best arm's. Up to "
+        f"{n_seeds} runs per arm. Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, "
+        f"else the process's peak resident memory during the run)."))]
     if base is None:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
     blocks += ensemble_blocks(study_dir)

@@ -112,24 +112,35 @@ def measures_accuracy(metric) -> bool:
     return getattr(metric, "name", getattr(metric, "__name__", "")) in ("accuracy", "accuracy_score")
 
 
-def compare_with_best(best: str, predictions: dict[str, list[np.ndarray]], y_true: np.ndarray,
+def compare_with_best(best: str, predictions: dict[str, dict | list[np.ndarray]], y_true: np.ndarray,
                       metric: Callable, n_boot: int = 1000, alpha: float = 0.05) -> dict[str, dict]:
     """Each other arm vs the best: paired bootstrap over test examples (exact McNemar when both arms have one run
-    and the metric is accuracy — McNemar tests right/wrong counts, which is not what an F1 difference is)."""
+    and the metric is accuracy — McNemar tests right/wrong counts, which is not what an F1 difference is).
+
+    `predictions[arm]` maps a run key (e.g. `(seed, fold)`) to its test predictions; runs are paired by key, so a
+    seed that failed in one arm never pairs seed 0 of one arm with seed 1 of another (a plain list pairs by
+    position). `worse` / `better` say on which side a significant gap lies: an arm picked as best on validation
+    can still be significantly beaten on test, and that must not be reported as "worse".
+    """
+    keyed = {arm: dict(enumerate(p)) if isinstance(p, (list, tuple)) else dict(p) for arm, p in predictions.items()}
     rows = {}
-    for arm, preds in predictions.items():
-        if arm == best or not preds:
+    for arm, runs in keyed.items():
+        common = sorted(set(runs) & set(keyed[best]), key=repr)
+        if arm == best or not common:
             continue
-        if len(preds) == 1 and len(predictions[best]) == 1 and measures_accuracy(metric):
-            p = mcnemar(y_true, predictions[best][0], preds[0])
-            result = {"delta": metric(y_true, predictions[best][0]) - metric(y_true, preds[0]), "p_value": p,
-                      "test": "McNemar (exact)"}
+        preds, best_preds = [runs[k] for k in common], [keyed[best][k] for k in common]
+        if len(common) == 1 and measures_accuracy(metric):
+            p = mcnemar(y_true, best_preds[0], preds[0])
+            result = {"delta": metric(y_true, best_preds[0]) - metric(y_true, preds[0]), "p_value": p,
+                      "test": "McNemar (exact)", "pairs": 1}
         else:
-            result = paired_bootstrap(y_true, predictions[best], preds, metric, n_boot=n_boot)
+            result = paired_bootstrap(y_true, best_preds, preds, metric, n_boot=n_boot)
             result["test"] = f"paired bootstrap over test examples ({result['pairs']} seed pairs)"
         rows[arm] = result
     adjusted = holm([r["p_value"] for r in rows.values()])
     for (arm, row), p_holm in zip(rows.items(), adjusted):
         row["p_holm"] = p_holm
         row["significant"] = bool(p_holm < alpha)
+        row["worse"] = row["significant"] and row["delta"] > 0
+        row["better"] = row["significant"] and row["delta"] < 0
     return rows

@@ -165,6 +165,7 @@ def extend_scheduler(scheduler, group: dict) -> None:
     """Give a newly added optimizer group a schedule: the same lambda as the first group, its own base LR."""
     from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+    scheduler = getattr(scheduler, "scheduler", scheduler)  # unwrap accelerate's AcceleratedScheduler
     if scheduler is None or isinstance(scheduler, ReduceLROnPlateau):
         return
     if not hasattr(scheduler, "lr_lambdas"):

@@ -227,6 +227,11 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
                         run_info=job.info)
     except UnfreezeError as exc:
         return RunOutcome(job.run_id, job.arm, ok=False, seconds=time.perf_counter() - started, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 — any failure of one run is recorded (as under Ray); Ctrl-C still stops
+        log.exception("run %s (%s) failed", job.run_id, job.arm)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return RunOutcome(job.run_id, job.arm, ok=False, seconds=time.perf_counter() - started,
+                          error=f"{type(exc).__name__}: {first}")
     return RunOutcome(job.run_id, job.arm, ok=True, seconds=time.perf_counter() - started, metrics=metrics)
 
 
@@ -328,7 +333,7 @@ def write_study_meta(study_dir: Path, study: StudyConfig, jobs: list[PlannedRun]
         "name": study.name, "task": first.task, "grid_keys": list(study.grid), "arms": sorted({j.arm for j in jobs}),
         "seeds": study.seeds, "selection_metric": first.selection_metric,
         "cv": study.cv.model_dump() if study.cv else None, "command": command, "versions": versions(),
-        "runs": len(jobs),
+        "runs": len(jobs), "run_ids": [j.run_id for j in jobs],
     })
     if study_text is not None:
         write_text(study_dir / "study.yaml", study_text)
@@ -347,14 +352,16 @@ def record_failures(study_dir: Path, failed: list[RunOutcome]) -> None:
 
 
 def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) -> None:
-    """TF-IDF + logistic regression on the same splits as the largest data config of the study."""
+    """TF-IDF + logistic regression on the same splits as the largest data config of the study. Keyed by that
+    data config: a study file whose data changed gets a new baseline, never a stale row."""
     target = study_dir / "baseline" / "metrics.json"
-    if target.exists():
+    config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
+    data_key = hashlib.sha1(pool.key(config).encode()).hexdigest()[:12]
+    if target.exists() and read_json(target).get("data_key") == data_key:
         return
     from .baselines import run_study_baseline
 
-    config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
-    run_study_baseline(study_dir, config, pool.get(config))
+    run_study_baseline(study_dir, config, pool.get(config), data_key)
     echo(f"baseline written to {target.parent}")
 
 
@@ -365,8 +372,9 @@ def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) 
 def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None) -> pd.DataFrame:
     """One row per finished run (columns in docs/CONTRACTS.md); also written to results.csv."""
     study_dir = Path(study_dir)
-    wanted = {j.run_id for j in jobs} if jobs is not None else None
     meta = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    # `unfreeze report` has no jobs: the run ids of the study file's last version say which folders count
+    wanted = {j.run_id for j in jobs} if jobs is not None else (set(meta["run_ids"]) if "run_ids" in meta else None)
     rows = []
     for metrics_path in sorted((study_dir / "runs").glob("*/metrics.json")):
         run_dir = metrics_path.parent
@@ -399,7 +407,8 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
     for split in ("val", "test"):
         for name, value in scalar_metrics(metrics.get(split, {})).items():
             row[f"{split}_{name}"] = value
-    for key in ("trainable_params", "total_params", "train_seconds", "peak_rss_mb", "best_epoch"):
+    for key in ("trainable_params", "total_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb", "best_epoch",
+                "selection_metric"):
         row[key] = metrics.get(key)
     return row
 

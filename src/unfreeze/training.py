@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from . import outputs
 from .config import RunConfig
 from .encode import Collator, LengthGroupedBatchSampler
-from .errors import TrainingDivergedError
+from .errors import DataError, TrainingDivergedError
 from .freezing import set_train_mode
 from .metrics import LOWER_IS_BETTER, is_better, scalar_metrics
 from .optim import build_optimizer, build_scheduler, parameter_groups
-from .prepare import PreparedRun, prepare_run, seed_everything
+from .prepare import PreparedRun, load_data, prepare_run, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,25 @@ def make_loaders(run: PreparedRun, caches: dict | None) -> Loaders:
 
 
 def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
+    """Per-class loss weights from `train.class_weights`, with `train.loss_ignore_labels` set to 0."""
+    weights = _class_weights(run)
+    ignored = run.config.train.loss_ignore_labels
+    if not ignored:
+        return weights
+    from .errors import ConfigError
+
+    names = run.label_names
+    unknown = sorted(set(ignored) - set(names))
+    if unknown:
+        raise ConfigError(f"train.loss_ignore_labels: label {unknown[0]!r} is not one of {names}")
+    if set(ignored) >= set(names):
+        raise ConfigError("train.loss_ignore_labels ignores every label: nothing would be learned")
+    weights = torch.ones(len(names)) if weights is None else weights
+    weights[[names.index(n) for n in ignored]] = 0.0
+    return weights
+
+
+def _class_weights(run: PreparedRun) -> torch.Tensor | None:
     spec = run.config.train.class_weights
     names = run.label_names
     if spec == "none":
@@ -90,11 +109,17 @@ def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean cross-entropy over examples (sequence) or labelled positions (token; -100 ignored)."""
-    if weight is not None:
-        weight = weight.to(logits.device, logits.dtype)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), weight=weight,
-                           ignore_index=-100)
+    """Mean cross-entropy over examples (sequence) or labelled positions (token; -100 ignored).
+
+    With class weights it is the weighted mean (as torch computes it), except that a batch whose labels all
+    have weight 0 (e.g. only `O` under `loss_ignore_labels: [O]`) gives 0, not 0/0 = NaN."""
+    flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
+    if weight is None:
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+    weight = weight.to(flat_logits.device, flat_logits.dtype)
+    total = F.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100, reduction="sum")
+    counted = weight[flat_labels[flat_labels != -100]].sum()
+    return total / counted.clamp_min(torch.finfo(flat_logits.dtype).tiny)
 
 
 def model_inputs(batch: dict, cached_from: int | None) -> dict:
@@ -192,28 +217,39 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     `data` lets a study pass splits it already loaded (or a CV fold); `cache_top_ks` lists every `top_k` of the
     study (0 = head) so one forward pass fills the activation cache for all of them; `run_info` is written to
     `run.json` before the run is marked finished."""
-    out = outputs.prepare_run_dir(out_dir, overwrite)
+    out = outputs.check_run_dir(out_dir, overwrite)
     started = time.perf_counter()
+    outputs.reset_peak_memory()
     accelerator = make_accelerator(config)
     seed_everything(config.seed)
+    data = data if data is not None else load_data(config)
+    if len(data.test) == 0:
+        raise DataError("the test split is empty: give data.test or a data.split.test fraction above 0 (a run "
+                        "picks its best epoch on val and evaluates test once, after training)")
     run = prepare_run(config, data)
+    weight = class_weight_tensor(run)
+    metric = selection_metric(run)
+    check_selection_metric(run, metric, weight)
     caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
     loaders = make_loaders(run, caches)
-    weight = class_weight_tensor(run)
     model = run.model
-    metric = config.selection_metric
     schedule = None
     if config.freeze.strategy == "gradual":
         from .strategies import GradualUnfreezer
 
         schedule = GradualUnfreezer(run)
-    optimizer = build_optimizer(parameter_groups(model, config), config.optim)
+    groups = parameter_groups(model, config)
+    optimizer = build_optimizer(groups, config.optim)
     steps_per_epoch = math.ceil(len(loaders.train_sampler) / config.train.grad_accum_steps)
     scheduler = build_scheduler(optimizer, config.scheduler, steps_per_epoch * config.train.epochs,
                                 maximize=metric not in LOWER_IS_BETTER)
     # Loaders go through Accelerate too: under `accelerate launch` each process then gets its shard of batches.
+    # The step-wise scheduler is sized on the unsharded loader; prepared, Accelerate steps it once per process
+    # per optimizer step, so warm-up and decay span the same share of training on 1 or N processes.
     model, optimizer, loaders.train, loaders.val, loaders.test = accelerator.prepare(
         model, optimizer, loaders.train, loaders.val, loaders.test)
+    if config.scheduler.name != "plateau":
+        scheduler = accelerator.prepare_scheduler(scheduler)
     keeper = BestKeeper(model, metric, config.train.early_stopping_patience, _changeable_names(model, config))
     history: list[dict] = []
     step, running, running_n = 0, 0.0, 0
@@ -226,7 +262,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         val = evaluate_split(run, "val", logits, weight)
         row = {"epoch": round(epoch, 4), "step": step, "train_loss": running / max(running_n, 1),
                **{f"val_{k}": v for k, v in scalar_metrics(val).items()},
-               "lr": optimizer.param_groups[-1]["lr"], "seconds": round(time.perf_counter() - started, 3)}
+               **current_lrs(optimizer, config), "seconds": round(time.perf_counter() - started, 3)}
         if schedule is not None:
             row["unfrozen_layers"] = schedule.unfrozen
         history.append(row)
@@ -295,11 +331,55 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "data": run.data.notes,
         "cache": {"used": cached_from is not None, "from_layer": cached_from},
         "peak_rss_mb": outputs.peak_rss_mb(),
+        "peak_gpu_mb": outputs.peak_gpu_mb(),
+        "parameter_groups": describe_groups(groups),
     }
     if accelerator.is_main_process:
         outputs.write_run(out, run, accelerator.unwrap_model(model), results,
                           {"val": val_logits, "test": test_logits}, run_info)
     return results
+
+
+def current_lrs(optimizer, config: RunConfig) -> dict:
+    """`lr`: the encoder's base LR after the schedule (what `optim.lr` has become); `head_lr` likewise. Read from
+    the schedule factor of a group, so it keeps its meaning when gradual unfreezing appends groups or LLRD
+    spreads per-layer LRs."""
+    group = optimizer.param_groups[0]
+    factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
+    return {"lr": config.optim.lr * factor, "head_lr": (config.optim.head_lr or config.optim.lr) * factor}
+
+
+def selection_metric(run: PreparedRun) -> str:
+    """`train.metric`, with `auto` resolved on the data: token tags detected as plain (no B-/I- scheme) select
+    on macro F1 over the non-ignored labels, since they have no entity spans to score."""
+    config = run.config
+    if config.train.metric == "auto" and config.task == "token" and run.data.notes.get("scheme") == "plain":
+        return "f1_macro_ignoring"
+    return config.selection_metric
+
+
+def check_selection_metric(run: PreparedRun, metric: str, weight) -> None:
+    """Fail before the first step, not after epoch 1, when `train.metric` is not a metric this task reports:
+    the metric names come from evaluating constant predictions on the validation split."""
+    n_classes = len(run.label_names)
+    enc = run.encoded["val"]
+    if run.config.task == "token":
+        dummy = [np.zeros((int(n), n_classes), dtype=np.float32) for n in enc.lengths]
+    else:
+        dummy = [np.zeros(n_classes, dtype=np.float32)] * len(enc)
+    reported = scalar_metrics(evaluate_split(run, "val", dummy, weight))
+    if metric not in reported:
+        from .errors import ConfigError
+
+        raise ConfigError(f"train.metric={metric!r} is not a metric of this {run.config.task} task; "
+                          f"choose one of {sorted(reported)}")
+
+
+def describe_groups(groups: list[dict]) -> list[dict]:
+    """The optimizer's parameter groups at the start (name, LR, weight decay, size): under `llrd` this is the
+    per-layer LR ladder, so a reader can check what each depth trained with."""
+    return [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
+             "params": int(sum(p.numel() for p in g["params"]))} for g in groups]
 
 
 def trainable_now(model) -> int:
