@@ -46,6 +46,33 @@ def test_existing_run_folder_is_refused_without_overwrite(config_file, tmp_path)
     assert (out / "metrics.json").read_text() == first
 
 
+def test_overwrite_with_bad_input_keeps_the_previous_run(config_file, tmp_path):
+    """--overwrite replaces a run only once the new one is complete: a bad column destroys nothing."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(config_file), "--out", str(out), "--quiet"]).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = runner.invoke(app, ["train", str(config_file), "--out", str(out), "--quiet", "--overwrite",
+                                 "--set", "data.text_column=review"])
+    assert result.exit_code == 2 and "review" in result.output
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    result = runner.invoke(app, ["train", str(config_file), "--out", str(out), "--quiet", "--overwrite",
+                                 "--set", "train.epochs=1"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 1
+    assert not (tmp_path / ".unfinished").exists()
+
+
+def test_predict_refuses_a_file_without_the_pair_column(tmp_path):
+    from unfreeze.errors import DataError
+    from unfreeze.predict import _texts
+
+    frame = pd.DataFrame({"text": ["a premise"]})
+    with pytest.raises(DataError, match="trained on text pairs"):
+        _texts(frame, {"text_column": "text", "text_pair_column": "hypothesis"}, None, "in.csv")
+    pairs = pd.DataFrame({"text": ["a premise"], "hypothesis": ["a claim"]})
+    assert _texts(pairs, {"text_column": "text", "text_pair_column": "hypothesis"}, None, "in.csv")[1] == ["a claim"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "optim.lerning_rate=1"], "optim.lerning_rate"),
     (["--set", "data.text_column=review"], "no column 'review'"),

@@ -73,3 +73,16 @@ def test_bare_yaml_on_off_mean_the_cache_modes(tmp_path):
     assert load_run_config(path).train.cache == "off"
     path.write_text("data: {path: d.csv}\nmodel: {name: m}\ntrain: {cache: on}\n")
     assert load_run_config(path).train.cache == "on"
+
+
+def test_numeric_labels_in_yaml_are_read_as_label_text():
+    """A CSV's 0/1 label column becomes labels "0"/"1": `positive_label: 1` and `{1: 3.0}` must mean those."""
+    cfg = parse_run_config({"data": {"dataset": "x", "positive_label": 1, "ignore_labels": [0]},
+                            "train": {"class_weights": {1: 3.0, 0: 1}, "loss_ignore_labels": [2]}})
+    assert cfg.data.positive_label == "1" and cfg.data.ignore_labels == ["0"]
+    assert cfg.train.class_weights == {"1": 3.0, "0": 1} and cfg.train.loss_ignore_labels == ["2"]
+
+
+def test_negative_class_weight_is_refused():
+    with pytest.raises(ConfigError, match="must be a number >= 0"):
+        parse_run_config({"data": {"dataset": "x"}, "train": {"class_weights": {"a": -1}}})

@@ -106,9 +106,8 @@ def test_worker_killed_mid_run_is_retried_and_nothing_finished_is_lost(ray_clust
     def kill_one_running_worker():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            started = [p for p in (out / "runs").glob("*") if p.is_dir() and not (p / "metrics.json").exists()]
-            workers = worker_processes()
-            if started and workers and any((out / "runs").glob("*/metrics.json")):
+            workers = worker_processes()  # executing a run now (a run's folder appears only once it is complete)
+            if workers and any((out / "runs").glob("*/metrics.json")):
                 finished_at_kill.update({p.parent.name: p.stat().st_mtime_ns
                                          for p in out.glob("runs/*/metrics.json")})
                 os.kill(workers[0].pid, signal.SIGKILL)

@@ -136,3 +136,21 @@ def test_dry_run_lists_runs_and_runs_nothing(tiny_bert, sentiment_csv, tmp_path)
     assert result.exit_code == 0, result.output
     assert "4 runs" in result.output and "rough cost" in result.output
     assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_report_rebuild_ignores_runs_removed_from_the_study_and_baseline_follows_the_data(
+        tiny_bert, sentiment_csv, tmp_path):
+    out = tmp_path / "study"
+    both = make_study(tiny_bert, sentiment_csv, grid={"freeze": ["head", {"top_k": 1}]}, baseline=True)
+    study.run_study(both, out, progress=False, echo=lambda *_: None)
+    first_baseline = json.loads((out / "baseline" / "metrics.json").read_text())
+    fewer = make_study(tiny_bert, sentiment_csv, grid={"freeze": ["head"]}, baseline=True)
+    fewer.base["data"]["train_size"] = 100  # the data changed: the old baseline row would be stale
+    study.run_study(fewer, out, progress=False, echo=lambda *_: None)
+    assert len(list(out.glob("runs/*/metrics.json"))) == 3  # nothing deleted from disk
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out / "results.csv")["arm"]) == {"head"}
+    baseline = json.loads((out / "baseline" / "metrics.json").read_text())
+    assert baseline["train_size"] == 100 and first_baseline["train_size"] > 100
+    assert baseline["data_key"] != first_baseline["data_key"]

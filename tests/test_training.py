@@ -42,7 +42,9 @@ def test_same_seed_same_metrics_different_seed_differs(tiny_bert, sentiment_csv,
 
 
 def test_reported_metrics_equal_sklearn_on_written_predictions(tiny_bert, sentiment_csv, tmp_path):
-    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 2, "threads": 1}))
+    # eval batches of 5 over 24 val/test rows: a loop that averaged F1 over batches would not match sklearn
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 2, "threads": 1,
+                                                                       "eval_batch_size": 5}))
     training.train(cfg, tmp_path / "run", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -134,10 +136,43 @@ def test_refuses_to_overwrite_a_run_folder(tiny_bert, sentiment_csv, tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
 
 
-def test_unknown_selection_metric(tiny_bert, sentiment_csv, tmp_path):
+def test_unknown_selection_metric_fails_before_the_first_step(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"metric": "f2", "epochs": 1}))
-    with pytest.raises(ConfigError, match="train.metric='f2'"):
+    monkeypatch.setattr(training, "make_loaders", lambda *a: pytest.fail("got to training with a misspelt metric"))
+    with pytest.raises(ConfigError, match="train.metric='f2'.*f1_macro"):
         training.train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_test_split_is_refused_before_training(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, data={"path": str(sentiment_csv),
+                                                                      "split": {"val": 0.2, "test": 0.0}}))
+    with pytest.raises(UnfreezeError, match="test split is empty"):
+        training.train(cfg, tmp_path / "run", progress=False)
+
+
+def test_zero_class_weights_ignore_a_label_without_nan():
+    import torch
+
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 0, 1, 2, 0, -100])
+    weight = torch.tensor([0.0, 1.0, 2.0])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
+    assert training.loss_fn(logits, labels, weight).item() == pytest.approx(expected.item())
+    only_ignored = training.loss_fn(logits[:2], labels[:2], weight)  # a batch of `O` only
+    assert only_ignored.item() == 0.0
+
+
+def test_loss_ignore_labels_sets_their_weight_to_zero(tiny_bert, sentiment_csv, tmp_path):
+    from unfreeze.prepare import prepare_run
+
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"loss_ignore_labels": ["neg"],
+                                                                       "class_weights": {"pos": 2.0}}))
+    weights = training.class_weight_tensor(prepare_run(cfg))
+    assert weights.tolist() == [0.0, 2.0]  # labels sorted: neg, pos
+    everything = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"loss_ignore_labels": ["neg", "pos"]}))
+    with pytest.raises(ConfigError, match="every label"):
+        training.class_weight_tensor(prepare_run(everything))
 
 
 def test_standard_head_is_loadable_by_plain_transformers(tiny_bert, sentiment_csv, tmp_path):

@@ -9,7 +9,9 @@ RUN/
   best/                  best model: safetensors weights, tokenizer, head.safetensors, unfreeze.json
   metrics.json           written LAST: its presence means the run finished
 ```
-Every file is written atomically (temp file + rename); `best/` is written to a temp folder and renamed.
+Every file is written atomically (temp file + rename), and the whole folder too: a run writes into
+`<parent>/.unfinished/<name>/` and renames it to `RUN` when complete, so `--overwrite` keeps the previous run until
+the new one is whole, and a study never sees a half-written run folder.
 """
 from __future__ import annotations
 

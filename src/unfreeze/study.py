@@ -3,7 +3,8 @@
 Layout of the study folder is documented in `docs/CONTRACTS.md`. A run's folder is named by a stable hash of
 its fully resolved config (+ fold), so editing the study file adds or removes runs without touching unrelated
 ones, and re-running skips every run whose `metrics.json` exists (written last, atomically). A run that was
-interrupted has no `metrics.json`: its folder is wiped and it is redone.
+interrupted has no run folder (only a staging folder under `runs/.unfinished/`), or one without `metrics.json`
+(older versions): it is redone from scratch.
 """
 from __future__ import annotations
 
@@ -114,8 +115,13 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_hash(config: RunConfig, fold: int) -> str:
-    """Stable, key-order-independent identity of a run: resolved config (incl. seed) + fold."""
-    text = json.dumps({"config": run_config_dict(config), "fold": fold}, sort_keys=True)
+    """Stable, key-order-independent identity of a run: the config's non-default values (incl. seed) + fold.
+
+    Defaults are left out so that a later version adding a config key (with a default that keeps the old
+    behaviour) does not orphan every finished run of an existing study; a changed default value does change
+    the hash, as it may change the results."""
+    values = config.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps({"config": values, "fold": fold}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
