@@ -72,7 +72,8 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
     cfg = load_run_config(config, overrides)
     out = out or Path("runs") / config.stem
     results = run_train(cfg, out, overwrite=overwrite, progress=not quiet)
-    print_run_summary(results, out)
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch` / torchrun: one summary, not one per process
+        print_run_summary(results, out)
 
 
 def print_run_summary(results: dict, out: Path) -> None:

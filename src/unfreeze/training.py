@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import outputs
 from .config import RunConfig
 from .encode import Collator, LengthGroupedBatchSampler
-from .errors import DataError, TrainingDivergedError
+from .errors import DataError, TrainingDivergedError, UnfreezeError
 from .freezing import set_train_mode
 from .metrics import LOWER_IS_BETTER, is_better, scalar_metrics
 from .optim import build_optimizer, build_scheduler, parameter_groups
@@ -230,13 +230,20 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     weight = class_weight_tensor(run)
     metric = selection_metric(run)
     check_selection_metric(run, metric, weight)
-    caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
+    with accelerator.main_process_first():  # one process fills the on-disk cache; the others then read it
+        caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
     loaders = make_loaders(run, caches)
     model = run.model
     schedule = None
     if config.freeze.strategy == "gradual":
         from .strategies import GradualUnfreezer
 
+        if accelerator.num_processes > 1:
+            # DDP registers the parameters that need gradients once, at wrap time: layers unfrozen later would
+            # train on each process without their gradients being averaged, and the replicas would drift apart
+            raise UnfreezeError("freeze: gradual runs in one process only (layers unfrozen after the start are "
+                                "not synchronised by data-parallel training); drop `accelerate launch`, or use "
+                                "top_k / llrd / all")
         schedule = GradualUnfreezer(run)
     groups = parameter_groups(model, config)
     optimizer = build_optimizer(groups, config.optim)
@@ -250,7 +257,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         model, optimizer, loaders.train, loaders.val, loaders.test)
     if config.scheduler.name != "plateau":
         scheduler = accelerator.prepare_scheduler(scheduler)
-    keeper = BestKeeper(model, metric, config.train.early_stopping_patience, _changeable_names(model, config))
+    keeper = BestKeeper(run.model, metric, config.train.early_stopping_patience, _changeable_names(run.model, config))
     history: list[dict] = []
     step, running, running_n = 0, 0.0, 0
     log.info("trainable parameters: %d of %d (%.3g%%)", run.trainable_params, run.total_params,
@@ -274,7 +281,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     for epoch in range(config.train.epochs):
         if schedule is not None:
             schedule.on_epoch_start(epoch, optimizer, scheduler)
-        set_train_mode(model, run.plan if schedule is None else schedule.plan)
+        set_train_mode(run.model, run.plan if schedule is None else schedule.plan)
         loaders.train_sampler.set_epoch(epoch)
         seed_everything(config.seed * 1000 + epoch)  # dropout masks reproducible per epoch
         bar = tqdm(loaders.train, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress,
@@ -302,7 +309,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                     bar.set_postfix(loss=f"{running / max(running_n, 1):.4f}")
                 if config.train.eval_every_steps and step % config.train.eval_every_steps == 0:
                     evaluate_and_log(epoch + (i + 1) / len(loaders.train))
-                    set_train_mode(model, run.plan if schedule is None else schedule.plan)
+                    set_train_mode(run.model, run.plan if schedule is None else schedule.plan)
         bar.close()
         if running_n:
             evaluate_and_log(epoch + 1)
@@ -322,7 +329,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "selection_metric": metric,
         "num_layers": run.model.layout.num_layers,
         # gradual unfreezing only adds trainable layers: report what it trained by the end, and where it started
-        "trainable_params": trainable_now(model) if schedule is not None else run.trainable_params,
+        "trainable_params": trainable_now(run.model) if schedule is not None else run.trainable_params,
         "trainable_params_at_start": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
