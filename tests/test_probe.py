@@ -102,8 +102,23 @@ def test_suggestion_rule(scores, metric, baseline, n_val, expected):
         assert "No layer beats the TF-IDF baseline" in text
 
 
-def test_token_tasks_are_refused_clearly(tiny_bert, cue_csv, tmp_path):
-    cfg = parse_run_config(run_config(tiny_bert, cue_csv, task="token"))
-    with pytest.raises(UnfreezeError, match="token tasks are not supported"):
-        probe.run_probe(cfg, tmp_path / "probe")
-    assert not (tmp_path / "probe").exists()
+@pytest.mark.parametrize("constant_layer, readable", [(None, {0, 1, 2}), (1, {0, 1})])
+def test_token_probe_finds_where_the_signal_is(constant_layer, readable, tiny_bert, tmp_path):
+    """Per-word probes on a tagging task: where the last layer outputs a constant for every token, the top
+    layer's probe can only predict `O` (entity F1 0) while lower layers read the entities."""
+    from test_tokens import tagged_sentences, write_conll
+
+    data = write_conll(tmp_path / "ner.conll", tagged_sentences(300, seed=2))
+    model = tiny_bert if constant_layer is None else constant_after(tiny_bert, constant_layer, tmp_path / "m")
+    cfg = parse_run_config(run_config(model, data, task="token", data={"path": str(data), "ignore_labels": ["O"]},
+                                      model={"name": model}))
+    result = probe.run_probe(cfg, tmp_path / "probe")
+    assert result["task"] == "token" and result["metric"] == "entity_f1_micro"
+    assert [x["index"] for x in result["layers"]] == [0, 1, 2] and result["n_val_words"] > 0
+    for layer in result["layers"]:
+        if layer["index"] in readable:
+            assert layer["val_metric"] > 0.8, result["layers"]
+        else:
+            assert layer["val_metric"] < 0.1, result["layers"]
+    assert "most-frequent-tag baseline" in result["suggestion"]
+    assert (tmp_path / "probe" / "probe.png").read_bytes()[:4] == b"\x89PNG"

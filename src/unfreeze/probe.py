@@ -1,5 +1,5 @@
 """Linear probes per layer: how much of the task is linearly readable at each depth of the *frozen* encoder,
-before any compute is spent on fine-tuning.
+before any compute is spent on fine-tuning. (Token tasks: per-word probes in `probe_tokens.py`.)
 
 One eval-mode forward pass over train and val gives every layer's hidden states (index 0 = embeddings output,
 i = output of encoder layer i, L = the encoder's final output), pooled as the run would pool them (`cls` or
@@ -36,9 +36,10 @@ C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 def run_probe(config: RunConfig, out_dir: str | Path) -> dict:
     """Probe every layer of `config.model` on `config.data` (train/val, `data.train_size` respected); write
     `probe.json` and `probe.png` to `out_dir` and return the json's dict."""
-    if config.task != "sequence":
-        raise UnfreezeError("probe: token tasks are not supported (a per-token probe over every layer does not fit "
-                            "in memory at useful sizes); probe a sequence task, or compare top_k runs in a study")
+    if config.task == "token":
+        from .probe_tokens import run_token_probe
+
+        return run_token_probe(config, out_dir)
     from .backbone import load_backbone
     from .prepare import encode_sequence_splits, load_data, seed_everything
 
@@ -252,12 +253,15 @@ def plot_probe(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(index, values, marker="o", label="linear probe (frozen features)")
     if result["baseline_val_metric"] is not None:
-        ax.axhline(result["baseline_val_metric"], color="grey", linestyle="--", label="TF-IDF + logistic regression")
+        ax.axhline(result["baseline_val_metric"], color="grey", linestyle="--",
+                   label=result.get("baseline", "TF-IDF + logistic regression"))
     ax.set_xticks(index)
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel(f"val {result['metric']}")
-    ax.set_title(f"Linear probe per layer: {Path(str(result['model'])).name} ({result['pooling']} pooling, "
-                 f"{result['n_train']} train)")
+    unit = "words" if result.get("task") == "token" else "train"
+    count = result.get("n_train_words", result["n_train"])
+    ax.set_title(f"Linear probe per layer: {Path(str(result['model'])).name} ({result['pooling']}"
+                 f"{' pooling' if unit == 'train' else ''}, {count} {unit})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
