@@ -1,5 +1,7 @@
 """The frozen-prefix cache changes speed, not results; it is reused across runs and invalidated when the weights,
 the data or the tokenisation change; it respects its RAM budget by memory-mapping from disk."""
+import json
+
 import pytest
 
 from tiny import make_tiny_model, run_config, synthetic_frame
@@ -87,3 +89,37 @@ def test_strategies_that_train_inside_the_prefix_fall_back(freeze, tiny_bert, se
     result = run(tiny_bert, sentiment_csv, tmp_path, "x", freeze, cache_mode="on")
     assert not result["cache"]["used"]
     assert "activation cache not used" in caplog.text
+
+
+def test_cache_is_keyed_per_example_so_other_subsets_reuse_it(tiny_bert, sentiment_csv, tmp_path):
+    """A size study's train subsets overlap: a second subset computes only the examples the first did not have."""
+    from unfreeze.prepare import load_data
+
+    def sized(n):
+        return parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head", data={
+            "path": str(sentiment_csv), "train_size": n, "max_length": 64},
+            train={"epochs": 1, "threads": 1, "save_model": False}))
+
+    train(sized(60), tmp_path / "a", progress=False, cache_root=tmp_path / "cache")
+    before = cache.STATS["forward_examples"]
+    train(sized(120), tmp_path / "b", progress=False, cache_root=tmp_path / "cache")
+    first, second = (set(load_data(sized(n)).train.texts) for n in (60, 120))
+    assert len(second - first) > 0
+    assert cache.STATS["forward_examples"] - before == len(second - first)  # val and test: all reused
+
+
+def test_cross_validation_computes_each_example_once(tiny_bert, sentiment_csv, tmp_path):
+    """Folds re-shuffle one pool of examples: the frozen prefix is computed once per example, not once per fold."""
+    from unfreeze import study
+    from unfreeze.config import StudyConfig
+
+    base = run_config(tiny_bert, sentiment_csv, freeze="head",
+                      train={"epochs": 1, "threads": 1, "save_model": False, "cache_dtype": "float32"})
+    spec = StudyConfig.model_validate({"name": "cv", "base": base, "baseline": False, "cv": {"folds": 3}})
+    before = cache.STATS["forward_examples"]
+    results = study.run_study(spec, tmp_path / "study", progress=False, echo=lambda *_: None)
+    assert len(results) == 3
+    sizes = json.loads(next((tmp_path / "study" / "runs").glob("*/metrics.json")).read_text())["data"]["sizes"]
+    pool_and_test = 240 - sizes.get("dropped", 0)
+    computed = cache.STATS["forward_examples"] - before
+    assert computed <= pool_and_test < 2 * computed  # once each (3 folds without sharing: ≈ 3× the pool)

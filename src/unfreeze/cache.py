@@ -4,17 +4,29 @@ When the embeddings and the bottom `b` layers are frozen (`head`, `top_k`), thei
 changes. It is computed once (eval mode, no autograd), stored, and training runs only the top layers + head on
 the stored states (`backbone.start_at_layer`).
 
-Storage: per (weights, split token ids, dtype) a folder with one ragged array per layer boundary —
-`layer<b>.npy` holds the real tokens of every example back to back (no padding), `offsets.npy` where each
-example starts. One forward pass with all hidden states fills every boundary the study asked for. Arrays up to
-`train.cache_ram_mb` (per process) are held in RAM; the rest are memory-mapped from disk. Files are written to a
-temp name and renamed, so a crash never leaves a half cache that looks complete.
+Storage is keyed **per example**, so the cache is shared by everything that sees the same example: runs and
+seeds, the folds of a cross-validation (each fold's train/val is a re-shuffle of the same pool), the training-set
+sizes of a size study, and re-runs of the study. One *store* per (backbone weights, dtype) holds shards:
+
+```
+<root>/<weights fingerprint>-<dtype>/shard-<id>/
+    keys.npy       (n, 20) uint8: sha1 of each example's exact token ids (+ token type ids) — so data,
+                   tokenizer and max_length/truncation are all part of the key
+    offsets.npy    (n + 1,) where each example's rows start in the layer arrays
+    layer<b>.npy   the hidden states entering layer b, real tokens only (ragged, no padding), for every
+                   boundary b asked for when the shard was written
+```
+A run looks its examples up across shards and computes only what is missing — one forward pass with all hidden
+states fills every boundary the study asked for — as a new shard, written to a temp folder and renamed, so a
+crash never leaves a half shard that looks complete. Arrays up to `train.cache_ram_mb` (per process) are held in
+RAM; the rest are memory-mapped from disk.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +37,8 @@ from .encode import Collator, LengthGroupedBatchSampler
 
 log = logging.getLogger(__name__)
 
-#: Counters tests use to prove reuse (no timing): forward batches computed, arrays loaded, arrays mapped.
-STATS = {"forward_batches": 0, "loaded_ram": 0, "mapped_disk": 0}
+#: Counters tests use to prove reuse (no timing): forward batches / examples computed, arrays loaded, mapped.
+STATS = {"forward_batches": 0, "forward_examples": 0, "loaded_ram": 0, "mapped_disk": 0}
 _RAM: dict[str, np.ndarray] = {}  # process-wide: runs of a study share what is already in memory
 _RAM_BYTES = [0]
 
@@ -34,24 +46,30 @@ _NUMPY_DTYPE = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uin
 
 
 class SplitCache:
-    """Hidden states entering layer `boundary` for every example of one split."""
+    """Hidden states entering layer `boundary` for every example of one split, wherever its shard is:
+    example i is `parts[p][start:end]` with `(p, start, end) = where[i]`."""
 
-    def __init__(self, states: np.ndarray, offsets: np.ndarray, dtype: str):
-        self.states, self.offsets, self.dtype = states, offsets, dtype
+    def __init__(self, parts: list[np.ndarray], where: np.ndarray, dtype: str):
+        self.parts, self.where, self.dtype = parts, where, dtype
 
     @property
     def nbytes(self) -> int:
-        return int(self.states.nbytes)
+        """Bytes of this split's own rows (shards may hold other examples too)."""
+        if not self.parts:
+            return 0
+        row = self.parts[0].shape[1] * self.parts[0].dtype.itemsize
+        return int((self.where[:, 2] - self.where[:, 1]).sum() * row)
 
     def example(self, i: int) -> torch.Tensor:
-        rows = torch.from_numpy(np.array(self.states[self.offsets[i]:self.offsets[i + 1]]))  # copy: memmaps are read-only
+        part, start, end = self.where[i]
+        rows = torch.from_numpy(np.array(self.parts[part][start:end]))  # copy: memmaps are read-only
         if self.dtype == "bfloat16":
             rows = rows.view(torch.bfloat16)
         return rows.float()
 
     def batch(self, indices: list[int], width: int) -> torch.Tensor:
         """(batch, width, hidden) float32, zero where padded (masked out by attention anyway)."""
-        out = torch.zeros(len(indices), width, self.states.shape[1])
+        out = torch.zeros(len(indices), width, self.parts[0].shape[1])
         for row, i in enumerate(indices):
             ex = self.example(i)
             out[row, :ex.shape[0]] = ex
@@ -92,55 +110,88 @@ def caches_for_run(run, device, cache_root=None, progress: bool = False, boundar
     boundary = run.plan.frozen_prefix
     wanted = sorted({boundary, *(b for b in (boundaries or ()) if 0 < b <= run.model.layout.num_layers)})
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    fingerprint = weights_fingerprint(run.model.backbone)
     dtype = run.config.train.cache_dtype
-    caches = {}
+    store = root / f"{weights_fingerprint(run.model.backbone)}-{dtype}"
+    caches, computed = {}, 0
     for split, enc in run.encoded.items():
-        folder = root / split_key(fingerprint, enc, dtype)
-        ensure_boundaries(run, folder, enc, wanted, device, progress, split)
-        caches[split] = open_split(folder, boundary, dtype, run.config.train.cache_ram_mb)
+        keys = example_keys(enc)
+        computed += ensure_examples(run, store, enc, keys, wanted, device, progress, split)
+        caches[split] = open_split(store, keys, boundary, dtype, run.config.train.cache_ram_mb)
     total = sum(c.nbytes for c in caches.values()) / 2**20
-    log.info("activation cache for layer %d: %.1f MB (%s) in %s", boundary, total, dtype, root)
+    examples = sum(len(e) for e in run.encoded.values())
+    log.info("activation cache for layer %d: %.1f MB (%s) in %s; %d of %d examples computed now, the rest reused",
+             boundary, total, dtype, store, computed, examples)
     return caches, boundary
 
 
-def split_key(fingerprint: str, enc, dtype: str) -> str:
-    """Identity of what the cache holds: weights, exact token ids (so tokenizer settings and data), dtype."""
-    digest = hashlib.sha1(fingerprint.encode())
-    for ids in enc.input_ids:
-        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-        digest.update(b"|")
-    if enc.token_type_ids is not None:
-        for types in enc.token_type_ids:
-            digest.update(np.asarray(types, dtype=np.int8).tobytes())
-    return f"{digest.hexdigest()[:20]}-{dtype}"
+def example_keys(enc) -> np.ndarray:
+    """(n, 20) uint8: the identity of each example's frozen-prefix output — its exact token ids (+ types)."""
+    keys = np.zeros((len(enc.input_ids), 20), dtype=np.uint8)
+    for i, ids in enumerate(enc.input_ids):
+        digest = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes())
+        if enc.token_type_ids is not None:
+            digest.update(b"|" + np.asarray(enc.token_type_ids[i], dtype=np.int8).tobytes())
+        keys[i] = np.frombuffer(digest.digest(), dtype=np.uint8)
+    return keys
 
 
-def ensure_boundaries(run, folder: Path, enc, wanted: list[int], device, progress: bool, split: str) -> None:
-    missing = [b for b in wanted if not (folder / f"layer{b}.npy").is_file()]
-    if not missing:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    offsets = np.concatenate([[0], np.cumsum(enc.lengths)]).astype(np.int64)
+def shards(store: Path) -> list[Path]:
+    return sorted(p for p in store.glob("shard-*") if p.is_dir()) if store.is_dir() else []
+
+
+def ensure_examples(run, store: Path, enc, keys: np.ndarray, wanted: list[int], device, progress: bool,
+                    split: str) -> int:
+    """Compute (as one new shard) the examples of `enc` that no shard holds for every wanted boundary; returns
+    how many were computed."""
+    have: dict[int, set[bytes]] = {b: set() for b in wanted}
+    for shard in shards(store):
+        stored = {k.tobytes() for k in np.load(shard / "keys.npy")}
+        for b in wanted:
+            if (shard / f"layer{b}.npy").is_file():
+                have[b] |= stored
+    missing, seen = [], set()
+    for i, key in enumerate(keys):
+        k = key.tobytes()
+        if k not in seen and any(k not in have[b] for b in wanted):
+            missing.append(i)
+        seen.add(k)
+    if missing:
+        write_shard(run, store, enc, np.asarray(missing, dtype=np.int64), keys, wanted, device, progress, split)
+    return len(missing)
+
+
+def write_shard(run, store: Path, enc, rows: np.ndarray, keys: np.ndarray, wanted: list[int], device,
+                progress: bool, split: str) -> None:
+    lengths = np.asarray(enc.lengths)[rows]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     hidden = run.model.backbone.config.hidden_size
     dtype = run.config.train.cache_dtype
-    tmp_files = {b: folder / f".layer{b}.{np.random.randint(1 << 30)}.tmp.npy" for b in missing}
-    arrays = {b: np.lib.format.open_memmap(tmp_files[b], mode="w+", dtype=_NUMPY_DTYPE[dtype],
-                                           shape=(int(offsets[-1]), hidden)) for b in missing}
+    name = "shard-" + hashlib.sha1(keys[rows].tobytes() + repr(wanted).encode()).hexdigest()[:16]
+    tmp = store / f".{name}.{os.getpid()}.{np.random.randint(1 << 30)}.tmp"
+    tmp.mkdir(parents=True)
     try:
-        compute_states(run, enc, arrays, offsets, device, progress, split)
-        _write_npy_atomic(folder / "offsets.npy", offsets)  # first: a visible layer file implies its offsets
-        for b, array in arrays.items():
+        arrays = {b: np.lib.format.open_memmap(tmp / f"layer{b}.npy", mode="w+", dtype=_NUMPY_DTYPE[dtype],
+                                               shape=(int(offsets[-1]), hidden)) for b in wanted}
+        compute_states(run, enc, rows, arrays, offsets, device, progress, split)
+        for array in arrays.values():
             array.flush()
-            tmp_files[b].replace(folder / f"layer{b}.npy")
+        del arrays
+        np.save(tmp / "offsets.npy", offsets)
+        np.save(tmp / "keys.npy", keys[rows])
+        try:
+            tmp.rename(store / name)
+        except OSError:  # another process wrote the same shard meanwhile: theirs is as good as ours
+            pass
     finally:
-        for tmp in tmp_files.values():
-            tmp.unlink(missing_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @torch.inference_mode()
-def compute_states(run, enc, arrays: dict, offsets: np.ndarray, device, progress: bool, split: str) -> None:
-    """One eval-mode forward over the split with all hidden states; copy real tokens into each boundary's array."""
+def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray, device, progress: bool,
+                   split: str) -> None:
+    """One eval-mode forward over examples `rows` of `enc` with all hidden states; copy real tokens into each
+    boundary's array (example `rows[j]` at `offsets[j]:offsets[j + 1]`)."""
     from tqdm.auto import tqdm
 
     backbone = run.model.backbone
@@ -148,46 +199,62 @@ def compute_states(run, enc, arrays: dict, offsets: np.ndarray, device, progress
     backbone.eval()
     backbone.to(device)
     num_layers = run.model.layout.num_layers
-    sampler = LengthGroupedBatchSampler(enc.lengths, run.config.train.eval_batch_size, shuffle=False)
+    sampler = LengthGroupedBatchSampler(np.asarray(enc.lengths)[rows], run.config.train.eval_batch_size,
+                                        shuffle=False)
     collate = Collator(enc, run.tokenizer.pad_token_id or 0, token_task=run.config.task == "token")
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[
         run.config.train.cache_dtype]
-    for indices in tqdm(sampler, desc=f"caching frozen layers ({split})", disable=not progress, leave=False):
-        batch = collate(indices)
+    for positions in tqdm(sampler, desc=f"caching frozen layers ({split})", disable=not progress, leave=False):
+        batch = collate([int(rows[j]) for j in positions])
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         out = backbone(**inputs, output_hidden_states=True)
         STATS["forward_batches"] += 1
+        STATS["forward_examples"] += len(positions)
         for b, array in arrays.items():
             states = out.last_hidden_state if b >= num_layers else out.hidden_states[b]
             states = states.to(dtype).cpu()
             if dtype == torch.bfloat16:
                 states = states.view(torch.int16)
             states = states.numpy()
-            for row, i in enumerate(indices):
-                n = offsets[i + 1] - offsets[i]
-                array[offsets[i]:offsets[i + 1]] = states[row, :n].view(array.dtype)
+            for row, j in enumerate(positions):
+                n = offsets[j + 1] - offsets[j]
+                array[offsets[j]:offsets[j + 1]] = states[row, :n].view(array.dtype)
     backbone.train(was_training)
 
 
-def open_split(folder: Path, boundary: int, dtype: str, ram_mb: int) -> SplitCache:
-    """RAM while the per-process budget allows, else a read-only memory map."""
-    path = folder / f"layer{boundary}.npy"
+def open_split(store: Path, keys: np.ndarray, boundary: int, dtype: str, ram_mb: int) -> SplitCache:
+    """Find every example's rows (the newest shard holding it wins); shard arrays go to RAM while the
+    per-process budget allows, else they are read-only memory maps."""
+    found: dict[bytes, tuple[Path, int]] = {}
+    offsets: dict[Path, np.ndarray] = {}
+    for shard in shards(store):
+        if not (shard / f"layer{boundary}.npy").is_file():
+            continue
+        offsets[shard] = np.load(shard / "offsets.npy")
+        for row, key in enumerate(np.load(shard / "keys.npy")):
+            found[key.tobytes()] = (shard, row)
+    parts: list[np.ndarray] = []
+    part_of: dict[Path, int] = {}
+    where = np.zeros((len(keys), 3), dtype=np.int64)
+    for i, key in enumerate(keys):
+        shard, row = found[key.tobytes()]
+        if shard not in part_of:
+            part_of[shard] = len(parts)
+            parts.append(_open_array(shard / f"layer{boundary}.npy", ram_mb))
+        where[i] = (part_of[shard], offsets[shard][row], offsets[shard][row + 1])
+    return SplitCache(parts, where, dtype)
+
+
+def _open_array(path: Path, ram_mb: int) -> np.ndarray:
     key = str(path.resolve())
-    offsets = np.load(folder / "offsets.npy")
     if key in _RAM:
-        return SplitCache(_RAM[key], offsets, dtype)
+        return _RAM[key]
     mapped = np.load(path, mmap_mode="r")
     if _RAM_BYTES[0] + mapped.nbytes <= ram_mb * 2**20:
         states = np.array(mapped)
         _RAM[key] = states
         _RAM_BYTES[0] += states.nbytes
         STATS["loaded_ram"] += 1
-        return SplitCache(states, offsets, dtype)
+        return states
     STATS["mapped_disk"] += 1
-    return SplitCache(mapped, offsets, dtype)
-
-
-def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{np.random.randint(1 << 30)}.tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+    return mapped
