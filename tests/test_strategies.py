@@ -178,6 +178,35 @@ def test_gradual_fractional_schedule_keeps_lambda_scheduler_in_step(tiny_bert, s
     assert unfreezer.on_epoch_start(9, optimizer, scheduler) is False  # nothing left to unfreeze
 
 
+def test_gradual_by_steps_unfreezes_mid_epoch_in_stages_with_layer_decay(tiny_bert, sentiment_csv, tmp_path):
+    """`every_steps` + `layers_per_stage`: stages follow optimizer steps (12 per epoch here), two units at a time;
+    with `decay` the unfrozen layers join at their layer-wise LRs (ULMFiT's discriminative fine-tuning)."""
+    cfg = parse_run_config(run_config(
+        tiny_bert, sentiment_csv, freeze={"gradual": {"every_steps": 6, "layers_per_stage": 2, "decay": 0.5}},
+        optim={"lr": 1e-3, "head_lr": 1e-2}, scheduler={"name": "constant", "warmup_ratio": 0},
+        train={"epochs": 2, "threads": 1, "save_model": False, "eval_every_steps": 3}))
+    assert cfg.freeze.label == "gradual-llrd-0.5"
+    result = train(cfg, tmp_path / "run", progress=False)
+    by_step = {row["step"]: (row["unfrozen_layers"], row["embeddings_trainable"]) for row in result["history"]}
+    assert by_step[3] == (0, False)  # head only
+    assert by_step[6] == (2, False)  # after step 6: both layers at once (a stage of 2), mid-epoch
+    assert by_step[12] == (2, True)  # after step 12: the embeddings
+    lrs = {g["name"]: g["lr"] for g in result["parameter_groups"]}
+    assert set(lrs) == {"head", "head/no_decay"}  # at the start only the head trains
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert {"unfrozen_layers", "embeddings_trainable", "lr", "head_lr"} <= set(history.columns)
+    assert history["lr"].iloc[-1] == pytest.approx(1e-3) and history["head_lr"].iloc[-1] == pytest.approx(1e-2)
+
+
+def test_gradual_decay_sets_per_layer_lrs_of_new_groups(tiny_bert, sentiment_csv):
+    run = prepared(tiny_bert, sentiment_csv, {"gradual": {"every_epochs": 1, "decay": 0.5}}, optim={"lr": 1e-3})
+    unfreezer = strategies.GradualUnfreezer(run)
+    optimizer = build_optimizer(parameter_groups(run.model, run.config), run.config.optim)
+    unfreezer.on_epoch_start(2, optimizer)  # two stages: layers 1 and 0
+    lrs = {g["name"].split("/")[0]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["depth2"] == pytest.approx(1e-3 * 0.5) and lrs["depth1"] == pytest.approx(1e-3 * 0.25)
+
+
 def test_gradual_with_plateau_scheduler(tiny_bert, sentiment_csv):
     run, unfreezer, optimizer, plateau = start_gradual(tiny_bert, sentiment_csv, 1, "plateau")
     plateau.step(0.5)

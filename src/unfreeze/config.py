@@ -105,6 +105,8 @@ class FreezeConfig(StrictModel):
     k: int | None = Field(None, ge=0)
     train_pooler: bool = True
     every_epochs: float = Field(1.0, gt=0)
+    every_steps: int | None = Field(None, gt=0)  # gradual: unfreeze by optimizer steps instead of epochs
+    layers_per_stage: int = Field(1, gt=0)  # gradual: layers (units) unfrozen at each stage
     decay: float = Field(0.9, gt=0, le=1)
     r: int = Field(8, gt=0)
     alpha: float = Field(16.0, gt=0)
@@ -141,12 +143,22 @@ class FreezeConfig(StrictModel):
         return self
 
     @property
+    def layer_decay(self) -> float:
+        """The per-depth LR factor: `decay` under `llrd`, and under `gradual` when `decay` is given (ULMFiT's
+        discriminative learning rates); 1 otherwise."""
+        if self.strategy == "llrd" or (self.strategy == "gradual" and "decay" in self.model_fields_set):
+            return self.decay
+        return 1.0
+
+    @property
     def label(self) -> str:
         """Short human name used in tables and plot legends."""
         if self.strategy == "top_k":
             return f"top-{self.k}"
         if self.strategy == "llrd":
             return f"llrd-{self.decay:g}" + ("-bitfit" if self.bitfit else "")
+        if self.strategy == "gradual" and self.layer_decay != 1.0:
+            return f"gradual-llrd-{self.decay:g}"
         if self.strategy == "lora":
             return f"lora-r{self.r}"
         return self.strategy

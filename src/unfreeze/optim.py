@@ -43,12 +43,13 @@ def layer_index_of(model: EncoderClassifier) -> dict[int, int]:
 
 def parameter_groups(model: EncoderClassifier, cfg: RunConfig, only_trainable: bool = True) -> list[dict]:
     """Groups keyed by (part, depth, decay). LR of a backbone parameter at depth d is
-    `lr × decay^(L + 1 − d)` under `llrd`, else `lr`; head parameters get `head_lr` (default: `lr`)."""
+    `lr × decay^(L + 1 − d)` under `llrd` (and `gradual` with a `decay`), else `lr`; head parameters get `head_lr`
+    (default: `lr`)."""
     optim = cfg.optim
     no_decay = no_decay_parameter_ids(model)
     depth = layer_index_of(model)
     top = model.layout.num_layers + 1
-    decay_factor = cfg.freeze.decay if cfg.freeze.strategy == "llrd" else 1.0
+    decay_factor = cfg.freeze.layer_decay
     head_ids = {id(p) for p in model.head.parameters()}
     groups: dict[tuple, dict] = {}
     for name, param in model.named_parameters():

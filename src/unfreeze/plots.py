@@ -45,8 +45,8 @@ def learning_curves(histories: dict[str, list[pd.DataFrame]], metric: str) -> by
     return _png(fig)
 
 
-def _error_lines(ax, frame: pd.DataFrame, x: str, y: str, group: str | None) -> None:
-    groups = frame.groupby(group) if group else [("all runs", frame)]
+def _error_lines(ax, frame: pd.DataFrame, x: str, y: str, group: str | None, label: str = "all runs") -> None:
+    groups = frame.groupby(group) if group else [(label, frame)]
     for name, part in groups:
         agg = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
         ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3, label=str(name))
@@ -65,11 +65,12 @@ def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> b
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if by_layers.any():
-        _error_lines(ax, frame[by_layers], "unfrozen_layers", column, other)
+        _error_lines(ax, frame[by_layers], "unfrozen_layers", column, other, label="head → top-k → all")
     markers = iter("sD^vP*Xph")
-    for name, part in frame[~by_layers].groupby(strategy[~by_layers]):
+    for n, (name, part) in enumerate(frame[~by_layers].groupby(strategy[~by_layers])):
         agg = part.groupby("unfrozen_layers")[column].agg(["mean", "std"])
-        ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker=next(markers, "o"), linestyle="none",
+        shift = 0.12 * (n + 1) * (-1) ** n  # side by side where several strategies train the same depth
+        ax.errorbar(agg.index + shift, agg["mean"], yerr=agg["std"].fillna(0), marker=next(markers, "o"), linestyle="none",
                     capsize=3, markersize=8, label=str(name))
     ax.set(title=f"Test {metric} vs unfrozen layers (mean ± std over seeds)",
            xlabel="encoder layers trained (0 = head only)", ylabel=f"test {metric}")

@@ -92,7 +92,10 @@ class GradualUnfreezer:
     def __init__(self, run):
         self.model: EncoderClassifier = run.model
         self.config = run.config
-        self.every = float(run.config.freeze.every_epochs)
+        freeze = run.config.freeze
+        self.every = float(freeze.every_epochs)
+        self.every_steps = freeze.every_steps  # when set, stages follow optimizer steps, not epochs
+        self.per_stage = freeze.layers_per_stage
         self.plan = FreezePlan("gradual", list(run.plan.trainable_layers), run.plan.embeddings_trainable, 0)
         self.unfrozen = len(self.plan.trainable_layers)
 
@@ -102,22 +105,35 @@ class GradualUnfreezer:
 
     def units_at(self, epoch: int) -> int:
         """Units trainable during `epoch` (0-based); the small epsilon keeps 3 / 1.5 from flooring to 1."""
-        return min(self.num_units, int(math.floor(epoch / self.every + 1e-9)))
+        return min(self.num_units, self.per_stage * int(math.floor(epoch / self.every + 1e-9)))
+
+    def units_after_steps(self, steps: int) -> int:
+        return min(self.num_units, self.per_stage * (steps // self.every_steps))
 
     def on_epoch_start(self, epoch: int, optimizer, scheduler=None) -> bool:
-        """Unfreeze what the schedule says for `epoch`; add the new parameters to `optimizer` (a torch optimizer
-        or an accelerate `AcceleratedOptimizer`) and extend `scheduler` (the LR scheduler stepping that optimizer;
-        None only when there is none). True if anything changed."""
+        """Unfreeze what the schedule says for `epoch` (epoch-based schedules); add the new parameters to
+        `optimizer` (a torch optimizer or an accelerate `AcceleratedOptimizer`) and extend `scheduler` (the LR
+        scheduler stepping that optimizer; None only when there is none). True if anything changed."""
+        if self.every_steps:
+            return False
+        return self._advance_to(self.units_at(epoch), optimizer, scheduler, f"epoch {epoch + 1}")
+
+    def on_step(self, steps: int, optimizer, scheduler=None) -> bool:
+        """After `steps` optimizer steps (step-based schedules): unfreeze what the schedule says now."""
+        if not self.every_steps:
+            return False
+        return self._advance_to(self.units_after_steps(steps), optimizer, scheduler, f"step {steps}")
+
+    def _advance_to(self, target: int, optimizer, scheduler, when: str) -> bool:
         done = self.unfrozen + int(self.plan.embeddings_trainable)
-        target = self.units_at(epoch)
         if target <= done:
             return False
         params: list[nn.Parameter] = []
         for unit in range(done, target):
             params += self._unfreeze_unit(unit)
         groups = add_to_optimizer(self.model, self.config, optimizer, params, scheduler)
-        log.info("gradual unfreezing, epoch %d: %d encoder layer(s)%s trainable, %d new parameter group(s)",
-                 epoch + 1, self.unfrozen, " + embeddings" if self.plan.embeddings_trainable else "", len(groups))
+        log.info("gradual unfreezing, %s: %d encoder layer(s)%s trainable, %d new parameter group(s)",
+                 when, self.unfrozen, " + embeddings" if self.plan.embeddings_trainable else "", len(groups))
         return True
 
     def _unfreeze_unit(self, unit: int) -> list[nn.Parameter]:

@@ -272,6 +272,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                **current_lrs(optimizer, config), "seconds": round(time.perf_counter() - started, 3)}
         if schedule is not None:
             row["unfrozen_layers"] = schedule.unfrozen
+            row["embeddings_trainable"] = schedule.plan.embeddings_trainable
         history.append(row)
         keeper.update(val, row)
         if config.scheduler.name == "plateau":
@@ -305,6 +306,8 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if schedule is not None and schedule.on_step(step, optimizer, scheduler):
+                    set_train_mode(run.model, schedule.plan)  # the newly unfrozen layer trains with dropout
                 if step % config.train.log_every_steps == 0:
                     bar.set_postfix(loss=f"{running / max(running_n, 1):.4f}")
                 if config.train.eval_every_steps and step % config.train.eval_every_steps == 0:
