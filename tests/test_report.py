@@ -68,3 +68,23 @@ def test_report_renders_in_headless_chromium(study_dir, tmp_path):
 
     pixels = Image.open(shot).convert("L").getextrema()
     assert pixels[0] < 100 and pixels[1] > 200  # not blank: dark text on a light page
+
+
+def test_token_study_report_has_entity_metrics_per_type_f1_both_matrices_and_its_baseline(tiny_bert, tmp_path):
+    """Issue-6 path end to end: a token study (grid, seeds, cache, baseline) → report with entity / ignore-label
+    metrics, entity F1 per type, per-label F1 and the confusion matrix with and without the ignored `O`."""
+    from test_tokens import tagged_sentences, write_conll
+
+    data = write_conll(tmp_path / "ner.conll", tagged_sentences(200, seed=4))
+    base = run_config(tiny_bert, data, task="token", data={"path": str(data), "ignore_labels": ["O"]},
+                      optim={"lr": 1e-2}, train={"epochs": 2, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "ner", "base": base, "seeds": [0, 1],
+                                        "grid": {"freeze": ["head", {"top_k": 1}]}})
+    results = run_study(study, tmp_path / "study", progress=False, echo=lambda *_: None)
+    assert {"test_entity_f1_micro", "test_f1_macro_ignoring"} <= set(results.columns) and len(results) == 4
+    page = (tmp_path / "study" / "report.html").read_text()
+    for figure in ("learning_curves", "layers", "confusion", "confusion_all", "per_class", "per_entity"):
+        assert f'id="{figure}"' in page, figure
+    md = (tmp_path / "study" / "report.md").read_text()
+    assert "test entity_f1_micro" in md and "test f1_macro_ignoring" in md
+    assert "baseline: most frequent tag per word" in md

@@ -167,9 +167,17 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
         matrix = test.get("confusion_matrix_ignoring") or test["confusion_matrix"]
         candidates.append(("confusion", f"Confusion matrix of the best arm ({best}, seed {first['seed']}, test)",
                            plots.confusion_matrix_plot(matrix, labels, f"{best}: test confusion matrix")))
+        if "confusion_matrix_ignoring" in test:  # token task: also the matrix with the ignored labels (e.g. O)
+            candidates.append(("confusion_all", f"Confusion matrix with the ignored labels ({best}, seed "
+                                                f"{first['seed']}, test)",
+                               plots.confusion_matrix_plot(test["confusion_matrix"], test["labels"],
+                                                           f"{best}: test confusion matrix, every label")))
         per_class = {k: v for k, v in test.get("per_class", {}).items() if k in labels}
         candidates.append(("per_class", f"Per-class F1 of the best arm ({best}, test)",
                            plots.per_class_f1(per_class, f"{best}: per-class test F1")))
+        if test.get("per_entity_type"):
+            candidates.append(("per_entity", f"Entity-level F1 per type of the best arm ({best}, test, seqeval)",
+                               plots.per_class_f1(test["per_entity_type"], f"{best}: entity F1 per type (test)")))
     return [("img", name, title, png) for name, title, png in candidates if png is not None]
 
 
