@@ -129,3 +129,10 @@ def test_isolated_job_runs_in_its_own_process(six_layer_bert, tmp_path, monkeypa
     result = bench.run_job(job, isolate=True)
     assert "error" not in result, result.get("traceback")
     assert result["isolated"] is True and result["peak_rss_mb"] > 0 and len(result["epoch_seconds"]) == 2
+
+
+def test_rerun_keeps_the_hand_written_notes(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    assert bench.kept_notes(out).strip() == bench.NOTES_MARKER  # a first run leaves the marker for notes
+    out.write_text("# old tables\n\n" + bench.NOTES_MARKER + "\n\n## Profile\nkeep me\n")
+    assert bench.kept_notes(out) == "\n" + bench.NOTES_MARKER + "\n\n## Profile\nkeep me\n"

@@ -124,11 +124,23 @@ def run_bench(quick: bool, out: Path, console=None, *, model: str = "minilm", da
     out = Path(out)
     from .bench_report import render_markdown
 
-    write_text(out, render_markdown(plan, summary, command or command_line()))
+    write_text(out, render_markdown(plan, summary, command or command_line()) + kept_notes(out))
     json_path = Path(json_path) if json_path is not None else out.parent / "benchmarks" / "latest.json"
     write_json(json_path, summary)
     say(f"wrote {out} and {json_path} in {(time.perf_counter() - started) / 60:.1f} min")
     return summary
+
+
+#: Everything below this line in BENCHMARKS.md is written by hand (profiles, other measurements) and survives a
+#: re-run of the benchmark, which regenerates only what is above it.
+NOTES_MARKER = "<!-- hand-written notes below: kept when `make bench` regenerates the tables above -->"
+
+
+def kept_notes(out: Path) -> str:
+    """The hand-written tail of an existing BENCHMARKS.md (from `NOTES_MARKER` on), else just the marker."""
+    text = out.read_text(encoding="utf-8") if out.is_file() else ""
+    at = text.find(NOTES_MARKER)
+    return "\n" + (text[at:] if at >= 0 else NOTES_MARKER + "\n")
 
 
 def run_dataset(plan: BenchPlan, d: DatasetPlan, work: Path, say, started: float) -> dict:
