@@ -60,3 +60,18 @@ def test_shipped_minilm_loads_offline_and_is_discovered():
     assert layout.num_layers == 6 and model.config.hidden_size == 384
     out = model(**tok(["a fine film"], return_tensors="pt"))
     assert out.last_hidden_state.shape[-1] == 384
+
+
+def test_decoders_and_encoder_decoders_are_refused_clearly():
+    """A GPT-2 or T5 also has one big stack of identical blocks; its causal / cross attention would make every
+    pooled or per-token reading wrong, so discovery refuses it instead of 'supporting' it."""
+    from transformers import GPT2Config, GPT2Model, T5Config, T5Model
+
+    from unfreeze.errors import UnfreezeError
+
+    gpt2 = GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=16))
+    with pytest.raises(UnfreezeError, match="'gpt2' is a decoder"):
+        discover_layout(gpt2)
+    t5 = T5Model(T5Config(num_layers=2, d_model=32, d_kv=8, d_ff=64, num_heads=2, vocab_size=50))
+    with pytest.raises(UnfreezeError, match="'t5' is an encoder-decoder"):
+        discover_layout(t5)

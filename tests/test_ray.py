@@ -64,6 +64,7 @@ def test_ray_study_matches_local_executor(ray_cluster, tiny_bert, sentiment_csv,
     for run_id, strategy in zip(on_ray["run_id"], on_ray["strategy"]):  # frozen prefixes read the study cache
         metrics = json.loads((tmp_path / "ray" / "runs" / run_id / "metrics.json").read_text())
         assert metrics["cache"]["used"] == (strategy != "all")
+        assert metrics["cache"]["computed_examples"] == 0  # the cache task built it once; no run recomputed it
     assert any((tmp_path / "ray" / "cache").rglob("layer*.npy"))
 
     again = CliRunner().invoke(app, ["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "ray"),
@@ -134,14 +135,13 @@ def test_cache_gate_lets_one_run_build_each_cache(tiny_bert, sentiment_csv):
     gate = CacheGate()
     head_100, top1_100, all_100, head_150 = jobs[0], jobs[2], jobs[4], jobs[1]
     assert [j.config.freeze.strategy for j in (head_100, top1_100, all_100)] == ["head", "top_k", "all"]
-    assert gate.may_start(head_100)  # builds the cache of train_size=100
-    assert not gate.may_start(top1_100)  # same cache: waits
-    assert gate.may_start(all_100)  # uses no cache
-    assert gate.may_start(head_150)  # other data: its own cache, in parallel
-    gate.finished(head_100, ok=False)  # failed: the next run of the group builds it
-    assert gate.may_start(top1_100) and not gate.may_start(head_100)
-    gate.finished(top1_100, ok=True)
-    assert gate.may_start(head_100)
+    assert gate.action(head_100) == "build"  # a cache task for train_size=100 starts
+    assert gate.action(head_100) == "wait" and gate.action(top1_100) == "wait"  # the group waits for it
+    assert gate.action(all_100) == "run"  # uses no cache
+    assert gate.action(head_150) == "build"  # other data: its own cache task, in parallel
+    gate.cache_done(head_100)
+    assert gate.action(head_100) == "run" and gate.action(top1_100) == "run"
+    assert gate.action(head_150) == "wait"
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -74,6 +74,14 @@ def test_early_stopping(tiny_bert, sentiment_csv, tmp_path):
     assert len(result["history"]) == 2
 
 
+def test_early_stopping_counts_evaluations_inside_an_epoch(tiny_bert, sentiment_csv, tmp_path):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, optim={"lr": 1e-12},
+                                      train={"epochs": 3, "early_stopping_patience": 2, "eval_every_steps": 2,
+                                             "threads": 1, "metric": "accuracy", "save_model": False}))
+    result = training.train(cfg, tmp_path / "run", progress=False)
+    assert [row["step"] for row in result["history"]] == [2, 4, 6]  # best, stale, stale → stop (12 steps/epoch)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd", "rmsprop"])
 def test_optimizers_run(optimizer, tiny_bert, sentiment_csv, tmp_path):
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, optim={"name": optimizer, "lr": 1e-3},

@@ -94,6 +94,7 @@ def hidden_size(model) -> int:
 
 
 def discover_layout(model: nn.Module) -> EncoderLayout:
+    check_is_encoder(model)
     embeddings = _embedding_module(model)
     owner, attr, layers = _layer_stack(model)
     pooler = getattr(model, "pooler", None)
@@ -102,6 +103,25 @@ def discover_layout(model: nn.Module) -> EncoderLayout:
     loose = _loose_modules(model, covered)
     before, after = _place_loose_modules(model, layers, loose)
     return EncoderLayout(embeddings, layers, owner, attr, before, after, pooler)
+
+
+def check_is_encoder(model: nn.Module) -> None:
+    """Refuse decoder-only and encoder-decoder models: the largest block stack of a GPT-2 or a T5 would be found
+    just as well, but its causal (or cross-) attention makes every pooled / per-token reading of this library
+    wrong. Encoders are the model types transformers can load as a masked LM (BERT, RoBERTa, ELECTRA, …)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    kind = getattr(config, "model_type", "")
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnfreezeError(f"model type {kind!r} is an encoder-decoder; unfreeze fine-tunes encoders (BERT, "
+                            "RoBERTa, ELECTRA, DeBERTa, MiniLM …)")
+    if getattr(config, "is_decoder", False) or (kind in CAUSAL and kind not in MASKED):
+        raise UnfreezeError(f"model type {kind!r} is a decoder (causal attention); unfreeze fine-tunes encoders "
+                            "(BERT, RoBERTa, ELECTRA, DeBERTa, MiniLM …)")
 
 
 def _embedding_module(model: nn.Module) -> nn.Module:

@@ -163,6 +163,8 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
         return
     if executor not in (None, "local", "ray"):
         raise UnfreezeError(f"--executor {executor!r}: choose local or ray")
+    if address and (executor or cfg.executor) != "ray":
+        raise UnfreezeError(f"--address {address!r} is for the Ray executor: add --executor ray")
     from .study import make_executor
 
     results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,

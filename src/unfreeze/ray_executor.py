@@ -10,10 +10,11 @@ How it fits together, and why:
   sees — trivially true on one machine, an NFS/shared volume on a cluster. The driver checks that each finished
   run's `metrics.json` is visible to it and records a clear failure otherwise, so a non-shared path is caught at
   the first run rather than discovered in an empty report.
-- **The frozen-prefix cache is built once**: runs that would read the same cache (same backbone, data, fold and
-  cache dtype) wait until the first of them has finished — that one fills every boundary the study needs in one
-  forward pass — and then all read it from `<study>/cache` in parallel. Runs with different data go in parallel
-  from the start.
+- **The frozen-prefix cache is built once**: for runs that would read the same cache (same backbone, data, fold
+  and cache dtype) a *cache task* fills every boundary the study needs in one forward pass into `<study>/cache`;
+  the runs of that group start when it is done and all read the cache in parallel (each run's
+  `metrics.json` says how many examples it computed itself: 0). Runs with different data, or without a cache,
+  go in parallel from the start.
 - **Faults**: a worker process that dies mid-run (OOM killer, node lost) is retried by Ray up to
   `ray.max_retries` times; the retry finds no `metrics.json`, wipes the half-written folder and redoes the run.
   A run that fails deterministically (an `UnfreezeError` or any exception) is not retried: it comes back as a
@@ -49,6 +50,26 @@ def run_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: f
     return outcome, socket.gethostname()
 
 
+def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> int:
+    """The body of a cache task: load the job's data (fold) and model, compute the frozen prefix of every example
+    for every boundary the study needs, exactly as the first run of the group would. Returns examples computed."""
+    import torch
+
+    from . import cache
+    from .prepare import prepare_run
+    from .training import build_caches, make_accelerator
+
+    if not job.config.train.threads:
+        torch.set_num_threads(max(1, int(num_cpus)))
+    key = json.dumps(cv.model_dump() if cv is not None else None)
+    pool = _POOLS.setdefault(key, DataPool(cv))
+    run = prepare_run(job.config, pool.get(job.config, job.fold))
+    before = cache.STATS["forward_examples"]
+    build_caches(run, make_accelerator(job.config), Path(study_dir) / "cache", False,
+                 top_ks.get(job.config.model.name))
+    return cache.STATS["forward_examples"] - before
+
+
 def cache_group(job: PlannedRun) -> str | None:
     """Runs with the same group read the same frozen-prefix cache; None = this run does not use the cache."""
     config = job.config
@@ -58,27 +79,27 @@ def cache_group(job: PlannedRun) -> str | None:
 
 
 class CacheGate:
-    """Lets the first run of each cache group go alone; the rest of the group go once it has finished."""
+    """Per cache group: the first job asks for a cache task ("build"); the group's runs wait until it is done."""
 
     def __init__(self):
         self.building: set[str] = set()
         self.built: set[str] = set()
 
-    def may_start(self, job: PlannedRun) -> bool:
+    def action(self, job: PlannedRun) -> str:
+        """"run" (no cache, or it is built), "build" (start the group's cache task now) or "wait"."""
         group = cache_group(job)
         if group is None or group in self.built:
-            return True
+            return "run"
         if group in self.building:
-            return False
+            return "wait"
         self.building.add(group)
-        return True
+        return "build"
 
-    def finished(self, job: PlannedRun, ok: bool) -> None:
+    def cache_done(self, job: PlannedRun) -> None:
+        """The group's cache task ended. Even if it failed, the runs go: each computes what it misses itself."""
         group = cache_group(job)
-        if group in self.building:
-            self.building.discard(group)
-            if ok:
-                self.built.add(group)  # after a failure the next run of the group builds it
+        self.building.discard(group)
+        self.built.add(group)
 
 
 class RayExecutor:
@@ -120,14 +141,24 @@ class RayExecutor:
             fits.append(total.get("memory", 0) / (self.cfg.memory_mb * 2**20))
         return max(1, math.floor(min(fits)))
 
-    def remote_function(self):
+    def remote_function(self, body=None):
         import ray
 
         options = {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus,
                    "max_retries": self.cfg.max_retries, "retry_exceptions": False}
         if self.cfg.memory_mb:
             options["memory"] = self.cfg.memory_mb * 2**20
-        return ray.remote(run_on_worker).options(**options)
+        return ray.remote(body or run_on_worker).options(**options)
+
+    def cache_finished(self, ref, job: PlannedRun, seconds: float) -> None:
+        import ray
+
+        try:
+            computed = ray.get(ref)
+            log.info("activation cache for %s filled in %.0fs (%d examples)", job.arm, seconds, computed)
+        except ray.exceptions.RayError as exc:  # the runs then fill what they need themselves
+            log.warning("cache task for %s failed (%s); its runs compute their own frozen prefix",
+                        job.arm, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
 
     # -- running -------------------------------------------------------------------------------------------
     def run(self, jobs: list[PlannedRun], study_dir: Path, pool: DataPool, top_ks, report) -> list[RunOutcome]:
@@ -145,25 +176,34 @@ class RayExecutor:
     def schedule(self, jobs, study_dir: Path, cv, top_ks, report) -> list[RunOutcome]:
         import ray
 
-        task = self.remote_function()
+        task, fill = self.remote_function(), self.remote_function(fill_cache_on_worker)
         gate, waiting, outcomes = CacheGate(), list(jobs), []
-        in_flight: dict = {}  # ObjectRef -> (job, submitted at)
+        in_flight: dict = {}  # ObjectRef -> (job, submitted at, "run" | "cache")
         try:
             while waiting or in_flight:
                 room = self.capacity() - len(in_flight)
                 for job in list(waiting):
                     if room <= 0:
                         break
-                    if gate.may_start(job):
+                    action = gate.action(job)
+                    if action == "wait":
+                        continue
+                    if action == "build":  # the job itself waits for its group's cache task
+                        ref = fill.remote(job, str(study_dir), cv, top_ks, self.cfg.num_cpus)
+                        in_flight[ref] = (job, time.perf_counter(), "cache")
+                    else:
                         waiting.remove(job)
                         ref = task.remote(job, str(study_dir), cv, top_ks, self.cfg.num_cpus)
-                        in_flight[ref] = (job, time.perf_counter())
-                        room -= 1
+                        in_flight[ref] = (job, time.perf_counter(), "run")
+                    room -= 1
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
-                    job, submitted = in_flight.pop(ref)
+                    job, submitted, kind = in_flight.pop(ref)
+                    if kind == "cache":
+                        self.cache_finished(ref, job, time.perf_counter() - submitted)
+                        gate.cache_done(job)
+                        continue
                     outcome = self.collect(ref, job, study_dir, time.perf_counter() - submitted)
-                    gate.finished(job, outcome.ok)
                     report.running = len(in_flight)
                     report(outcome)
                     outcomes.append(outcome)

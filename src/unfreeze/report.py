@@ -208,7 +208,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"else the process's peak resident memory during the run)."))]
     if base is None:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
-    blocks += ensemble_blocks(study_dir)
+    blocks += ensemble_blocks(study_dir, metric)
     failures = study_dir / "failures.json"
     if failures.exists() and read_json(failures):
         blocks += [("h2", "Failures"), ("table", ["run", "arm", "error"],
@@ -218,18 +218,18 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     return blocks
 
 
-def ensemble_blocks(study_dir: Path) -> list:
+def ensemble_blocks(study_dir: Path, metric: str = "f1_macro") -> list:
     paths = sorted((study_dir / "ensembles").glob("*/metrics.json"))
     if not paths:
         return []
-    rows = []
-    for path in paths:
-        m = read_json(path)
-        rows.append([m["arm"], str(m["seed"]), str(m["folds"]), f"{m['oof']['f1_macro']:.4f}",
-                     f"{m['test']['f1_macro']:.4f}", f"{m['test']['accuracy']:.4f}"])
+    ensembles = [read_json(path) for path in paths]
+    names = [m for m in dict.fromkeys([metric, "f1_macro", "accuracy"])
+             if all(isinstance(e["test"].get(m), float) for e in ensembles)]
+    rows = [[e["arm"], str(e["seed"]), str(e["folds"])] + [f"{e['oof'].get(m, float('nan')):.4f}" for m in names]
+            + [f"{e['test'][m]:.4f}" for m in names] for e in ensembles]
     return [("h2", "Cross-validation ensembles"),
-            ("table", ["arm", "seed", "folds", "out-of-fold f1_macro", "ensemble test f1_macro",
-                       "ensemble test accuracy"], rows),
+            ("table", ["arm", "seed", "folds"] + [f"out-of-fold {m}" for m in names]
+             + [f"ensemble test {m}" for m in names], rows),
             ("p", "Out-of-fold: every training example predicted by the model that did not train on it. Ensemble: "
                   "test probabilities averaged over the fold models (`ensembles/<arm>-s<seed>/predictions_test.csv`).")]
 

@@ -230,8 +230,12 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     weight = class_weight_tensor(run)
     metric = selection_metric(run)
     check_selection_metric(run, metric, weight)
+    from . import cache as activation_cache
+
+    computed_before = activation_cache.STATS["forward_examples"]
     with accelerator.main_process_first():  # one process fills the on-disk cache; the others then read it
         caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
+    cache_computed = activation_cache.STATS["forward_examples"] - computed_before
     loaders = make_loaders(run, caches)
     model = run.model
     schedule = None
@@ -284,6 +288,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
             schedule.on_epoch_start(epoch, optimizer, scheduler)
         set_train_mode(run.model, run.plan if schedule is None else schedule.plan)
         loaders.train_sampler.set_epoch(epoch)
+        n_batches, accum, stopped = len(loaders.train), config.train.grad_accum_steps, False
         seed_everything(config.seed * 1000 + epoch)  # dropout masks reproducible per epoch
         bar = tqdm(loaders.train, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
@@ -295,10 +300,11 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                 raise TrainingDivergedError(
                     f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); lower optim.lr, keep "
                     "train.max_grad_norm set, or check the labels")
-            accelerator.backward(loss / config.train.grad_accum_steps)
+            window = min(accum, n_batches - (i // accum) * accum)  # the epoch's last window may be shorter
+            accelerator.backward(loss / window)
             running += loss.item()
             running_n += 1
-            if (i + 1) % config.train.grad_accum_steps == 0 or i + 1 == len(loaders.train):
+            if (i + 1) % accum == 0 or i + 1 == n_batches:
                 if config.train.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
                 optimizer.step()
@@ -311,14 +317,17 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                 if step % config.train.log_every_steps == 0:
                     bar.set_postfix(loss=f"{running / max(running_n, 1):.4f}")
                 if config.train.eval_every_steps and step % config.train.eval_every_steps == 0:
-                    evaluate_and_log(epoch + (i + 1) / len(loaders.train))
+                    evaluate_and_log(epoch + (i + 1) / n_batches)
                     set_train_mode(run.model, run.plan if schedule is None else schedule.plan)
+                    if keeper.should_stop and i + 1 < n_batches:  # patience counts evaluations, not epochs
+                        stopped = True
+                        break
         bar.close()
-        if running_n:
+        if running_n and not stopped:
             evaluate_and_log(epoch + 1)
         if keeper.should_stop:
-            log.info("early stopping after epoch %d: no %s improvement in %d evaluations", epoch + 1, metric,
-                     keeper.stale)
+            log.info("early stopping at step %d (epoch %d): no %s improvement in %d evaluations", step, epoch + 1,
+                     metric, keeper.stale)
             break
     train_seconds = time.perf_counter() - started
     keeper.restore()
@@ -339,7 +348,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "max_length": run.max_length,
         "token_lengths": run.length_stats,
         "data": run.data.notes,
-        "cache": {"used": cached_from is not None, "from_layer": cached_from},
+        "cache": {"used": cached_from is not None, "from_layer": cached_from, "computed_examples": cache_computed},
         "peak_rss_mb": outputs.peak_rss_mb(),
         "peak_gpu_mb": outputs.peak_gpu_mb(),
         "parameter_groups": describe_groups(groups),
