@@ -199,3 +199,17 @@ def test_standard_head_is_loadable_by_plain_transformers(tiny_bert, sentiment_cs
         probs = model(**enc).logits.softmax(-1).numpy()
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert np.allclose(probs, preds[["prob_neg", "prob_pos"]].to_numpy(), atol=1e-4)
+
+
+def test_compiled_run_gives_the_same_metrics(tiny_bert, sentiment_csv, tmp_path):
+    """`train.compile` changes how the graph runs, not what it computes (tolerance: kernel fusion reorders sums).
+    Dropout off: compiled graphs draw their dropout masks from their own generator, so with dropout the two
+    paths train on different masks (each deterministic for its seed)."""
+    model = {"name": tiny_bert, "dropout": 0.0, "hidden_dropout": 0.0, "attention_dropout": 0.0}
+    base = run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1}, model=model,
+                      train={"epochs": 1, "threads": 1, "save_model": False, "cache": "off"})
+    plain = training.train(parse_run_config(base), tmp_path / "plain", progress=False)
+    base["train"]["compile"] = True
+    compiled = training.train(parse_run_config(base), tmp_path / "compiled", progress=False)
+    assert compiled["val"]["loss"] == pytest.approx(plain["val"]["loss"], abs=1e-4)
+    assert compiled["test"]["accuracy"] == pytest.approx(plain["test"]["accuracy"])

@@ -261,6 +261,10 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         model, optimizer, loaders.train, loaders.val, loaders.test)
     if config.scheduler.name != "plateau":
         scheduler = accelerator.prepare_scheduler(scheduler)
+    if config.train.compile:
+        # dynamic shapes: batches are padded per batch, so every length would otherwise be a new graph.
+        # Train/eval mode and the frozen set are read from `run.model`, which the compiled module wraps.
+        model = torch.compile(model, dynamic=True)
     keeper = BestKeeper(run.model, metric, config.train.early_stopping_patience, _changeable_names(run.model, config))
     history: list[dict] = []
     step, running, running_n = 0, 0.0, 0
@@ -354,7 +358,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "parameter_groups": describe_groups(groups),
     }
     if accelerator.is_main_process:
-        outputs.write_run(out, run, accelerator.unwrap_model(model), results,
+        outputs.write_run(out, run, run.model, results,
                           {"val": val_logits, "test": test_logits}, run_info)
     return results
 
