@@ -112,11 +112,12 @@ def caches_for_run(run, device, cache_root=None, progress: bool = False, boundar
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     dtype = run.config.train.cache_dtype
     store = root / f"{weights_fingerprint(run.model.backbone)}-{dtype}"
+    index = StoreIndex(store)
     caches, computed = {}, 0
     for split, enc in run.encoded.items():
         keys = example_keys(enc)
-        computed += ensure_examples(run, store, enc, keys, wanted, device, progress, split)
-        caches[split] = open_split(store, keys, boundary, dtype, run.config.train.cache_ram_mb)
+        computed += ensure_examples(run, index, enc, keys, wanted, device, progress, split)
+        caches[split] = open_split(index, keys, boundary, dtype, run.config.train.cache_ram_mb)
     total = sum(c.nbytes for c in caches.values()) / 2**20
     examples = sum(len(e) for e in run.encoded.values())
     log.info("activation cache for layer %d: %.1f MB (%s) in %s; %d of %d examples computed now, the rest reused",
@@ -135,33 +136,50 @@ def example_keys(enc) -> np.ndarray:
     return keys
 
 
-def shards(store: Path) -> list[Path]:
-    return sorted(p for p in store.glob("shard-*") if p.is_dir()) if store.is_dir() else []
+class StoreIndex:
+    """Where each example's rows are, per boundary: `rows[b][key] = (shard, row)`. Read once per run from the
+    shards' small key files; shards written during the run are added as they appear. Any shard holding an
+    example will do: the same key means the same token ids through the same weights."""
+
+    def __init__(self, store: Path):
+        self.store = store
+        self.rows: dict[int, dict[bytes, tuple[Path, int]]] = {}
+        self._offsets: dict[Path, np.ndarray] = {}
+        for shard in sorted(store.glob("shard-*")) if store.is_dir() else []:
+            if shard.is_dir():
+                self.add(shard)
+
+    def add(self, shard: Path) -> None:
+        keys = [k.tobytes() for k in np.load(shard / "keys.npy")]
+        for layer in shard.glob("layer*.npy"):
+            found = self.rows.setdefault(int(layer.stem[len("layer"):]), {})
+            found.update((key, (shard, row)) for row, key in enumerate(keys))
+
+    def offsets(self, shard: Path) -> np.ndarray:
+        if shard not in self._offsets:
+            self._offsets[shard] = np.load(shard / "offsets.npy")
+        return self._offsets[shard]
 
 
-def ensure_examples(run, store: Path, enc, keys: np.ndarray, wanted: list[int], device, progress: bool,
+def ensure_examples(run, index: StoreIndex, enc, keys: np.ndarray, wanted: list[int], device, progress: bool,
                     split: str) -> int:
     """Compute (as one new shard) the examples of `enc` that no shard holds for every wanted boundary; returns
     how many were computed."""
-    have: dict[int, set[bytes]] = {b: set() for b in wanted}
-    for shard in shards(store):
-        stored = {k.tobytes() for k in np.load(shard / "keys.npy")}
-        for b in wanted:
-            if (shard / f"layer{b}.npy").is_file():
-                have[b] |= stored
     missing, seen = [], set()
     for i, key in enumerate(keys):
         k = key.tobytes()
-        if k not in seen and any(k not in have[b] for b in wanted):
+        if k not in seen and any(k not in index.rows.get(b, {}) for b in wanted):
             missing.append(i)
         seen.add(k)
     if missing:
-        write_shard(run, store, enc, np.asarray(missing, dtype=np.int64), keys, wanted, device, progress, split)
+        rows = np.asarray(missing, dtype=np.int64)
+        index.add(write_shard(run, index.store, enc, rows, keys, wanted, device, progress, split))
     return len(missing)
 
 
 def write_shard(run, store: Path, enc, rows: np.ndarray, keys: np.ndarray, wanted: list[int], device,
-                progress: bool, split: str) -> None:
+                progress: bool, split: str) -> Path:
+    """Compute examples `rows` of `enc` for every boundary in `wanted` into a new shard; returns its folder."""
     lengths = np.asarray(enc.lengths)[rows]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     hidden = run.model.backbone.config.hidden_size
@@ -185,6 +203,7 @@ def write_shard(run, store: Path, enc, rows: np.ndarray, keys: np.ndarray, wante
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    return store / name
 
 
 @torch.inference_mode()
@@ -222,17 +241,10 @@ def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray
     backbone.train(was_training)
 
 
-def open_split(store: Path, keys: np.ndarray, boundary: int, dtype: str, ram_mb: int) -> SplitCache:
-    """Find every example's rows (the newest shard holding it wins); shard arrays go to RAM while the
-    per-process budget allows, else they are read-only memory maps."""
-    found: dict[bytes, tuple[Path, int]] = {}
-    offsets: dict[Path, np.ndarray] = {}
-    for shard in shards(store):
-        if not (shard / f"layer{boundary}.npy").is_file():
-            continue
-        offsets[shard] = np.load(shard / "offsets.npy")
-        for row, key in enumerate(np.load(shard / "keys.npy")):
-            found[key.tobytes()] = (shard, row)
+def open_split(index: StoreIndex, keys: np.ndarray, boundary: int, dtype: str, ram_mb: int) -> SplitCache:
+    """Every example's rows at `boundary`; shard arrays go to RAM while the per-process budget allows, else they
+    are read-only memory maps."""
+    found = index.rows[boundary]
     parts: list[np.ndarray] = []
     part_of: dict[Path, int] = {}
     where = np.zeros((len(keys), 3), dtype=np.int64)
@@ -241,7 +253,8 @@ def open_split(store: Path, keys: np.ndarray, boundary: int, dtype: str, ram_mb:
         if shard not in part_of:
             part_of[shard] = len(parts)
             parts.append(_open_array(shard / f"layer{boundary}.npy", ram_mb))
-        where[i] = (part_of[shard], offsets[shard][row], offsets[shard][row + 1])
+        offsets = index.offsets(shard)
+        where[i] = (part_of[shard], offsets[row], offsets[row + 1])
     return SplitCache(parts, where, dtype)
 
 

@@ -239,10 +239,16 @@ class RunConfig(StrictModel):
     @property
     def selection_metric(self) -> str:
         """The validation metric that picks the best epoch (`train.metric`, `auto` resolved per task)."""
+        return self.selection_metric_for(None)
+
+    def selection_metric_for(self, detected_scheme: str | None) -> str:
+        """`selection_metric` once the data is read: token tags detected as plain (no B-/I- scheme) have no
+        entity spans to score, so `auto` selects on macro F1 over the non-ignored labels."""
         if self.train.metric != "auto":
             return self.train.metric
         if self.task == "token":
-            return "entity_f1_micro" if self.data.tag_scheme != "plain" else "f1_macro_ignoring"
+            scheme = detected_scheme or self.data.tag_scheme
+            return "entity_f1_micro" if scheme != "plain" else "f1_macro_ignoring"
         return "f1_macro"
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .assets import load_builtin_frame
-from .config import DataConfig
+from .config import DataConfig, label_text
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,8 @@ def clean_frame(frame: pd.DataFrame, cfg: DataConfig, source: str, notes: dict) 
         log.warning("%s: dropped %s", source, what)
         notes.setdefault("dropped_bad_rows", {})[source] = int(bad.sum())
         out = out[~bad]
-    out["label"] = out["label"].map(_label_str)
+    out["label"] = out["label"].map(lambda value: str(label_text(value)))
     return out.reset_index(drop=True)
-
-
-def _label_str(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def drop_duplicates(frame: pd.DataFrame, source: str, notes: dict) -> pd.DataFrame:

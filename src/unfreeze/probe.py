@@ -203,7 +203,8 @@ def noise_tolerance(scores: list[float], metric: str, n_val: int) -> float:
     return max(0.01, float(np.sqrt(best * (1 - best) / max(n_val, 1))))
 
 
-def suggest_top_k(scores: list[float], baseline: float | None, metric: str, n_val: int) -> tuple[list[int], str]:
+def suggest_top_k(scores: list[float], baseline: float | None, metric: str, n_val: int,
+                  baseline_name: str = "TF-IDF") -> tuple[list[int], str]:
     """Which `top_k` values are worth a run, from the per-layer probe scores (index 0 = embeddings .. L).
 
     Rule: let `d` be the deepest layer whose score is within noise (`noise_tolerance`) of the best layer's.
@@ -234,10 +235,10 @@ def suggest_top_k(scores: list[float], baseline: float | None, metric: str, n_va
                 f"{top}: the top {k} layer(s) lose what the task needs; unfreeze at least them: top_k {top_ks}.")
     if baseline is not None and best < sign * baseline - tol:
         top_ks = sorted({*top_ks, top})
-        text += (f" No layer beats the TF-IDF baseline ({baseline:.3f}): frozen features are weak here; expect to "
-                 f"need full fine-tuning (all / llrd, top_k {top}).")
+        text += (f" No layer beats the {baseline_name} baseline ({baseline:.3f}): frozen features are weak here; "
+                 f"expect to need full fine-tuning (all / llrd, top_k {top}).")
     elif baseline is not None:
-        text += f" TF-IDF baseline: {baseline:.3f}."
+        text += f" {baseline_name} baseline: {baseline:.3f}."
     return top_ks, text
 
 

@@ -48,9 +48,7 @@ def run_token_probe(config: RunConfig, out_dir: str | Path) -> dict:
     device = _device(config)
     pad = tokenizer.pad_token_id or 0
     scheme = data.notes.get("scheme", "iob2")
-    metric = config.selection_metric
-    if config.train.metric == "auto" and scheme == "plain":
-        metric = "f1_macro_ignoring"
+    metric = config.selection_metric_for(scheme)
     rng = np.random.default_rng(config.seed)
     train_keys = word_positions(encoded["train"])
     if len(train_keys) > MAX_TRAIN_WORDS:
@@ -77,9 +75,8 @@ def run_token_probe(config: RunConfig, out_dir: str | Path) -> dict:
         log.info("token probe layer %d: val %s %.4f (C=%g)", index, metric, value, c)
     baseline = float(most_frequent_tag_results(config, data)[0]["val"][metric])
     n_val_words = sum(len(t) for t in data.val.tags)
-    top_ks, suggestion = suggest_top_k([x["val_metric"] for x in layers], baseline, metric, n_val_words)
-    suggestion = suggestion.replace("TF-IDF baseline", "most-frequent-tag baseline")
-    suggestion = suggestion.replace("beats the TF-IDF", "beats the most-frequent-tag")
+    top_ks, suggestion = suggest_top_k([x["val_metric"] for x in layers], baseline, metric, n_val_words,
+                                       baseline_name="most-frequent-tag")
     result = {
         "task": "token", "metric": metric, "model": config.model.name, "pooling": "first subword of each word",
         "num_layers": len(layers) - 1, "n_train": len(data.train), "n_val": len(data.val),

@@ -38,36 +38,33 @@ log = logging.getLogger(__name__)
 _POOLS: dict[str, DataPool] = {}  # per worker process: Ray reuses workers, so data is loaded once per worker
 
 
-def run_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> tuple[RunOutcome, str]:
-    """The body of one Ray task: the same `execute_run` the local executor calls, on this worker's data pool."""
+def worker_pool(job: PlannedRun, cv, num_cpus: float) -> DataPool:
+    """Set this worker's torch threads to the task's CPUs (unless the config says otherwise) and return its data
+    pool for `cv`."""
     import torch
 
     if not job.config.train.threads:
         torch.set_num_threads(max(1, int(num_cpus)))
     key = json.dumps(cv.model_dump() if cv is not None else None)
-    pool = _POOLS.setdefault(key, DataPool(cv))
-    outcome = execute_run(job, Path(study_dir), pool, top_ks, progress=False)
+    return _POOLS.setdefault(key, DataPool(cv))
+
+
+def run_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> tuple[RunOutcome, str]:
+    """The body of one Ray task: the same `execute_run` the local executor calls, on this worker's data pool."""
+    outcome = execute_run(job, Path(study_dir), worker_pool(job, cv, num_cpus), top_ks, progress=False)
     return outcome, socket.gethostname()
 
 
 def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> int:
     """The body of a cache task: load the job's data (fold) and model, compute the frozen prefix of every example
     for every boundary the study needs, exactly as the first run of the group would. Returns examples computed."""
-    import torch
-
-    from . import cache
     from .prepare import prepare_run
     from .training import build_caches, make_accelerator
 
-    if not job.config.train.threads:
-        torch.set_num_threads(max(1, int(num_cpus)))
-    key = json.dumps(cv.model_dump() if cv is not None else None)
-    pool = _POOLS.setdefault(key, DataPool(cv))
+    pool = worker_pool(job, cv, num_cpus)
     run = prepare_run(job.config, pool.get(job.config, job.fold))
-    before = cache.STATS["forward_examples"]
-    build_caches(run, make_accelerator(job.config), Path(study_dir) / "cache", False,
-                 top_ks.get(job.config.model.name))
-    return cache.STATS["forward_examples"] - before
+    return build_caches(run, make_accelerator(job.config), Path(study_dir) / "cache", False,
+                        top_ks.get(job.config.model.name))[2]
 
 
 def cache_group(job: PlannedRun) -> str | None:

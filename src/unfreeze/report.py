@@ -113,9 +113,12 @@ def arms_table(results: pd.DataFrame, names: list[str], best: str | None, compar
 
 
 def significance_mark(comp: dict | None) -> str:
-    if not comp or not comp["significant"]:
-        return ""
-    return f" {SIG_MARK}" if comp["delta"] > 0 else f" {BETTER_MARK}"
+    """† / ‡ from the direction `stats.compare_with_best` gave the significant gap."""
+    if comp and comp["worse"]:
+        return f" {SIG_MARK}"
+    if comp and comp["better"]:
+        return f" {BETTER_MARK}"
+    return ""
 
 
 def ci(stats: dict) -> str:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import outputs
 from .config import RunConfig
 from .encode import Collator, LengthGroupedBatchSampler
-from .errors import DataError, TrainingDivergedError, UnfreezeError
+from .errors import ConfigError, DataError, TrainingDivergedError, UnfreezeError
 from .freezing import set_train_mode
 from .metrics import LOWER_IS_BETTER, is_better, scalar_metrics
 from .optim import build_optimizer, build_scheduler, parameter_groups
@@ -75,12 +75,8 @@ def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
     ignored = run.config.train.loss_ignore_labels
     if not ignored:
         return weights
-    from .errors import ConfigError
-
     names = run.label_names
-    unknown = sorted(set(ignored) - set(names))
-    if unknown:
-        raise ConfigError(f"train.loss_ignore_labels: label {unknown[0]!r} is not one of {names}")
+    check_labels_known("train.loss_ignore_labels", ignored, names)
     if set(ignored) >= set(names):
         raise ConfigError("train.loss_ignore_labels ignores every label: nothing would be learned")
     weights = torch.ones(len(names)) if weights is None else weights
@@ -100,12 +96,14 @@ def _class_weights(run: PreparedRun) -> torch.Tensor | None:
         counts = np.bincount(flat, minlength=len(names)).astype(float)
         weights = len(flat) / (len(names) * np.maximum(counts, 1))
         return torch.tensor(weights, dtype=torch.float32)
-    from .errors import ConfigError
-
-    unknown = sorted(set(spec) - set(names))
-    if unknown:
-        raise ConfigError(f"train.class_weights: label {unknown[0]!r} is not one of {names}")
+    check_labels_known("train.class_weights", spec, names)
     return torch.tensor([float(spec.get(n, 1.0)) for n in names], dtype=torch.float32)
+
+
+def check_labels_known(key: str, labels, names: list[str]) -> None:
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: label {unknown[0]!r} is not one of {names}")
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -185,12 +183,8 @@ class BestKeeper:
         self.stale = 0
 
     def update(self, metrics: dict, row: dict) -> bool:
-        value = metrics.get(self.metric)
-        if value is None:
-            from .errors import ConfigError
-
-            raise ConfigError(f"train.metric={self.metric!r} is not a reported metric; "
-                              f"choose one of {sorted(scalar_metrics(metrics))}")
+        """`train.metric` is known to be reported: `check_selection_metric` ran before the first step."""
+        value = metrics[self.metric]
         if is_better(self.metric, value, self.best_value):
             self.best_value, self.best_metrics, self.best_row, self.stale = value, metrics, row, 0
             self.state = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.names}
@@ -228,14 +222,10 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
                         "picks its best epoch on val and evaluates test once, after training)")
     run = prepare_run(config, data)
     weight = class_weight_tensor(run)
-    metric = selection_metric(run)
+    metric = config.selection_metric_for(run.data.notes.get("scheme"))
     check_selection_metric(run, metric, weight)
-    from . import cache as activation_cache
-
-    computed_before = activation_cache.STATS["forward_examples"]
     with accelerator.main_process_first():  # one process fills the on-disk cache; the others then read it
-        caches, cached_from = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
-    cache_computed = activation_cache.STATS["forward_examples"] - computed_before
+        caches, cached_from, cache_computed = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
     loaders = make_loaders(run, caches)
     model = run.model
     schedule = None
@@ -372,15 +362,6 @@ def current_lrs(optimizer, config: RunConfig) -> dict:
     return {"lr": config.optim.lr * factor, "head_lr": (config.optim.head_lr or config.optim.lr) * factor}
 
 
-def selection_metric(run: PreparedRun) -> str:
-    """`train.metric`, with `auto` resolved on the data: token tags detected as plain (no B-/I- scheme) select
-    on macro F1 over the non-ignored labels, since they have no entity spans to score."""
-    config = run.config
-    if config.train.metric == "auto" and config.task == "token" and run.data.notes.get("scheme") == "plain":
-        return "f1_macro_ignoring"
-    return config.selection_metric
-
-
 def check_selection_metric(run: PreparedRun, metric: str, weight) -> None:
     """Fail before the first step, not after epoch 1, when `train.metric` is not a metric this task reports:
     the metric names come from evaluating constant predictions on the validation split."""
@@ -392,8 +373,6 @@ def check_selection_metric(run: PreparedRun, metric: str, weight) -> None:
         dummy = [np.zeros(n_classes, dtype=np.float32)] * len(enc)
     reported = scalar_metrics(evaluate_split(run, "val", dummy, weight))
     if metric not in reported:
-        from .errors import ConfigError
-
         raise ConfigError(f"train.metric={metric!r} is not a metric of this {run.config.task} task; "
                           f"choose one of {sorted(reported)}")
 
@@ -419,9 +398,12 @@ def _changeable_names(model, config: RunConfig) -> set[str]:
 
 
 def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool, top_ks):
-    """The frozen-prefix activation cache when valid and wanted (see `cache.py`); else (None, None)."""
-    from .cache import caches_for_run
+    """(caches, boundary, examples computed now): the frozen-prefix activation cache when valid and wanted (see
+    `cache.py`), else (None, None, 0)."""
+    from . import cache
 
     n = run.model.layout.num_layers
     boundaries = {n - k for k in (top_ks or ()) if 0 <= k < n}
-    return caches_for_run(run, accelerator.device, cache_root, progress, boundaries)
+    before = cache.STATS["forward_examples"]
+    caches, boundary = cache.caches_for_run(run, accelerator.device, cache_root, progress, boundaries)
+    return caches, boundary, cache.STATS["forward_examples"] - before
