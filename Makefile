@@ -39,10 +39,10 @@ demo: install assets
 	@echo "Report: studies/demo/report.html"
 
 bench: install assets
-	$(BIN)/unfreeze bench --quick --out BENCHMARKS.md
+	$(BIN)/python benchmarks/bench.py --quick --out BENCHMARKS.md
 
 bench-full: install assets
-	$(BIN)/unfreeze bench --out BENCHMARKS.md
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -35,8 +35,8 @@ def study_spec(train_size: int, seeds: list[int], threads: int | None) -> dict:
 
 
 def timed_study(spec: dict, out: Path, executor) -> tuple[float, "object"]:
-    from unfreeze.config import StudyConfig
-    from unfreeze.study import run_study
+    from unfreeze.config.schema import StudyConfig
+    from unfreeze.study.runner import run_study
 
     started = time.perf_counter()
     results = run_study(StudyConfig.model_validate(spec), out, executor=executor, progress=False,
@@ -52,10 +52,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/ray.json"))
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from unfreeze.config import RayConfig
-    from unfreeze.files import write_json
-    from unfreeze.ray_executor import RayExecutor
-    from unfreeze.study import LocalExecutor
+    from unfreeze.config.schema import RayConfig
+    from unfreeze.io import write_json
+    from unfreeze.study.ray_executor import RayExecutor
+    from unfreeze.study.execute import LocalExecutor
 
     seeds = list(range(args.runs_per_arm))
     work = Path(tempfile.mkdtemp(prefix="unfreeze-raybench-"))

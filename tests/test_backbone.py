@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from tiny import ARCHITECTURES
-from unfreeze.backbone import discover_layout, load_backbone, start_at_layer, weights_fingerprint
-from unfreeze.config import ModelConfig
+from unfreeze.model.backbone import discover_layout, load_backbone, start_at_layer, weights_fingerprint
+from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import AssetMissingError
 
 

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from tiny import synthetic_frame
-from unfreeze.baselines import tfidf_logreg
+from unfreeze.study.baselines import tfidf_logreg
 
 
 def test_tfidf_baseline_beats_chance_and_reports_sklearn_metrics():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny import VOCAB, make_tiny_model, synthetic_frame
 
-from unfreeze import bench
+import bench
 
 HEADLINE_KEYS = {"later_epoch_speedup", "total_speedup", "vs_trainer_total_speedup", "metric_delta", "efficiency"}
 TINY_SIZES = {"bbc_news": {"train": 40, "val": 20, "test": 9, "max_length": 24}, "epochs": 2, "seeds": [0],
@@ -120,7 +120,7 @@ def test_target_verdicts_name_the_gap():
 
 def test_isolated_job_runs_in_its_own_process(six_layer_bert, tmp_path, monkeypatch):
     """The forkserver path: the result comes back from another process with that process's own peak RSS."""
-    monkeypatch.setattr(bench, "_PRELOAD", ["unfreeze.bench_methods"])
+    monkeypatch.setattr(bench, "_PRELOAD", ["bench_methods"])
     plan = bench.make_plan(True, six_layer_bert, {"bbc_news": synthetic_frame(60, seed=3)}, TINY_SIZES,
                            device="cpu", threads=1)
     d = plan.datasets[0]

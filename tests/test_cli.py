@@ -64,7 +64,7 @@ def test_overwrite_with_bad_input_keeps_the_previous_run(config_file, tmp_path):
 
 def test_predict_refuses_a_file_without_the_pair_column(tmp_path):
     from unfreeze.errors import DataError
-    from unfreeze.predict import _texts
+    from unfreeze.model.predict import _texts
 
     frame = pd.DataFrame({"text": ["a premise"]})
     with pytest.raises(DataError, match="trained on text pairs"):

@@ -1,7 +1,8 @@
 """Typed configs: unknown keys are errors with a suggestion; shorthands resolve; overrides apply."""
 import pytest
 
-from unfreeze.config import FreezeConfig, RunConfig, apply_overrides, load_run_config, parse_run_config
+from unfreeze.config.schema import FreezeConfig, RunConfig
+from unfreeze.config.load import apply_overrides, load_run_config, parse_run_config
 from unfreeze.errors import ConfigError
 
 
@@ -66,7 +67,7 @@ def test_selection_metric_defaults_per_task():
 
 
 def test_bare_yaml_on_off_mean_the_cache_modes(tmp_path):
-    from unfreeze.config import load_run_config
+    from unfreeze.config.load import load_run_config
 
     path = tmp_path / "run.yaml"
     path.write_text("data: {path: d.csv}\nmodel: {name: m}\ntrain: {cache: off}\n")

@@ -5,8 +5,8 @@ import pytest
 from seqeval.metrics import f1_score as entity_f1
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from unfreeze.count_metrics import SUPPORTED, classification_metric, token_metric
-from unfreeze.stats import paired_bootstrap
+from unfreeze.metrics.counts import SUPPORTED, classification_metric, token_metric
+from unfreeze.metrics.stats import paired_bootstrap
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -86,7 +86,7 @@ def test_token_bootstrap_resamples_sentences():
 def test_token_entity_count_metric_equals_metrics_json(scheme, ignore):
     """The report's significance test must score entities exactly as metrics.json does: plain tags as IO runs,
     ignored labels as O (raw seqeval on plain tags would read 'PER' as prefix P + type 'ER')."""
-    from unfreeze.token_metrics import tag_metrics
+    from unfreeze.metrics.tagging import tag_metrics
 
     tags, gold, pred = token_sequences(3)
     if scheme == "plain":

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from tiny import synthetic_frame
-from unfreeze.config import DataConfig
-from unfreeze.data import load_sequence_data
+from unfreeze.config.schema import DataConfig
+from unfreeze.data.sequence import load_sequence_data
 from unfreeze.errors import AssetMissingError, DataError
 
 

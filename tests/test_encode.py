@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from unfreeze.config import DataConfig
-from unfreeze.encode import Collator, Encoded, LengthGroupedBatchSampler, choose_max_length
+from unfreeze.config.schema import DataConfig
+from unfreeze.data.encode import Collator, Encoded, LengthGroupedBatchSampler, choose_max_length
 
 
 def lengths(n=203, seed=0):

@@ -5,10 +5,12 @@ import torch
 from safetensors.torch import load_file
 
 from tiny import ARCHITECTURES, run_config
-from unfreeze.config import parse_run_config
-from unfreeze.encode import Collator
-from unfreeze.prepare import prepare_run
-from unfreeze.training import loss_fn, model_inputs, train
+from unfreeze.config.load import parse_run_config
+from unfreeze.data.encode import Collator
+from unfreeze.train.prepare import prepare_run
+from unfreeze.train.loss import loss_fn
+from unfreeze.train.evaluate import model_inputs
+from unfreeze.train.run import train
 
 # Independent oracle, per architecture: the prefix of the top layer's parameter names.
 TOP_LAYER = {
@@ -68,7 +70,7 @@ def test_frozen_parameters_bit_identical_after_training(arch, strategy, tiny_mod
 
 
 def test_frozen_layers_run_in_eval_mode(tiny_bert, sentiment_csv):
-    from unfreeze.freezing import set_train_mode
+    from unfreeze.strategies.base import set_train_mode
 
     run = prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1})))
     set_train_mode(run.model, run.plan)
@@ -87,7 +89,7 @@ def test_top_k_larger_than_depth_is_an_error(tiny_bert, sentiment_csv):
 def test_unknown_architecture_fails_clearly():
     from torch import nn
 
-    from unfreeze.backbone import discover_layout
+    from unfreeze.model.backbone import discover_layout
     from unfreeze.errors import UnfreezeError
 
     class NotATransformer(nn.Module):

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from unfreeze.errors import ConfigError
-from unfreeze.metrics import classification_metrics, is_better, positive_index
+from unfreeze.metrics.classification import classification_metrics, is_better, positive_index
 
 
 @pytest.mark.parametrize("classes", [2, 3, 5])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tiny import run_config, synthetic_frame
-from unfreeze import probe
-from unfreeze.config import parse_run_config
+from unfreeze.probe import sequence as probe
+from unfreeze.config.load import parse_run_config
 from unfreeze.errors import UnfreezeError
 
 
@@ -69,11 +69,11 @@ def test_cls_pooling_probes_the_cls_state(tiny_bert, cue_csv, tmp_path, monkeypa
 
 
 def test_local_tfidf_baseline_and_the_shared_one(tiny_bert, cue_csv, monkeypatch):
-    from unfreeze.prepare import load_data
+    from unfreeze.train.prepare import load_data
 
     cfg = parse_run_config(run_config(tiny_bert, cue_csv, seed=7))
     data = load_data(cfg)
-    monkeypatch.setitem(sys.modules, "unfreeze.baselines", None)  # import fails → the local baseline
+    monkeypatch.setitem(sys.modules, "unfreeze.study.baselines", None)  # import fails → the local baseline
     assert probe.baseline_val_metric(data, cfg, "f1_macro") > 0.95  # the cue words are perfectly lexical
     calls = []
 
@@ -81,7 +81,7 @@ def test_local_tfidf_baseline_and_the_shared_one(tiny_bert, cue_csv, monkeypatch
         calls.append((len(args), positive_label, seed))
         return {"val": {"f1_macro": 0.123}, "test": {}}
 
-    monkeypatch.setitem(sys.modules, "unfreeze.baselines", types.SimpleNamespace(tfidf_logreg=tfidf_logreg))
+    monkeypatch.setitem(sys.modules, "unfreeze.study.baselines", types.SimpleNamespace(tfidf_logreg=tfidf_logreg))
     assert probe.baseline_val_metric(data, cfg, "f1_macro") == 0.123
     assert calls == [(7, None, 7)]
 

@@ -13,11 +13,11 @@ import yaml
 from typer.testing import CliRunner
 
 from tiny import run_config
-from unfreeze import study
+import unfreeze.study as study
 from unfreeze.cli import app
-from unfreeze.config import RayConfig, StudyConfig
+from unfreeze.config.schema import RayConfig, StudyConfig
 from unfreeze.errors import UnfreezeError
-from unfreeze.ray_executor import CacheGate, RayExecutor
+from unfreeze.study.ray_executor import CacheGate, RayExecutor
 
 if os.environ.get("UNFREEZE_REQUIRE_RAY"):  # set by .ci/run: there a missing Ray must fail, not skip
     import ray

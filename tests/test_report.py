@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tiny import run_config, synthetic_frame
-from unfreeze.config import StudyConfig
-from unfreeze.report import build_report
-from unfreeze.study import run_study
+from unfreeze.config.schema import StudyConfig
+from unfreeze.report.build import build_report
+from unfreeze.study.runner import run_study
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import accuracy_score
 
-from unfreeze.stats import best_arm, compare_with_best, holm, mcnemar, paired_bootstrap, summarize
+from unfreeze.metrics.stats import best_arm, compare_with_best, holm, mcnemar, paired_bootstrap, summarize
 
 
 def test_summarize_matches_scipy_t_interval():
@@ -67,7 +67,7 @@ def test_compare_with_best_marks_only_real_gaps():
 
 
 def test_single_runs_with_an_f1_metric_use_the_bootstrap_not_mcnemar():
-    from unfreeze.count_metrics import classification_metric
+    from unfreeze.metrics.counts import classification_metric
 
     y, good, bad = constructed(3)
     labels = [str(v) for v in (0, 1)]

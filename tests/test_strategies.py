@@ -10,13 +10,17 @@ import torch
 from safetensors.torch import load_file
 
 from tiny import run_config
-from unfreeze import cache, strategies
-from unfreeze.config import FreezeConfig, parse_run_config
-from unfreeze.encode import Collator
+from unfreeze.train import cache
+from unfreeze.strategies import advanced as strategies
+from unfreeze.config.schema import FreezeConfig
+from unfreeze.config.load import parse_run_config
+from unfreeze.data.encode import Collator
 from unfreeze.errors import ConfigError
-from unfreeze.optim import build_optimizer, build_scheduler, parameter_groups
-from unfreeze.prepare import prepare_run
-from unfreeze.training import loss_fn, model_inputs, train
+from unfreeze.train.optim import build_optimizer, build_scheduler, parameter_groups
+from unfreeze.train.prepare import prepare_run
+from unfreeze.train.loss import loss_fn
+from unfreeze.train.evaluate import model_inputs
+from unfreeze.train.run import train
 
 # Independent oracles, per architecture: where layer i and the embeddings live in parameter names.
 LAYER = {"bert": "backbone.encoder.layer.{}.", "distilbert": "backbone.transformer.layer.{}."}
@@ -269,7 +273,7 @@ def test_lora_unknown_architecture_is_a_clear_error():
 
 
 def test_lora_run_keeps_backbone_frozen_and_saved_model_reloads(tiny_bert, sentiment_csv, tmp_path):
-    from unfreeze.predict import predict_file
+    from unfreeze.model.predict import predict_file
 
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"lora": {"r": 4, "alpha": 8}},
                                       optim={"lr": 1e-2}, train={"epochs": 2, "threads": 1}))
@@ -303,7 +307,7 @@ def test_strategies_that_train_the_prefix_never_use_the_cache(freeze, tiny_bert,
 
 def test_lora_adapter_folder_reloads_to_the_same_predictions(tiny_bert, sentiment_csv, tmp_path):
     """`best/adapter` (small, unmerged) is itself loadable by `unfreeze predict`: pretrained backbone + adapter."""
-    from unfreeze.predict import predict_file
+    from unfreeze.model.predict import predict_file
 
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"lora": {"r": 4, "alpha": 8}},
                                       optim={"lr": 1e-2}, train={"epochs": 1, "threads": 1}))

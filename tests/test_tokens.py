@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from tiny import NEUTRAL, run_config
-from unfreeze.config import DataConfig, parse_run_config
+from unfreeze.config.schema import DataConfig
+from unfreeze.config.load import parse_run_config
 from unfreeze.errors import DataError
-from unfreeze.token_metrics import tag_metrics
-from unfreeze.token_data import TokenSplit, TokenTaskData, load_token_data, read_conll, read_token_jsonl
-from unfreeze.token_metrics import detect_scheme, scheme_violations
-from unfreeze.token_windows import (build_windows, encode_token_splits, plan_windows, special_template, word_pieces,
-                                    words_from_logits)
-from unfreeze.tokens import fbeta_of, most_frequent_tag_baseline
+from unfreeze.metrics.tagging import tag_metrics
+from unfreeze.data.tokens import TokenSplit, TokenTaskData, load_token_data, read_conll, read_token_jsonl
+from unfreeze.metrics.tagging import detect_scheme, scheme_violations
+from unfreeze.data.windows import build_windows, encode_token_splits, plan_windows, special_template, word_pieces, words_from_logits
+from unfreeze.train.tokens import fbeta_of
+from unfreeze.study.baselines import most_frequent_tag_baseline
 
 ENTITY_TYPES = {"paris": "LOC", "london": "LOC", "alice": "PER", "bob": "PER", "google": "ORG", "acme": "ORG"}
 
@@ -205,7 +206,7 @@ def test_iob2_violations_counted_logged_and_kept(tmp_path, caplog):
     broken = [(["x", "alice", "bob"], ["O", "I-PER", "I-PER"]), (["y", "paris"], ["O", "B-LOC"])]
     train = write_conll(tmp_path / "train.conll", good + broken + [(["z", "acme"], ["O", "I-ORG"])])
     val = write_conll(tmp_path / "val.conll", tagged_sentences(5, seed=9))
-    with caplog.at_level(logging.WARNING, logger="unfreeze.token_data"):
+    with caplog.at_level(logging.WARNING, logger="unfreeze.data.tokens"):
         data = load_token_data(DataConfig(train=str(train), val=str(val), split={"test": 0.0}))
     assert data.notes["scheme"] == "iob2"
     assert data.notes["scheme_violations"] == {"train": 2, "val": 0, "test": 0}
@@ -378,7 +379,7 @@ def test_fbeta_read_from_config_with_default():
 
 
 def test_class_weights_change_the_token_loss():
-    from unfreeze.training import loss_fn
+    from unfreeze.train.loss import loss_fn
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 3)
@@ -404,7 +405,8 @@ def test_most_frequent_tag_baseline():
 
 
 def test_baseline_row_uses_the_run_metrics(tmp_path):
-    from unfreeze.tokens import most_frequent_tag_results, write_tag_predictions
+    from unfreeze.study.baselines import most_frequent_tag_results
+    from unfreeze.train.tokens import write_tag_predictions
 
     path = write_conll(tmp_path / "d.conll", tagged_sentences(120))
     cfg = parse_run_config(run_config("m", path, task="token", data__ignore_labels=["O"]))
@@ -433,9 +435,9 @@ def token_run(model_dir, path, **kw):
 
 
 def test_tiny_model_learns_tagging_end_to_end(tmp_path, tiny_bert, token_conll):
-    from unfreeze.outputs import load_model
-    from unfreeze.tokens import predict_token_file
-    from unfreeze.training import train
+    from unfreeze.model.checkpoint import load_model
+    from unfreeze.model.predict_tokens import predict_token_file
+    from unfreeze.train.run import train
 
     cfg = token_run(tiny_bert, token_conll)
     assert cfg.selection_metric == "entity_f1_micro"
@@ -459,7 +461,7 @@ def test_tiny_model_learns_tagging_end_to_end(tmp_path, tiny_bert, token_conll):
 
 
 def test_tiny_model_learns_with_activation_cache(tmp_path, tiny_bert, token_conll):
-    from unfreeze.training import train
+    from unfreeze.train.run import train
 
     cfg = token_run(tiny_bert, token_conll, freeze={"top_k": 1}, train__epochs=6, optim={"lr": 1e-2})
     result = train(cfg, tmp_path / "run", progress=False)

@@ -5,20 +5,21 @@ Python API mirrors the CLI: `unfreeze.train(config, out_dir)`, `unfreeze.run_stu
 """
 __version__ = "0.1.0"
 
-from .config import RunConfig, StudyConfig, load_run_config, load_study_config  # noqa: E402
-from .errors import UnfreezeError  # noqa: E402
+from unfreeze.config.schema import RunConfig, StudyConfig  # noqa: E402
+from unfreeze.config.load import load_run_config, load_study_config  # noqa: E402
+from unfreeze.errors import UnfreezeError  # noqa: E402
 
 
 def train(config, out_dir, **kwargs):
     """Run one configuration; see `unfreeze.training.train`."""
-    from .training import train as _train
+    from unfreeze.train.run import train as _train
 
     return _train(config, out_dir, **kwargs)
 
 
 def run_study(study, out_dir, **kwargs):
     """Run (or resume) a study; see `unfreeze.study.run_study`."""
-    from .study import run_study as _run_study
+    from unfreeze.study.runner import run_study as _run_study
 
     return _run_study(study, out_dir, **kwargs)
 

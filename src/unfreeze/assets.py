@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import AssetMissingError
+from unfreeze.errors import AssetMissingError
 
 
 @dataclass(frozen=True)

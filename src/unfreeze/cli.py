@@ -1,4 +1,4 @@
-"""`unfreeze train | study | report | predict | inspect | probe | bench` — thin wrappers over library functions.
+"""`unfreeze train | study | report | predict | inspect | probe` — thin wrappers over library functions.
 
 Every user error (`UnfreezeError`) becomes one line on stderr and exit code 2; nothing already written is
 touched before validation passes.
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UnfreezeError
+from unfreeze.errors import UnfreezeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tuning studies of pretrained transformer encoders.")
@@ -66,8 +66,8 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
     """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
     _setup()
-    from .config import load_run_config
-    from .training import train as run_train
+    from unfreeze.config.load import load_run_config
+    from unfreeze.train.run import train as run_train
 
     cfg = load_run_config(config, overrides)
     out = out or Path("runs") / config.stem
@@ -81,7 +81,7 @@ def print_run_summary(results: dict, out: Path) -> None:
     table.add_column("metric")
     table.add_column("val (best epoch)", justify="right")
     table.add_column("test", justify="right")
-    from .metrics import scalar_metrics
+    from unfreeze.metrics.classification import scalar_metrics
 
     val, test = scalar_metrics(results["val"]), scalar_metrics(results["test"])
     for name in val:
@@ -104,7 +104,7 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
             submission: bool = typer.Option(False, "--submission", help="Only id + predicted label.")):
     """Predict labels (and per-class probabilities) for a file with a saved model."""
     _setup()
-    from .predict import predict_file
+    from unfreeze.model.predict import predict_file
 
     frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
     console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
@@ -119,8 +119,8 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
             percentile: float = typer.Option(95.0, "--percentile")):
     """Label balance, duplicates, token-length percentiles and a suggested max_length."""
     _setup()
-    from .config import DataConfig
-    from .inspection import inspect_data
+    from unfreeze.config.schema import DataConfig
+    from unfreeze.data.inspect import inspect_data
 
     if (data is None) == (dataset is None):
         raise UnfreezeError("give a data file or --dataset NAME")
@@ -151,13 +151,14 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
           quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars.")):
     """Run (or resume) every run of a study, the baseline, and write the report."""
     _setup()
-    from .config import load_study_config
-    from .study import expand, run_study
+    from unfreeze.config.load import load_study_config
+    from unfreeze.study.grid import expand
+    from unfreeze.study.runner import run_study
 
     cfg = load_study_config(config, overrides)
     out = out or Path("studies") / config.stem
     if dry_run:
-        from .estimate import print_plan
+        from unfreeze.study.estimate import print_plan
 
         print_plan(cfg, expand(cfg), out, console)
         return
@@ -165,7 +166,7 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
         raise UnfreezeError(f"--executor {executor!r}: choose local or ray")
     if address and (executor or cfg.executor) != "ray":
         raise UnfreezeError(f"--address {address!r} is for the Ray executor: add --executor ray")
-    from .study import make_executor
+    from unfreeze.study.runner import make_executor
 
     results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
                         echo=console.print, study_text=config.read_text(encoding="utf-8"), command=_command_line())
@@ -187,8 +188,8 @@ def print_arm_table(study_dir: Path) -> None:
 def report(study_dir: Path = typer.Argument(..., help="A study folder.")):
     """(Re)build report.md and report.html from a study folder."""
     _setup()
-    from .report import build_report
-    from .study import collect_results
+    from unfreeze.report.build import build_report
+    from unfreeze.study.results import collect_results
 
     if not (study_dir / "study.json").is_file():
         raise UnfreezeError(f"{study_dir}: not a study folder (no study.json)")
@@ -202,23 +203,12 @@ def probe(config: Path = typer.Argument(..., help="Run config YAML."),
           out: Path = typer.Option(Path("probe"), "--out"), overrides: Optional[list[str]] = SetOption):
     """Linear probe per layer: where is the signal before you spend compute?"""
     _setup()
-    from .config import load_run_config
-    from .probe import run_probe
+    from unfreeze.config.load import load_run_config
+    from unfreeze.probe.sequence import run_probe
 
     result = run_probe(load_run_config(config, overrides), out)
     console.print(result.get("suggestion", ""))
     console.print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
-
-
-@app.command()
-@user_errors
-def bench(quick: bool = typer.Option(False, "--quick", help="A few minutes instead of the full size."),
-          out: Path = typer.Option(Path("BENCHMARKS.md"), "--out")):
-    """Time the seeds' method, HF Trainer and unfreeze side by side; write BENCHMARKS.md."""
-    _setup()
-    from .bench import run_bench
-
-    run_bench(quick=quick, out=out, console=console)
 
 
 def main() -> None:  # pragma: no cover

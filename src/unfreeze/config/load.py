@@ -1,0 +1,121 @@
+"""Moved from `config.py`; see the package docstring."""
+from __future__ import annotations
+
+import copy
+
+import difflib
+
+from pathlib import Path
+
+from typing import Any
+
+import yaml
+
+from pydantic import BaseModel, ValidationError
+
+from unfreeze.errors import ConfigError
+from unfreeze.config.schema import RunConfig, StudyConfig
+
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply `key.sub=value` overrides; values are parsed as YAML (`2`, `1e-3`, `[a, b]`, `{top_k: 2}`)."""
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+        key, raw = item.split("=", 1)
+        set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+
+def parse_run_config(data: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, RunConfig, source)) from None
+
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    return parse_run_config(apply_overrides(read_yaml(path), overrides), str(path))
+
+
+
+def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
+    data = apply_overrides(read_yaml(path), overrides)
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, StudyConfig, str(path))) from None
+
+
+
+def run_config_dict(config: RunConfig) -> dict:
+    """The fully resolved config as plain data (defaults filled in): what `config.yaml` holds and hashes see."""
+    return config.model_dump(mode="json")
+
+
+
+def describe_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
+    """One line for the first problem, naming the dotted key and suggesting the closest valid key."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(root, loc[:-1])
+        hint = ""
+        if parent is not None:
+            close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1, cutoff=0.5)
+            hint = f"; did you mean `{'.'.join(loc[:-1] + close)}`?" if close else (
+                f"; valid keys here: {', '.join(parent.model_fields)}"
+            )
+        return f"{source}: unknown key `{key}`{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
+    return f"{source}: `{key}`: {msg}{shown}"
+
+
+
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    model: Any = root
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            args = [a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = args[0] if args else None
+        if model is None:
+            return None
+    return model

@@ -1,0 +1,307 @@
+"""Typed configs for a run and a study, loaded from YAML and validated at the edge.
+
+Every key is documented in `docs/config.md`. Unknown keys are errors that suggest the closest valid key, because a
+misspelt `lerning_rate` silently ignored is how a study ends up measuring the default.
+"""
+
+from __future__ import annotations
+
+
+
+
+from typing import Any, Literal, Union
+
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+
+class SplitConfig(StrictModel):
+    """Fractions carved (stratified, seeded) out of one file when val/test files are not given."""
+
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+
+
+
+def label_text(value: Any) -> Any:
+    """The text form of a label given in YAML as a number (1 → "1", 2.0 → "2"); other values unchanged."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+
+class DataConfig(StrictModel):
+    dataset: str | None = None
+    path: str | None = None
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "disk", "conll"] = "auto"
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    id_column: str | None = None
+    split: SplitConfig = SplitConfig()
+    train_size: int | None = Field(None, gt=0)
+    split_seed: int = 0
+    max_length: int | Literal["auto"] = "auto"
+    max_length_percentile: float = Field(95.0, gt=0, le=100)
+    max_length_cap: int = Field(512, gt=1)
+    bad_rows: Literal["drop", "error"] = "drop"
+    dedupe: bool = True
+    positive_label: str | None = None
+    # token classification
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    conll_tag_column: int = -1
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes", "plain"] = "auto"
+    label_all_subwords: bool = False
+    stride: int = Field(32, ge=0)
+    truncate: bool = False
+    ignore_labels: list[str] = []
+    fbeta: float = Field(1.0, gt=0)
+
+    @field_validator("positive_label", "ignore_labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Labels are compared as text (a CSV's 0/1 column becomes "0"/"1"), so `positive_label: 1` means "1"."""
+        return [label_text(v) for v in value] if isinstance(value, list) else label_text(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        sources = [self.dataset is not None, self.path is not None, self.train is not None]
+        if sum(sources) != 1:
+            raise ValueError(
+                "data: give exactly one of `dataset` (built-in name), `path` (one file, split by fractions) "
+                "or `train` (+ optional `val`/`test` files)"
+            )
+        if self.split.val + self.split.test >= 1:
+            raise ValueError("data.split: val + test fractions must be below 1")
+        return self
+
+
+
+class ModelConfig(StrictModel):
+    name: str = "minilm"
+    pooling: Literal["cls", "mean", "pooler"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    hidden: list[int] = []
+    activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    attention_dropout: float | None = Field(None, ge=0, lt=1)
+    hidden_dropout: float | None = Field(None, ge=0, lt=1)
+
+
+
+FreezeStrategy = Literal["head", "top_k", "all", "bitfit", "gradual", "llrd", "lora"]
+
+
+
+class FreezeConfig(StrictModel):
+    """Which encoder parameters train. Shorthands in YAML: `head`, `all`, `bitfit`, `{top_k: 2}`,
+    `{gradual: {every_epochs: 1}}`, `{llrd: 0.8}`, `{lora: {r: 8}}`."""
+
+    strategy: FreezeStrategy = "all"
+    k: int | None = Field(None, ge=0)
+    train_pooler: bool = True
+    every_epochs: float = Field(1.0, gt=0)
+    every_steps: int | None = Field(None, gt=0)  # gradual: unfreeze by optimizer steps instead of epochs
+    layers_per_stage: int = Field(1, gt=0)  # gradual: layers (units) unfrozen at each stage
+    decay: float = Field(0.9, gt=0, le=1)
+    r: int = Field(8, gt=0)
+    alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    bitfit: bool = False  # with llrd: train only the bias terms, at the layer-wise LRs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.startswith("top_") and value[4:].isdigit():
+                return {"strategy": "top_k", "k": int(value[4:])}
+            return {"strategy": value}
+        if isinstance(value, dict) and "strategy" not in value and len(value) >= 1:
+            value = dict(value)
+            if "top_k" in value:
+                return {"strategy": "top_k", "k": value.pop("top_k"), **value}
+            if "llrd" in value and not isinstance(value["llrd"], dict):
+                return {"strategy": "llrd", "decay": value.pop("llrd"), **value}
+            for name in ("gradual", "lora", "llrd"):
+                if name in value:
+                    inner = value.pop(name) or {}
+                    return {"strategy": name, **inner, **value}
+        return value
+
+    @model_validator(mode="after")
+    def _k_for_top_k(self) -> "FreezeConfig":
+        if self.strategy == "top_k" and self.k is None:
+            raise ValueError("freeze: top_k needs a layer count, e.g. `freeze: {top_k: 2}`")
+        if self.bitfit and self.strategy not in ("llrd", "bitfit"):
+            raise ValueError(f"freeze: `bitfit: true` combines with llrd only (biases trained with layer-wise LR "
+                             f"decay), not with {self.strategy}; plain BitFit is `freeze: bitfit`")
+        return self
+
+    @property
+    def layer_decay(self) -> float:
+        """The per-depth LR factor: `decay` under `llrd`, and under `gradual` when `decay` is given (ULMFiT's
+        discriminative learning rates); 1 otherwise."""
+        if self.strategy == "llrd" or (self.strategy == "gradual" and "decay" in self.model_fields_set):
+            return self.decay
+        return 1.0
+
+    @property
+    def label(self) -> str:
+        """Short human name used in tables and plot legends."""
+        if self.strategy == "top_k":
+            return f"top-{self.k}"
+        if self.strategy == "llrd":
+            return f"llrd-{self.decay:g}" + ("-bitfit" if self.bitfit else "")
+        if self.strategy == "gradual" and self.layer_decay != 1.0:
+            return f"gradual-llrd-{self.decay:g}"
+        if self.strategy == "lora":
+            return f"lora-r{self.r}"
+        return self.strategy
+
+
+
+class OptimConfig(StrictModel):
+    name: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+
+class SchedulerConfig(StrictModel):
+    name: Literal["linear", "cosine", "constant", "plateau"] = "linear"
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(1, ge=0)
+
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    grad_accum_steps: int = Field(1, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_every_steps: int | None = Field(None, gt=0)
+    early_stopping_patience: int | None = Field(None, gt=0)
+    metric: str = "auto"
+    class_weights: Union[Literal["none", "balanced"], dict[str, float]] = "none"
+    loss_ignore_labels: list[str] = []
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    cache: Literal["auto", "on", "off"] = "auto"
+    cache_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    cache_ram_mb: int = Field(2048, ge=0)
+
+    @field_validator("loss_ignore_labels", mode="before")
+    @classmethod
+    def _ignored_as_text(cls, value: Any) -> Any:
+        return [label_text(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weight_keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for label, weight in value.items():
+                if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+                    raise ValueError(f"class weight of {label!r} must be a number >= 0, got {weight!r}")
+            return {label_text(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `on` / `off` as a boolean; they mean the modes of the same name here."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    length_grouping: bool = True
+    max_tokens_per_batch: int | None = Field(None, gt=0)
+    compile: bool = False
+    threads: int | None = Field(None, gt=0)
+    save_model: bool = True
+    log_every_steps: int = Field(20, gt=0)
+
+
+
+class RunConfig(StrictModel):
+    task: Literal["sequence", "token"] = "sequence"
+    seed: int = Field(0, ge=0)
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    freeze: FreezeConfig = FreezeConfig()
+    optim: OptimConfig = OptimConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that picks the best epoch (`train.metric`, `auto` resolved per task)."""
+        return self.selection_metric_for(None)
+
+    def selection_metric_for(self, detected_scheme: str | None) -> str:
+        """`selection_metric` once the data is read: token tags detected as plain (no B-/I- scheme) have no
+        entity spans to score, so `auto` selects on macro F1 over the non-ignored labels."""
+        if self.train.metric != "auto":
+            return self.train.metric
+        if self.task == "token":
+            scheme = detected_scheme or self.data.tag_scheme
+            return "entity_f1_micro" if scheme != "plain" else "f1_macro_ignoring"
+        return "f1_macro"
+
+
+
+class CVConfig(StrictModel):
+    folds: int = Field(5, ge=2)
+    stratified: bool = True
+
+
+
+class RayConfig(StrictModel):
+    address: str | None = None
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    memory_mb: int | None = None
+    max_retries: int = Field(2, ge=0)
+    init_num_cpus: int | None = None
+
+
+
+class StudyConfig(StrictModel):
+    name: str = "study"
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = {}
+    arms: dict[str, dict[str, Any]] = {}
+    seeds: list[int] = [0]
+    cv: CVConfig | None = None
+    baseline: bool = True
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
+
+    @field_validator("grid")
+    @classmethod
+    def _nonempty_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} is an empty list")
+        return grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+        return seeds

@@ -1,0 +1,310 @@
+"""Read labelled text data, clean it, split it, subsample it, map labels — for sequence classification.
+
+What a caller can rely on: `load_sequence_data` returns train/val/test `Split`s whose labels index into one label
+list built from the training split; exact duplicate texts are removed before splitting (so the same text cannot
+sit in train and test); splits and subsamples depend on `data.split_seed` only, so every seed and every arm of a
+study sees the same test set and paired comparisons are valid. Every problem is a `DataError` naming the file,
+column or value.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from unfreeze.assets import load_builtin_frame
+from unfreeze.config.schema import DataConfig, label_text
+from unfreeze.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """One split of a sequence task: parallel lists, labels as indices into `TaskData.label_names`."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: np.ndarray
+    pairs: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> "Split":
+        index = np.asarray(index, dtype=int)
+        return Split(
+            ids=[self.ids[i] for i in index],
+            texts=[self.texts[i] for i in index],
+            labels=self.labels[index],
+            pairs=None if self.pairs is None else [self.pairs[i] for i in index],
+        )
+
+
+@dataclass
+class TaskData:
+    train: Split
+    val: Split
+    test: Split
+    label_names: list[str]
+    notes: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading files
+
+
+def detect_format(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    if path.is_dir():
+        return "disk"
+    suffixes = "".join(path.suffixes).lower()
+    for ext, fmt in ((".tsv", "tsv"), (".csv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"),
+                     (".parquet", "parquet"), (".conll", "conll"), (".txt", "conll")):
+        if ext in suffixes:
+            return fmt
+    raise DataError(f"{path}: cannot tell the format from the name; set data.format (csv, tsv, jsonl, parquet, disk)")
+
+
+def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """A file as a frame; a `datasets` DatasetDict folder as {split: frame}."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    fmt = detect_format(path, fmt)
+    try:
+        if fmt == "csv":
+            return pd.read_csv(path)
+        if fmt == "tsv":
+            return pd.read_csv(path, sep="\t", quoting=3)
+        if fmt == "jsonl":
+            return pd.read_json(path, lines=True)
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        if fmt == "disk":
+            return _read_datasets_folder(path)
+    except DataError:
+        raise
+    except Exception as exc:  # parser errors from pandas/pyarrow: name the file
+        raise DataError(f"{path}: could not read as {fmt}: {str(exc).splitlines()[0]}") from None
+    raise DataError(f"{path}: format {fmt!r} is for token tasks (`task: token`)")
+
+
+def _read_datasets_folder(path: Path) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        return {name: _dataset_to_frame(split) for name, split in loaded.items()}
+    return _dataset_to_frame(loaded)
+
+
+def _dataset_to_frame(dataset) -> pd.DataFrame:
+    """Class-label integer columns become their names, so labels read the same as in a CSV."""
+    import datasets
+
+    frame = dataset.to_pandas()
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            frame[name] = [feature.int2str(int(v)) for v in frame[name]]
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cleaning
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str | None], source: str) -> None:
+    for column in columns:
+        if column is not None and column not in frame.columns:
+            raise DataError(
+                f"{source}: no column {column!r}; columns are {list(frame.columns)} "
+                f"(set data.text_column / data.label_column)"
+            )
+
+
+def clean_frame(frame: pd.DataFrame, cfg: DataConfig, source: str, notes: dict) -> pd.DataFrame:
+    """Standardise to columns id/text/pair/label; drop or refuse empty and non-string texts and missing labels."""
+    require_columns(frame, [cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.id_column], source)
+    out = pd.DataFrame({
+        "id": frame[cfg.id_column].astype(str).values if cfg.id_column else [str(i) for i in range(len(frame))],
+        "text": frame[cfg.text_column].values,
+        "label": frame[cfg.label_column].values,
+    })
+    if cfg.text_pair_column:
+        out["pair"] = frame[cfg.text_pair_column].values
+    text_cols = ["text"] + (["pair"] if cfg.text_pair_column else [])
+    bad = np.zeros(len(out), dtype=bool)
+    for col in text_cols:
+        bad |= ~out[col].map(lambda v: isinstance(v, str) and v.strip() != "").values
+    bad |= out["label"].isna().values
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        what = f"{int(bad.sum())} row(s) with an empty/non-string text or a missing label"
+        if cfg.bad_rows == "error":
+            raise DataError(
+                f"{source}: {what}, first at row {first} (value {frame.iloc[first][cfg.text_column]!r} in column "
+                f"{cfg.text_column!r}); fix the data or set data.bad_rows: drop"
+            )
+        log.warning("%s: dropped %s", source, what)
+        notes.setdefault("dropped_bad_rows", {})[source] = int(bad.sum())
+        out = out[~bad]
+    out["label"] = out["label"].map(lambda value: str(label_text(value)))
+    return out.reset_index(drop=True)
+
+
+def drop_duplicates(frame: pd.DataFrame, source: str, notes: dict) -> pd.DataFrame:
+    keys = ["text", "pair"] if "pair" in frame.columns else ["text"]
+    before = len(frame)
+    frame = frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
+    removed = before - len(frame)
+    if removed:
+        log.info("%s: removed %d exact duplicate text(s) before splitting", source, removed)
+    notes.setdefault("duplicates_removed", {})[source] = removed
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Splitting and subsampling
+
+
+def stratified_take(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of a stratified random subset of size n (plain random where a class is too small to stratify)."""
+    index = np.arange(len(labels))
+    if n >= len(labels):
+        return index
+    try:
+        taken, _ = train_test_split(index, train_size=n, stratify=labels, random_state=seed)
+    except ValueError:
+        taken, _ = train_test_split(index, train_size=n, random_state=seed)
+    return np.sort(taken)
+
+
+def assemble_splits(parts: dict, sources: dict, cfg: DataConfig, split_off) -> None:
+    """In place: an `all` part becomes train; test, then val, are carved from train (by `split_off(part, fraction,
+    seed)`, seeded by `split_seed`) where the data has none. Shared by sentence and token data."""
+    if "all" in parts:
+        parts["train"], sources["train"] = parts.pop("all"), sources.pop("all")
+    if "train" not in parts:
+        raise DataError(f"{cfg.path}: no `train` split found (splits: {sorted(parts)})")
+    test_carved = "test" not in parts
+    if test_carved:
+        parts["train"], parts["test"] = split_off(parts["train"], cfg.split.test, cfg.split_seed)
+        sources["test"] = f"{sources['train']} (test fraction {cfg.split.test})"
+    if "val" not in parts:
+        # fractions are of the whole pool, so the val share of what is left after carving test is larger
+        val_share = cfg.split.val / (1 - cfg.split.test) if test_carved else cfg.split.val
+        parts["train"], parts["val"] = split_off(parts["train"], val_share, cfg.split_seed + 1)
+        sources["val"] = f"{sources['train']} (val fraction {cfg.split.val})"
+
+
+def split_frame(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, held_out) with `fraction` of rows held out, stratified on the label."""
+    if fraction <= 0:
+        return frame, frame.iloc[:0]
+    n_held = max(1, int(round(len(frame) * fraction)))
+    held = stratified_take(frame["label"].values, n_held, seed)
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[held] = True
+    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+
+
+def label_names_from(train: pd.DataFrame) -> list[str]:
+    names = sorted(set(train["label"]))
+    if all(n.lstrip("-").isdigit() for n in names):
+        names = sorted(names, key=int)
+    return names
+
+
+def to_split(frame: pd.DataFrame, label_index: dict[str, int], source: str) -> Split:
+    unseen = sorted(set(frame["label"]) - set(label_index))
+    if unseen:
+        raise DataError(
+            f"{source}: label {unseen[0]!r} never occurs in the training split "
+            f"(training labels: {sorted(label_index)}); a model cannot predict it"
+        )
+    return Split(
+        ids=list(frame["id"]),
+        texts=list(frame["text"]),
+        labels=np.array([label_index[v] for v in frame["label"]], dtype=np.int64),
+        pairs=list(frame["pair"]) if "pair" in frame.columns else None,
+    )
+
+
+def _raw_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
+    """{split: (frame, source name)} for whatever the config points at; missing splits are absent."""
+    if cfg.dataset is not None:
+        frame = load_builtin_frame(cfg.dataset)
+        return {"all": (frame, f"dataset {cfg.dataset}")}
+    if cfg.path is not None:
+        table = read_table(cfg.path, cfg.format)
+        if isinstance(table, dict):
+            return {_canonical_split(k): (v, f"{cfg.path}[{k}]") for k, v in table.items()}
+        return {"all": (table, cfg.path)}
+    frames = {}
+    for name in ("train", "val", "test"):
+        file = getattr(cfg, name)
+        if file is not None:
+            table = read_table(file, cfg.format)
+            if isinstance(table, dict):
+                raise DataError(f"{file}: a DatasetDict folder; give it as data.path instead of data.{name}")
+            frames[name] = (table, file)
+    return frames
+
+
+def _canonical_split(name: str) -> str:
+    return {"validation": "val", "dev": "val", "valid": "val"}.get(name, name)
+
+
+def load_sequence_data(cfg: DataConfig) -> TaskData:
+    notes: dict = {}
+    raw = _raw_frames(cfg)
+    if cfg.dataset is not None:
+        # built-in frames already have columns text/label
+        cfg = cfg.model_copy(update={"text_column": "text", "label_column": "label", "text_pair_column": None,
+                                     "id_column": None})
+    frames = {name: clean_frame(frame, cfg, source, notes) for name, (frame, source) in raw.items()}
+    sources = {name: source for name, (_, source) in raw.items()}
+    if cfg.dedupe:
+        frames = {name: drop_duplicates(f, sources[name], notes) for name, f in frames.items()}
+    assemble_splits(frames, sources, cfg, split_frame)
+    if cfg.dedupe:
+        frames = _drop_cross_split_leaks(frames, notes)
+    names = label_names_from(frames["train"])
+    if len(names) < 2:
+        raise DataError(f"{sources['train']}: only one class ({names[0]!r}) in column {cfg.label_column!r}")
+    index = {n: i for i, n in enumerate(names)}
+    splits = {k: to_split(frames[k], index, sources.get(k, k)) for k in ("train", "val", "test")}
+    if len(splits["val"]) == 0:
+        raise DataError("the validation split is empty: give data.val or a data.split.val fraction above 0")
+    if cfg.train_size is not None:
+        if cfg.train_size > len(splits["train"]):
+            raise DataError(
+                f"data.train_size={cfg.train_size} exceeds the {len(splits['train'])} training rows available"
+            )
+        splits["train"] = splits["train"].subset(stratified_take(splits["train"].labels, cfg.train_size, cfg.split_seed))
+    notes["sizes"] = {k: len(v) for k, v in splits.items()}
+    return TaskData(splits["train"], splits["val"], splits["test"], names, notes)
+
+
+def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dict[str, pd.DataFrame]:
+    """Drop val/test rows whose text (and second text, for pairs) also occurs in train (possible when splits come
+    from separate files). Pairs are compared whole: the same premise with another hypothesis is not a leak."""
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        return frame["text"] + "\x00" + frame["pair"] if "pair" in frame.columns else frame["text"]
+
+    seen = set(keys(frames["train"]))
+    for name in ("val", "test"):
+        leaked = keys(frames[name]).isin(seen)
+        if leaked.any():
+            log.warning("%s: removed %d text(s) that also occur in train", name, int(leaked.sum()))
+            notes.setdefault("leaks_removed", {})[name] = int(leaked.sum())
+            frames[name] = frames[name][~leaked].reset_index(drop=True)
+        seen |= set(keys(frames[name]))
+    return frames

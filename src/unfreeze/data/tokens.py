@@ -1,0 +1,423 @@
+"""Token-classification data: reading tagged sentences, cleaning, splitting, and checking tag schemes.
+
+* **Reading** (`load_token_data`): CoNLL-style column files, JSONL with a tokens list and a tags list, `datasets`
+  folders saved to disk, and the built-in `wnut16`. Exact duplicate sentences are removed before splitting (so
+  one sentence cannot sit in train and test); fraction splits and `train_size` subsamples depend on
+  `data.split_seed` only (every seed and arm of a study sees the same test set). Every problem is one
+  `DataError` naming file, line and value.
+* **Tag schemes** are detected (or declared) and *checked, never repaired*: an `I-X` after `O` in IOB2 is counted,
+  logged and stored in `notes["scheme_violations"]`, because silently rewriting gold tags changes the test set
+  that every published number refers to.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unfreeze.config.schema import DataConfig
+from unfreeze.data.sequence import assemble_splits
+from unfreeze.errors import DataError
+from unfreeze.metrics.tagging import detect_scheme, parse_tag, scheme_violations
+
+log = logging.getLogger(__name__)
+
+_ALLOWED_PREFIXES = {"iob1": {"B", "I"}, "iob2": {"B", "I"}, "bioes": {"B", "I", "E", "S"}}
+_SPLIT_NAMES = {"validation": "val", "dev": "val", "valid": "val"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data structures
+
+
+@dataclass
+class TokenSplit:
+    """One split: parallel lists; `tags[i][j]` indexes `TokenTaskData.label_names` for word j of sentence i."""
+
+    ids: list[str]
+    words: list[list[str]]
+    tags: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> "TokenSplit":
+        index = [int(i) for i in np.asarray(index, dtype=int)]
+        return TokenSplit([self.ids[i] for i in index], [self.words[i] for i in index], [self.tags[i] for i in index])
+
+
+@dataclass
+class TokenTaskData:
+    train: TokenSplit
+    val: TokenSplit
+    test: TokenSplit
+    label_names: list[str]
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Sentence:
+    """A sentence as read, before labels become indices; `where` is `file:line` (or `folder[split] row i`)."""
+
+    id: str
+    words: list[str]
+    tags: list[str] | None
+    where: str
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_conll(path: str | Path, tag_column: int = -1, require_tags: bool = True) -> list[Sentence]:
+    """Sentences of a CoNLL-style file: one word per line, token in column 0, tag in `tag_column`; a blank (or
+    whitespace-only) line ends a sentence; `-DOCSTART-` lines are document markers, not words.
+
+    Columns are split on tabs when the line has a tab (so a token may contain other whitespace, e.g. a
+    no-break space, and still reach the tokenizer), else on ASCII spaces."""
+    path = Path(path)
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    tags: list[str | None] = []
+    start = 0
+
+    def flush() -> None:
+        if words:  # with require_tags every line was checked to carry a tag
+            has_all = all(t is not None for t in tags)
+            sentences.append(Sentence(str(len(sentences)), list(words), list(tags) if has_all else None,  # type: ignore[arg-type]
+                                      f"{path}:{start}"))
+        words.clear()
+        tags.clear()
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    flush()
+                    continue
+                parts = line.split("\t") if "\t" in line else [p for p in line.strip(" ").split(" ") if p]
+                if parts[0].strip() == "-DOCSTART-":
+                    flush()
+                    continue
+                tag = None
+                if len(parts) >= 2:
+                    try:
+                        column = range(len(parts))[tag_column]
+                    except IndexError:
+                        raise DataError(f"{path}:{n}: no tag column {tag_column} in {line!r} ({len(parts)} "
+                                        "columns); set data.conll_tag_column") from None
+                    if column == 0:
+                        raise DataError(f"{path}:{n}: data.conll_tag_column={tag_column} points at the token "
+                                        "column (0)")
+                    tag = parts[column].strip()
+                if require_tags and not tag:
+                    raise DataError(f"{path}:{n}: expected `token<TAB>tag` (or space-separated columns with the tag "
+                                    f"in column {tag_column}), got {line!r}")
+                if not words:
+                    start = n
+                words.append(parts[0])
+                tags.append(tag or None)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    flush()
+    return sentences
+
+
+def read_token_jsonl(path: str | Path, tokens_column: str = "tokens", tags_column: str | None = "tags",
+                     id_column: str | None = None, require_tags: bool = True) -> list[Sentence]:
+    """Sentences of a JSONL file: one object per line with a list of tokens and (for training) a list of tags of
+    the same length. Integer tags are kept as their string (`3` → "3"). A missing/empty/null tokens or tags
+    value is returned with `tags=None` / `words=[]` and handled by `data.bad_rows` later; anything malformed
+    (not JSON, not lists of strings, lengths differ) is an error. `tags_column=None` reads tokens only."""
+    path = Path(path)
+    out: list[Sentence] = []
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 may sit inside a token
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg}): {line[:80]!r}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
+        if tokens_column not in row:
+            raise DataError(f"{where}: no key {tokens_column!r}; keys are {sorted(row)} (set data.tokens_column)")
+        words = row[tokens_column] or []
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise DataError(f"{where}: {tokens_column!r} must be a list of strings, got {str(words)[:80]}")
+        tags = row.get(tags_column) if tags_column else None
+        if require_tags and tags_column not in row:
+            raise DataError(f"{where}: no key {tags_column!r}; keys are {sorted(row)} (set data.tags_column)")
+        if tags:
+            if not isinstance(tags, list) or not all(isinstance(t, (str, int)) and not isinstance(t, bool)
+                                                     for t in tags):
+                raise DataError(f"{where}: {tags_column!r} must be a list of strings or integers, got {str(tags)[:80]}")
+            if len(tags) != len(words):
+                raise DataError(f"{where}: {len(words)} tokens but {len(tags)} tags")
+            tags = [str(t).strip() for t in tags]
+            if any(not t for t in tags):
+                raise DataError(f"{where}: empty tag at position {[not t for t in tags].index(True)}")
+        ident = str(row[id_column]) if id_column and id_column in row else str(len(out))
+        out.append(Sentence(ident, words, tags or None, where))
+    return out
+
+
+def read_token_dataset(path: str | Path, cfg: DataConfig) -> dict[str, list[Sentence]]:
+    """A `datasets` folder saved with `save_to_disk`: {split: sentences} ({"all": …} for a single Dataset).
+    Sequence-of-ClassLabel tags become their names, so labels read the same as in a CoNLL file."""
+    import datasets
+
+    path = Path(path)
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - any reader failure: name the folder
+        raise DataError(f"{path}: could not load as a datasets folder: {str(exc).splitlines()[0]}") from None
+    parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"all": loaded}
+    out = {}
+    for name, ds in parts.items():
+        for column in (cfg.tokens_column, cfg.tags_column):
+            if column not in ds.features:
+                raise DataError(f"{path}[{name}]: no column {column!r}; columns are {list(ds.features)} "
+                                "(set data.tokens_column / data.tags_column)")
+        inner = getattr(ds.features[cfg.tags_column], "feature", None)
+        names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+        ids = ds[cfg.id_column] if cfg.id_column and cfg.id_column in ds.features else range(len(ds))
+        sentences = []
+        for i, (ident, words, tags) in enumerate(zip(ids, ds[cfg.tokens_column], ds[cfg.tags_column])):
+            where = f"{path}[{name}] row {i}"
+            words = list(words or [])
+            tags = [names[int(t)] if names else str(t) for t in (tags or [])]
+            if tags and len(tags) != len(words):
+                raise DataError(f"{where}: {len(words)} tokens but {len(tags)} tags")
+            if not all(isinstance(w, str) for w in words):
+                raise DataError(f"{where}: tokens must be strings, got {words[:5]}")
+            sentences.append(Sentence(str(ident), words, tags or None, where))
+        out[_SPLIT_NAMES.get(name, name)] = sentences
+    return out
+
+
+def token_format(path: Path, declared: str = "auto") -> str:
+    """conll | jsonl | disk for token data (a declared `tsv` is read as tab-separated CoNLL columns)."""
+    if declared in ("conll", "tsv"):
+        return "conll"
+    if declared in ("jsonl", "disk"):
+        return declared
+    if declared != "auto":
+        raise DataError(f"{path}: data.format={declared!r} is not a token-task format; use conll, jsonl or disk")
+    if path.is_dir():
+        return "disk"
+    suffixes = "".join(path.suffixes).lower()
+    if ".jsonl" in suffixes or ".json" in suffixes:
+        return "jsonl"
+    if any(ext in suffixes for ext in (".conll", ".txt", ".tsv", ".iob", ".bio", ".bioes")):
+        return "conll"
+    raise DataError(f"{path}: cannot tell the token-data format from the name; set data.format (conll, jsonl, disk)")
+
+
+def read_token_file(path: str | Path, cfg: DataConfig, require_tags: bool = True) -> dict[str, list[Sentence]]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    fmt = token_format(path, cfg.format)
+    if fmt == "disk":
+        return read_token_dataset(path, cfg)
+    if fmt == "jsonl":
+        return {"all": read_token_jsonl(path, cfg.tokens_column, cfg.tags_column, cfg.id_column, require_tags)}
+    return {"all": read_conll(path, cfg.conll_tag_column, require_tags)}
+
+
+def _raw_sentences(cfg: DataConfig) -> dict[str, tuple[list[Sentence], str]]:
+    """{split: (sentences, source name)} for whatever the config points at; missing splits are absent."""
+    if cfg.dataset is not None:
+        from unfreeze.assets import DATASETS, TOKEN_DATASETS
+
+        if cfg.dataset not in TOKEN_DATASETS:
+            known = ", ".join(sorted(TOKEN_DATASETS))
+            raise DataError(f"data.dataset={cfg.dataset!r} is not a token-classification data set (built-in token "
+                            f"data sets: {known}); use it with `task: sequence`" if cfg.dataset in DATASETS else
+                            f"unknown built-in token data set {cfg.dataset!r}; built-ins: {known}")
+        location = DATASETS[cfg.dataset].locate()
+        return {"all": (read_conll(location, -1), f"dataset {cfg.dataset} ({location})")}
+    if cfg.path is not None:
+        parts = read_token_file(cfg.path, cfg)
+        if set(parts) == {"all"}:
+            return {"all": (parts["all"], cfg.path)}
+        return {name: (s, f"{cfg.path}[{name}]") for name, s in parts.items()}
+    out = {}
+    for name in ("train", "val", "test"):
+        file = getattr(cfg, name)
+        if file is not None:
+            parts = read_token_file(file, cfg)
+            if set(parts) != {"all"}:
+                raise DataError(f"{file}: a DatasetDict folder; give it as data.path instead of data.{name}")
+            out[name] = (parts["all"], file)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cleaning, splitting, schemes
+
+
+def _drop_bad(sentences: list[Sentence], cfg: DataConfig, source: str, notes: dict) -> list[Sentence]:
+    bad = [s for s in sentences if not s.words or s.tags is None]
+    if not bad:
+        return sentences
+    what = f"{len(bad)} sentence(s) with no tokens or no tags, first at {bad[0].where}"
+    if cfg.bad_rows == "error":
+        raise DataError(f"{source}: {what}; fix the data or set data.bad_rows: drop")
+    log.warning("%s: dropped %s", source, what)
+    notes["dropped"][source] = len(bad)
+    return [s for s in sentences if s.words and s.tags is not None]
+
+
+def _dedupe(sentences: list[Sentence], source: str, notes: dict) -> list[Sentence]:
+    """Keep the first of every exact duplicate word sequence; count removals and tag conflicts."""
+    seen: dict[tuple[str, ...], Sentence] = {}
+    conflicts = 0
+    for s in sentences:
+        key = tuple(s.words)
+        if key in seen:
+            conflicts += seen[key].tags != s.tags
+        else:
+            seen[key] = s
+    removed = len(sentences) - len(seen)
+    notes["duplicates_removed"][source] = removed
+    if removed:
+        log.info("%s: removed %d exact duplicate sentence(s) before splitting", source, removed)
+    if conflicts:
+        notes.setdefault("duplicate_tag_conflicts", {})[source] = conflicts
+        log.warning("%s: %d duplicate sentence(s) carried different tags than their first copy (first kept)",
+                    source, conflicts)
+    return list(seen.values())
+
+
+def _split_off(sentences: list[Sentence], fraction: float, seed: int) -> tuple[list[Sentence], list[Sentence]]:
+    """(rest, held_out): a seeded random `fraction` of sentences held out (not stratified: a sentence holds many
+    labels), both in original order."""
+    if fraction <= 0 or not sentences:
+        return sentences, []
+    n_held = max(1, int(round(len(sentences) * fraction)))
+    held = set(np.random.default_rng(seed).permutation(len(sentences))[:n_held].tolist())
+    return ([s for i, s in enumerate(sentences) if i not in held], [s for i, s in enumerate(sentences) if i in held])
+
+
+def sorted_labels(tags) -> list[str]:
+    """Label names sorted, `O` first: index 0 is then the outside tag in every matrix and report."""
+    return sorted(set(tags), key=lambda t: (t != "O", t))
+
+
+def _resolve_scheme(cfg: DataConfig, splits: dict[str, list[Sentence]], sources: dict[str, str],
+                    notes: dict) -> str:
+    """Detect or check the tag scheme; count (never fix) violations per split."""
+    every = [s for name in ("train", "val", "test") for s in splits[name]]
+    scheme = detect_scheme([s.tags for s in every]) if cfg.tag_scheme == "auto" else cfg.tag_scheme  # type: ignore[misc]
+    if scheme in _ALLOWED_PREFIXES:
+        allowed = _ALLOWED_PREFIXES[scheme]
+        for s in every:
+            for j, tag in enumerate(s.tags):  # type: ignore[union-attr]
+                p, _ = parse_tag(tag)
+                if p != "O" and p not in allowed:
+                    raise DataError(f"{s.where} (word {j + 1}, {s.words[j]!r}): tag {tag!r} does not fit "
+                                    f"data.tag_scheme={scheme} (allowed: O, {', '.join(sorted(allowed))}-<type>); "
+                                    "set tag_scheme to the file's scheme, or plain")
+    elif cfg.tag_scheme == "auto":
+        odd = sorted({t for s in every for t in s.tags if t != "O"})[:5]  # type: ignore[union-attr]
+        log.info("tags carry no B-/I-/E-/S- prefix (e.g. %s): scheme plain; entity_* metrics read runs of one tag "
+                 "as one entity (IO)", odd)
+    notes["scheme"] = scheme
+    notes["scheme_declared"] = cfg.tag_scheme
+    notes["scheme_violations"] = {}
+    for name in ("train", "val", "test"):
+        found = [(s, v) for s in splits[name] for v in scheme_violations(s.tags, scheme)]  # type: ignore[arg-type]
+        notes["scheme_violations"][name] = len(found)
+        if found:
+            s, v = found[0]
+            what = (f"an entity left open at the end of the sentence" if v == len(s.words) else
+                    f"{s.tags[v]!r} after {(s.tags[v - 1] if v else 'sentence start')!r} at word {v + 1} "  # type: ignore[index]
+                    f"({s.words[v]!r})")
+            example = f"{s.where}: {what}"
+            notes.setdefault("scheme_violation_examples", {})[name] = example
+            log.warning("%s (%s): %d tag(s) break %s, e.g. %s; kept as given (entity metrics read them the "
+                        "conlleval way)", sources.get(name, name), name, len(found), scheme.upper(), example)
+    return scheme
+
+
+def load_token_data(cfg: DataConfig) -> TokenTaskData:
+    """Train/val/test splits of tagged sentences with one label list built from the training split.
+
+    Order of operations (each step reported in `notes`): read → drop sentences without tokens/tags
+    (`bad_rows`) → remove exact duplicates per source → carve test, then val, by fraction when not given →
+    remove val/test sentences also in train (separate files) → label names from train (unseen val/test tags are
+    an error) → `train_size` subsample (seeded by `split_seed`) → scheme detect/check on the final splits."""
+    notes: dict = {"dropped": {}, "duplicates_removed": {}}
+    raw = _raw_sentences(cfg)
+    splits = {name: _drop_bad(s, cfg, src, notes) for name, (s, src) in raw.items()}
+    sources = {name: src for name, (_, src) in raw.items()}
+    if cfg.dedupe:
+        splits = {name: _dedupe(s, sources[name], notes) for name, s in splits.items()}
+    assemble_splits(splits, sources, cfg, _split_off)
+    if cfg.dedupe:
+        seen = {tuple(s.words) for s in splits["train"]}
+        for name in ("val", "test"):
+            kept = [s for s in splits[name] if tuple(s.words) not in seen]
+            if len(kept) < len(splits[name]):
+                log.warning("%s: removed %d sentence(s) that also occur in train", name, len(splits[name]) - len(kept))
+                notes.setdefault("leaks_removed", {})[name] = len(splits[name]) - len(kept)
+            splits[name] = kept
+            seen |= {tuple(s.words) for s in kept}
+    for name in ("train", "val"):
+        if not splits[name]:
+            raise DataError(f"{sources.get(name, name)}: the {name} split is empty" + (
+                "; give data.val or a data.split.val fraction above 0" if name == "val" else ""))
+    names = sorted_labels(t for s in splits["train"] for t in s.tags)  # type: ignore[union-attr]
+    if len(names) < 2:
+        raise DataError(f"{sources['train']}: only one tag ({names[0]!r}) in the training split")
+    index = {n: i for i, n in enumerate(names)}
+    for name in ("val", "test"):
+        for s in splits[name]:
+            unseen = [t for t in s.tags if t not in index]  # type: ignore[union-attr]
+            if unseen:
+                raise DataError(f"{sources[name]}: tag {unseen[0]!r} (first at {s.where}) never occurs in the "
+                                f"training split {sources['train']}; a model cannot predict it — merge or drop the "
+                                "rare tag, or give train/val/test files")
+    if cfg.train_size is not None:  # after the label list: a tag the subsample misses keeps its output
+        if cfg.train_size > len(splits["train"]):
+            raise DataError(f"data.train_size={cfg.train_size} exceeds the {len(splits['train'])} training "
+                            "sentences available")
+        pick = set(np.random.default_rng(cfg.split_seed).permutation(len(splits["train"]))[:cfg.train_size].tolist())
+        splits["train"] = [s for i, s in enumerate(splits["train"]) if i in pick]
+    _resolve_scheme(cfg, splits, sources, notes)
+    unknown = sorted(set(cfg.ignore_labels) - set(names))
+    if unknown:
+        raise DataError(f"data.ignore_labels: {unknown[0]!r} is not a tag of {sources['train']} (tags: {names})")
+    if len(set(cfg.ignore_labels)) >= len(names):
+        raise DataError(f"data.ignore_labels={cfg.ignore_labels} ignores every tag; *_ignoring metrics need one left")
+    if not cfg.ignore_labels and "O" in names:
+        log.warning("data.ignore_labels is empty, so *_ignoring metrics count the `O` tag; set "
+                    "data.ignore_labels: [O] to measure entities only")
+    result = {name: _to_split(splits[name], index) for name in ("train", "val", "test")}
+    counts = Counter(t for tags in result["train"].tags for t in tags)
+    fallback = "O" if "O" in index else names[max(counts, key=lambda i: (counts[i], -i))]
+    notes.update(
+        sentences={k: len(v) for k, v in result.items()},
+        words={k: sum(len(w) for w in v.words) for k, v in result.items()},
+        sizes={k: len(v) for k, v in result.items()},
+        fallback_tag=fallback,
+        train_tag_counts={names[i]: int(c) for i, c in sorted(counts.items())},
+    )
+    return TokenTaskData(result["train"], result["val"], result["test"], names, notes)
+
+
+def _to_split(sentences: list[Sentence], index: dict[str, int]) -> TokenSplit:
+    return TokenSplit([s.id for s in sentences], [list(s.words) for s in sentences],
+                      [[index[t] for t in s.tags] for s in sentences])  # type: ignore[union-attr]

@@ -1,0 +1,227 @@
+"""Load a pretrained encoder offline and find its parts from the module structure, for any architecture.
+
+Notebooks freeze by parsing parameter names (`name.split('.')[2]`), which works for one architecture. Here the
+layer stack is *found*: the embedding module is the model child that owns `get_input_embeddings()`, the layer
+stack is the largest `nn.ModuleList` of identical blocks, and every other parameterised module is placed
+before or after the layers by tracing one tiny forward pass. This covers BERT, DistilBERT, RoBERTa, XLM-R,
+ELECTRA (incl. its `embeddings_project`), DeBERTa-v2 (shared relative embeddings), MiniLM and MPNet.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unfreeze.assets import MODELS, resolve_model_path
+from unfreeze.config.schema import ModelConfig
+from unfreeze.errors import AssetMissingError, UnfreezeError
+
+#: Config attributes that hold attention-probability / hidden dropout, across architectures.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout")
+
+
+@dataclass
+class EncoderLayout:
+    """The parts of an encoder that freezing strategies and the activation cache reason about."""
+
+    embeddings: nn.Module
+    layers: nn.ModuleList
+    layers_owner: nn.Module
+    layers_attr: str
+    before: list[nn.Module] = field(default_factory=list)  # run before/with the layers (ELECTRA projection, DeBERTa rel. embeddings)
+    after: list[nn.Module] = field(default_factory=list)  # run after the last layer (final norms)
+    pooler: nn.Module | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+
+def load_backbone(cfg: ModelConfig):
+    """(model, tokenizer) from a built-in alias, a local folder or a hub id; never downloads when offline."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    source = resolve_model_path(cfg.name)
+    local = Path(source).is_dir()
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0") not in ("0", "", "false")
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local or offline)
+        apply_dropout_overrides(config, cfg)
+        model = AutoModel.from_pretrained(source, config=config, local_files_only=local or offline,
+                                          use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local or offline, use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise AssetMissingError(_missing_model_message(cfg.name, local, offline, exc)) from None
+    return model, tokenizer
+
+
+def _missing_model_message(name: str, local: bool, offline: bool, exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if local:
+        return f"model folder {name!r} could not be loaded (needs config.json, model.safetensors, tokenizer): {first}"
+    builtins = ", ".join(f"{k} ({v.install_line})" for k, v in MODELS.items())
+    where = "offline (HF_HUB_OFFLINE=1), so nothing is downloaded" if offline else "from the hub"
+    return (f"model {name!r} is not a local folder and could not be loaded {where}: {first}. "
+            f"Use a folder with safetensors weights or a built-in alias: {builtins}")
+
+
+def apply_dropout_overrides(config, cfg: ModelConfig) -> None:
+    for keys, value in ((ATTENTION_DROPOUT_KEYS, cfg.attention_dropout), (HIDDEN_DROPOUT_KEYS, cfg.hidden_dropout)):
+        if value is None:
+            continue
+        present = [k for k in keys if hasattr(config, k)]
+        if not present:
+            raise UnfreezeError(f"model {cfg.name!r}: its config has none of {keys}; cannot set that dropout")
+        for key in present:
+            setattr(config, key, value)
+
+
+def hidden_size(model) -> int:
+    return int(model.config.hidden_size)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Structure discovery
+
+
+def discover_layout(model: nn.Module) -> EncoderLayout:
+    check_is_encoder(model)
+    embeddings = _embedding_module(model)
+    owner, attr, layers = _layer_stack(model)
+    pooler = getattr(model, "pooler", None)
+    pooler = pooler if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()) else None
+    covered = {id(p) for m in (embeddings, layers, pooler) if m is not None for p in m.parameters()}
+    loose = _loose_modules(model, covered)
+    before, after = _place_loose_modules(model, layers, loose)
+    return EncoderLayout(embeddings, layers, owner, attr, before, after, pooler)
+
+
+def check_is_encoder(model: nn.Module) -> None:
+    """Refuse decoder-only and encoder-decoder models: the largest block stack of a GPT-2 or a T5 would be found
+    just as well, but its causal (or cross-) attention makes every pooled / per-token reading of this library
+    wrong. Encoders are the model types transformers can load as a masked LM (BERT, RoBERTa, ELECTRA, …)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    kind = getattr(config, "model_type", "")
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnfreezeError(f"model type {kind!r} is an encoder-decoder; unfreeze fine-tunes encoders (BERT, "
+                            "RoBERTa, ELECTRA, DeBERTa, MiniLM …)")
+    if getattr(config, "is_decoder", False) or (kind in CAUSAL and kind not in MASKED):
+        raise UnfreezeError(f"model type {kind!r} is a decoder (causal attention); unfreeze fine-tunes encoders "
+                            "(BERT, RoBERTa, ELECTRA, DeBERTa, MiniLM …)")
+
+
+def _embedding_module(model: nn.Module) -> nn.Module:
+    target = model.get_input_embeddings()
+    for _, child in model.named_children():
+        if any(m is target for m in child.modules()):
+            return child
+    raise UnfreezeError(f"{type(model).__name__}: cannot find the module holding the input embeddings")
+
+
+def _layer_stack(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
+    """The largest ModuleList whose children are all of one class: the transformer blocks."""
+    best = None
+    for owner_name, owner in model.named_modules():
+        for attr, child in owner.named_children():
+            if not isinstance(child, nn.ModuleList) or len(child) == 0:
+                continue
+            if len({type(block) for block in child}) != 1:
+                continue
+            size = sum(p.numel() for p in child.parameters())
+            if best is None or size > best[0]:
+                best = (size, owner, attr, child)
+    if best is None:
+        raise UnfreezeError(
+            f"unsupported architecture {type(model).__name__}: no stack of transformer layers found "
+            "(supported: BERT, DistilBERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2, MiniLM, MPNet and alike)"
+        )
+    return best[1], best[2], best[3]
+
+
+def _loose_modules(model: nn.Module, covered: set[int]) -> list[nn.Module]:
+    """Modules that directly own a parameter not inside embeddings, layers or pooler."""
+    found: list[nn.Module] = []
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if id(p) not in covered]
+        if own and all(m is not module for m in found):
+            found.append(module)
+    return found
+
+
+def _place_loose_modules(model, layers, loose) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Trace one tiny forward: a loose module first called after the last layer is `after`, else `before`."""
+    if not loose:
+        return [], []
+    order: list[int] = []
+    hooks = [m.register_forward_hook(lambda mod, *_: order.append(id(mod))) for m in [*loose, layers[-1]]]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            ids = torch.tensor([[1, 2, 3]], device=next(model.parameters()).device)
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    last_layer = max((i for i, x in enumerate(order) if x == id(layers[-1])), default=-1)
+    first_call = {}
+    for i, x in enumerate(order):
+        first_call.setdefault(x, i)
+    after = [m for m in loose if first_call.get(id(m), -1) > last_layer]
+    before = [m for m in loose if m not in after]
+    return before, after
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running the top of the stack on stored hidden states
+
+
+@contextmanager
+def start_at_layer(layout: EncoderLayout, start: int, hidden_states: torch.Tensor):
+    """Within this context a normal forward of the model skips layers `< start` and feeds `hidden_states` to
+    layer `start` instead of what the (cheap, frozen) embeddings computed.
+
+    The model's own forward still builds the attention mask, relative positions etc., so this works for every
+    architecture whose layers take the hidden states as their first argument (all encoders we support).
+    """
+    full = layout.layers
+    kept = nn.ModuleList(list(full)[start:])
+
+    def inject(module, args, kwargs):
+        if args:
+            return (hidden_states, *args[1:]), kwargs
+        key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
+        return args, {**kwargs, key: hidden_states}
+
+    handle = kept[0].register_forward_pre_hook(inject, with_kwargs=True)
+    setattr(layout.layers_owner, layout.layers_attr, kept)
+    try:
+        yield
+    finally:
+        handle.remove()
+        setattr(layout.layers_owner, layout.layers_attr, full)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """Hash of every tensor in the state dict: the identity of a backbone's weights for cache keys."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,146 @@
+"""Moved from `outputs.py`; see the package docstring."""
+from __future__ import annotations
+
+import json
+
+
+import shutil
+
+
+from pathlib import Path
+
+
+
+import torch
+
+
+
+from unfreeze.errors import UnfreezeError
+
+from unfreeze.io import replace_dir
+
+
+
+MODEL_META = "unfreeze.json"
+
+
+
+HEAD_FILE = "head.safetensors"
+
+
+
+def save_model(target: Path, run, model) -> None:
+    """Save backbone (safetensors), tokenizer, head and metadata. Where the head is the standard one (pooler
+    pooling, no dense stack) on an architecture whose classifier is one linear layer, the folder is also a plain
+    `AutoModelForSequenceClassification` checkpoint. A LoRA run also keeps its unmerged adapter in `adapter/`,
+    loadable by `unfreeze predict` on top of the pretrained backbone."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    backbone = model.backbone
+    meta = model_meta(run)
+    if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model
+        backbone.save_pretrained(tmp / "adapter")  # adapter_config.json + adapter_model.safetensors (MBs, not GBs)
+        _save_head_and_meta(tmp / "adapter", run, model, {**meta, "adapter_of": run.config.model.name})
+        backbone = backbone.merge_and_unload()
+    if not _save_as_standard_classifier(tmp, run, model, backbone):
+        backbone.save_pretrained(tmp, safe_serialization=True)
+    _save_head_and_meta(tmp, run, model, meta)
+    replace_dir(tmp, target)
+
+
+
+def _save_head_and_meta(folder: Path, run, model, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    run.tokenizer.save_pretrained(folder)
+    head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, str(folder / HEAD_FILE))
+    (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+
+def model_meta(run) -> dict:
+    """What `predict` needs besides the weights: labels, head config, tokenisation settings."""
+    return {
+        "task": run.config.task,
+        "labels": run.label_names,
+        "model": run.config.model.model_dump(mode="json"),
+        "max_length": run.max_length,
+        "text_column": run.config.data.text_column,
+        "text_pair_column": run.config.data.text_pair_column,
+        "id_column": run.config.data.id_column,
+        "label_all_subwords": run.config.data.label_all_subwords,
+        "stride": run.config.data.stride,
+        "positive_label": run.config.data.positive_label,
+        "source_model": run.config.model.name,
+        "fallback_tag": run.data.notes.get("fallback_tag"),
+        "tokens_column": run.config.data.tokens_column,
+        "tag_scheme": run.data.notes.get("scheme"),
+    }
+
+
+
+def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
+    cfg = run.config.model
+    if run.config.task != "sequence" or cfg.pooling != "pooler" or cfg.hidden:
+        return False
+    from transformers import AutoModelForSequenceClassification
+
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    config.num_labels = len(run.label_names)
+    config.id2label = dict(enumerate(run.label_names))
+    config.label2id = {n: i for i, n in enumerate(run.label_names)}
+    try:
+        clf = AutoModelForSequenceClassification.from_config(config)
+    except ValueError:
+        return False
+    if not isinstance(getattr(clf, "classifier", None), torch.nn.Linear):
+        return False
+    getattr(clf, clf.base_model_prefix).load_state_dict(backbone.state_dict())
+    linear = model.head.net[-1]
+    with torch.no_grad():
+        clf.classifier.weight.copy_(linear.weight)
+        clf.classifier.bias.copy_(linear.bias)
+    clf.save_pretrained(tmp, safe_serialization=True)
+    return True
+
+
+
+def load_model(best_dir: str | Path):
+    """(EncoderClassifier in eval mode, tokenizer, metadata) from a `best/` folder; nothing downloaded."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from unfreeze.model.backbone import discover_layout
+    from unfreeze.config.schema import ModelConfig
+    from unfreeze.model.heads import EncoderClassifier
+
+    best = Path(best_dir)
+    if not (best / MODEL_META).is_file():
+        raise UnfreezeError(f"{best}: not a saved unfreeze model (no {MODEL_META}); pass a run's best/ folder")
+    meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
+    if meta.get("adapter_of"):
+        backbone = _load_adapter(best, meta)
+    else:
+        backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)
+    model = EncoderClassifier(backbone, discover_layout(backbone), len(meta["labels"]),
+                              ModelConfig(**meta["model"]), meta["task"])
+    model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
+    model.eval()
+    return model, tokenizer, meta
+
+
+
+def _load_adapter(adapter_dir: Path, meta: dict):
+    """A LoRA adapter folder (`best/adapter`): the pretrained backbone it was trained on (loaded as the run
+    loaded it: alias, folder or hub id, offline rules included) + the adapter, merged into plain weights."""
+    from peft import PeftModel
+
+    from unfreeze.model.backbone import load_backbone
+    from unfreeze.config.schema import ModelConfig
+
+    base, _ = load_backbone(ModelConfig(**meta["model"]))
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

@@ -1,0 +1,82 @@
+"""Our own head on top of any encoder: pooling (cls / mean / pooler), dropout, optional dense stack, linear.
+
+The head is ours, not `AutoModelForSequenceClassification`'s, so every architecture gets the same head and a
+study compares freezing strategies, not heads. A token task uses the same stack on every token state.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unfreeze.model.backbone import EncoderLayout, hidden_size, start_at_layer
+from unfreeze.config.schema import ModelConfig
+from unfreeze.errors import ConfigError
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class ClassificationHead(nn.Module):
+    """dropout → [linear → activation → dropout] × len(hidden) → linear."""
+
+    def __init__(self, in_dim: int, num_labels: int, cfg: ModelConfig):
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Dropout(cfg.dropout)]
+        width = in_dim
+        for units in cfg.hidden:
+            blocks += [nn.Linear(width, units), ACTIVATIONS[cfg.activation](), nn.Dropout(cfg.dropout)]
+            width = units
+        blocks.append(nn.Linear(width, num_labels))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average over real tokens only: padding must not dilute the mean."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class EncoderClassifier(nn.Module):
+    """Backbone + head. `forward` accepts either token ids (full pass) or cached hidden states entering layer
+    `cached_from` (the frozen prefix computed once, see `cache.py`)."""
+
+    def __init__(self, backbone: nn.Module, layout: EncoderLayout, num_labels: int, cfg: ModelConfig,
+                 task: str = "sequence"):
+        super().__init__()
+        if cfg.pooling == "pooler" and task == "sequence" and layout.pooler is None:
+            raise ConfigError(
+                f"model.pooling: pooler needs a model with a pooler layer ({type(backbone).__name__} has none); "
+                "use cls or mean"
+            )
+        self.backbone = backbone
+        self.layout = layout
+        self.task = task
+        self.pooling = cfg.pooling
+        self.head = ClassificationHead(hidden_size(backbone), num_labels, cfg)
+
+    def encode(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
+        """Final token states (batch, tokens, hidden)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if cached_states is None:
+            return self.backbone(**kwargs).last_hidden_state
+        if cached_from >= self.layout.num_layers:
+            return cached_states  # the whole encoder is frozen: the cache already holds its output
+        with start_at_layer(self.layout, cached_from, cached_states):
+            return self.backbone(**kwargs).last_hidden_state
+
+    def features(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.task == "token":
+            return states
+        if self.pooling == "cls":
+            return states[:, 0]
+        if self.pooling == "mean":
+            return mean_pool(states, attention_mask)
+        return self.layout.pooler(states)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
+        states = self.encode(input_ids, attention_mask, token_type_ids, cached_states, cached_from)
+        return self.head(self.features(states, attention_mask))

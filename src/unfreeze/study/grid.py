@@ -1,0 +1,141 @@
+"""Moved from `study.py`; see the package docstring."""
+from __future__ import annotations
+
+import hashlib
+
+import itertools
+
+import json
+
+import logging
+
+
+
+from dataclasses import dataclass
+
+
+from typing import Any
+
+
+
+from unfreeze.config.schema import FreezeConfig, RunConfig, StudyConfig
+from unfreeze.config.load import apply_overrides, describe_validation_error
+
+from unfreeze.errors import ConfigError
+
+
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class PlannedRun:
+    run_id: str
+    arm: str
+    seed: int
+    fold: int
+    overrides: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def info(self) -> dict:
+        return {"run_id": self.run_id, "arm": self.arm, "seed": self.seed, "fold": self.fold,
+                "overrides": self.overrides}
+
+
+
+def display_value(key: str, value: Any) -> str:
+    if key == "freeze":
+        return FreezeConfig.model_validate(value).label
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+
+def arm_name(overrides: dict[str, Any]) -> str:
+    """Readable arm name from the grid values, e.g. `top-2 · train_size=500`."""
+    if not overrides:
+        return "base"
+    parts = []
+    for key, value in overrides.items():
+        shown = display_value(key, value)
+        parts.append(shown if key == "freeze" else f"{key.split('.')[-1]}={shown}")
+    return " · ".join(parts)
+
+
+
+def grid_combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+
+def arm_overrides(study: StudyConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(arm name, dotted overrides) for every arm: named arms × grid combinations (either may be absent)."""
+    combos = grid_combinations(study.grid) if study.grid else [{}]
+    named = list(study.arms.items()) or [(None, {})]
+    arms = []
+    for name, fixed in named:
+        flat = flatten(fixed)
+        for combo in combos:
+            overrides = {**flat, **combo}
+            label = arm_name(combo)
+            if name is not None:
+                label = name if not combo else f"{name} · {label}"
+            arms.append((label, overrides))
+    return arms
+
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested override dicts become dotted keys; `freeze` values stay whole (they are one setting)."""
+    flat = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted != "freeze":
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+
+def config_hash(config: RunConfig, fold: int) -> str:
+    """Stable, key-order-independent identity of a run: the config's non-default values (incl. seed) + fold.
+
+    Defaults are left out so that a later version adding a config key (with a default that keeps the old
+    behaviour) does not orphan every finished run of an existing study; a changed default value does change
+    the hash, as it may change the results."""
+    values = config.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps({"config": values, "fold": fold}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+
+def expand(study: StudyConfig) -> list[PlannedRun]:
+    runs: list[PlannedRun] = []
+    folds = range(study.cv.folds) if study.cv else [-1]
+    seen: set[str] = set()
+    for arm, overrides in arm_overrides(study):
+        for seed in study.seeds:
+            data = apply_overrides(study.base, [])
+            for key, value in overrides.items():
+                from unfreeze.config.load import set_dotted
+
+                set_dotted(data, key, value)
+            data["seed"] = seed
+            try:
+                config = RunConfig.model_validate(data)
+            except Exception as exc:  # pydantic ValidationError
+                raise ConfigError(describe_validation_error(exc, RunConfig, f"study arm {arm!r}")) from None
+            for fold in folds:
+                run_id = config_hash(config, fold)
+                if run_id in seen:
+                    raise ConfigError(f"study arm {arm!r} (seed {seed}) duplicates another arm's config")
+                seen.add(run_id)
+                runs.append(PlannedRun(run_id, arm, seed, fold, overrides, config))
+    return runs

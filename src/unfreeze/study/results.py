@@ -1,0 +1,81 @@
+"""Moved from `study.py`; see the package docstring."""
+from __future__ import annotations
+
+
+
+
+import logging
+
+
+
+
+from pathlib import Path
+
+
+
+import pandas as pd
+
+from unfreeze.config.schema import FreezeConfig, RunConfig
+
+
+from unfreeze.io import read_json, write_dataframe_csv
+
+from unfreeze.metrics.classification import scalar_metrics
+from unfreeze.study.grid import PlannedRun, display_value
+
+log = logging.getLogger(__name__)
+
+
+
+def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None) -> pd.DataFrame:
+    """One row per finished run (columns in docs/CONTRACTS.md); also written to results.csv."""
+    study_dir = Path(study_dir)
+    meta = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    # `unfreeze report` has no jobs: the run ids of the study file's last version say which folders count
+    wanted = {j.run_id for j in jobs} if jobs is not None else (set(meta["run_ids"]) if "run_ids" in meta else None)
+    rows = []
+    for metrics_path in sorted((study_dir / "runs").glob("*/metrics.json")):
+        run_dir = metrics_path.parent
+        if wanted is not None and run_dir.name not in wanted:
+            continue  # left over from an earlier version of the study file
+        info_path = run_dir / "run.json"
+        if not info_path.exists():
+            continue
+        rows.append(result_row(run_dir, read_json(info_path), read_json(metrics_path), meta.get("grid_keys", [])))
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        write_dataframe_csv(study_dir / "results.csv", frame)
+    return frame
+
+
+
+def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -> dict:
+    import yaml
+
+    config = RunConfig.model_validate({k: v for k, v in yaml.safe_load((run_dir / "config.yaml").read_text())
+                                       .items() if k != "versions"})
+    num_layers = metrics.get("num_layers")
+    freeze = config.freeze
+    row = {"run_id": info["run_id"], "arm": info["arm"], "seed": info["seed"], "fold": info["fold"],
+           "path": str(run_dir), "strategy": freeze.label}
+    row["num_layers"] = num_layers
+    reached = [h["unfrozen_layers"] for h in metrics.get("history", []) if "unfrozen_layers" in h]
+    row["unfrozen_layers"] = max(reached) if reached else unfrozen_layers(freeze, num_layers)
+    for key in grid_keys:
+        row[key] = display_value(key, info["overrides"].get(key)) if key in info["overrides"] else None
+    for split in ("val", "test"):
+        for name, value in scalar_metrics(metrics.get(split, {})).items():
+            row[f"{split}_{name}"] = value
+    for key in ("trainable_params", "total_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb", "best_epoch",
+                "selection_metric"):
+        row[key] = metrics.get(key)
+    return row
+
+
+
+def unfrozen_layers(freeze: FreezeConfig, num_layers: int | None) -> int | None:
+    if freeze.strategy == "head":
+        return 0
+    if freeze.strategy == "top_k":
+        return int(freeze.k)
+    return num_layers

@@ -1,0 +1,160 @@
+"""A study: a grid of run configs × seeds (× folds), run resumably into one results store, then aggregated.
+
+Layout of the study folder is documented in `docs/CONTRACTS.md`. A run's folder is named by a stable hash of
+its fully resolved config (+ fold), so editing the study file adds or removes runs without touching unrelated
+ones, and re-running skips every run whose `metrics.json` exists (written last, atomically). A run that was
+interrupted has no run folder (only a staging folder under `runs/.unfinished/`), or one without `metrics.json`
+(older versions): it is redone from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+
+import logging
+
+
+import time
+
+
+from pathlib import Path
+
+
+
+import pandas as pd
+
+from unfreeze.config.schema import StudyConfig
+
+
+from unfreeze.io import read_json, write_json, write_text
+from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks
+from unfreeze.study.grid import PlannedRun, expand
+from unfreeze.study.pool import DataPool
+from unfreeze.study.results import collect_results
+
+
+log = logging.getLogger(__name__)
+
+
+
+class ProgressReporter:
+    """One line per finished run: done / total, the run's headline metric, and an ETA from the runs so far."""
+
+    def __init__(self, total: int, already_done: int, metric: str, echo=print, show_run_progress: bool = True):
+        self.total, self.done, self.metric, self.echo = total, already_done, metric, echo
+        self.show_run_progress = show_run_progress
+        self.failed = 0
+        self.running: int | None = None  # set by executors that run several at once
+        self.started = time.perf_counter()
+        self.ran = 0
+
+    def __call__(self, outcome: RunOutcome) -> None:
+        if outcome.skipped:
+            return
+        self.done += 1
+        self.ran += 1
+        if not outcome.ok:
+            self.failed += 1
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.ran * (self.total - self.done)
+        if outcome.ok:
+            value = outcome.metrics.get("val", {}).get(self.metric)
+            what = f"val {self.metric} {value:.4f}" if isinstance(value, float) else "done"
+        else:
+            what = f"FAILED: {outcome.error}"
+        running = f" · running {self.running}" if self.running is not None else ""
+        self.echo(f"[{self.done}/{self.total}] {outcome.arm} ({outcome.run_id}) {what} in {outcome.seconds:.0f}s"
+                  f"{running} · failed {self.failed} · ETA {eta / 60:.1f} min")
+
+
+
+def make_executor(study: StudyConfig, name: str | None = None, address: str | None = None):
+    name = name or study.executor
+    if name == "local":
+        return LocalExecutor()
+    from unfreeze.study.ray_executor import RayExecutor
+
+    return RayExecutor(study.ray if address is None else study.ray.model_copy(update={"address": address}))
+
+
+
+def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: bool = True, echo=print,
+              study_text: str | None = None, command: str | None = None) -> pd.DataFrame:
+    """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report."""
+    study_dir = Path(out_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    jobs = expand(study)
+    write_study_meta(study_dir, study, jobs, study_text, command)
+    pool = DataPool(study.cv)
+    if study.baseline:
+        run_baseline(study_dir, jobs, pool, echo)
+    from unfreeze.train.run_dir import is_finished
+
+    todo = [j for j in jobs if not is_finished(study_dir / "runs" / j.run_id)]
+    echo(f"study {study.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to run")
+    metric = jobs[0].config.selection_metric
+    reporter = ProgressReporter(len(jobs), len(jobs) - len(todo), metric, echo, show_run_progress=progress)
+    executor = executor or make_executor(study)
+    outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
+    failed = [o for o in outcomes if not o.ok]
+    record_failures(study_dir, failed)
+    for outcome in failed:
+        echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
+    if failed:
+        echo(f"{len(failed)} of {len(todo)} runs failed (listed in {study_dir / 'failures.json'}); "
+             "fix the cause and run the study again to redo only those")
+    if study.cv:
+        from unfreeze.study.ensemble import write_cv_ensembles
+
+        write_cv_ensembles(study_dir, jobs, pool)
+    results = collect_results(study_dir, jobs)
+    from unfreeze.report.build import build_report
+
+    _, html = build_report(study_dir, results)
+    echo(f"report: {html}")
+    return results
+
+
+
+def write_study_meta(study_dir: Path, study: StudyConfig, jobs: list[PlannedRun], study_text, command) -> None:
+    from unfreeze.train.run_dir import versions
+
+    first = jobs[0].config
+    write_json(study_dir / "study.json", {
+        "name": study.name, "task": first.task, "grid_keys": list(study.grid), "arms": sorted({j.arm for j in jobs}),
+        "seeds": study.seeds, "selection_metric": first.selection_metric,
+        "cv": study.cv.model_dump() if study.cv else None, "command": command, "versions": versions(),
+        "runs": len(jobs), "run_ids": [j.run_id for j in jobs],
+    })
+    if study_text is not None:
+        write_text(study_dir / "study.yaml", study_text)
+
+
+
+def record_failures(study_dir: Path, failed: list[RunOutcome]) -> None:
+    path = study_dir / "failures.json"
+    previous = read_json(path) if path.exists() else []
+    merged = {f["run_id"]: f for f in previous}
+    for outcome in failed:
+        merged[outcome.run_id] = {"run_id": outcome.run_id, "arm": outcome.arm, "error": outcome.error}
+    finished = {p.parent.name for p in (study_dir / "runs").glob("*/metrics.json")}
+    current = [f for rid, f in merged.items() if rid not in finished]
+    if current or path.exists():
+        write_json(path, current)
+
+
+
+def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) -> None:
+    """TF-IDF + logistic regression on the same splits as the largest data config of the study. Keyed by that
+    data config: a study file whose data changed gets a new baseline, never a stale row."""
+    target = study_dir / "baseline" / "metrics.json"
+    config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
+    data_key = hashlib.sha1(pool.key(config).encode()).hexdigest()[:12]
+    if target.exists() and read_json(target).get("data_key") == data_key:
+        return
+    from unfreeze.study.baselines import run_study_baseline
+
+    run_study_baseline(study_dir, config, pool.get(config), data_key)
+    echo(f"baseline written to {target.parent}")

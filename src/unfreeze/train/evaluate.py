@@ -1,0 +1,83 @@
+"""Moved from `training.py`; see the package docstring."""
+from __future__ import annotations
+
+import logging
+
+
+
+
+
+import numpy as np
+
+import torch
+
+
+from accelerate import Accelerator
+
+
+
+
+
+
+
+
+
+
+from unfreeze.train.prepare import PreparedRun
+from unfreeze.train.loss import loss_fn
+
+log = logging.getLogger(__name__)
+
+
+
+def model_inputs(batch: dict, cached_from: int | None) -> dict:
+    keys = ("input_ids", "attention_mask", "token_type_ids", "cached_states")
+    inputs = {k: batch[k] for k in keys if k in batch}
+    if "cached_states" in inputs:
+        inputs["cached_from"] = cached_from
+    return inputs
+
+
+
+@torch.inference_mode()
+def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int) -> list[np.ndarray]:
+    """Per-example logits in dataset order: (classes,) for sequence tasks, (tokens, classes) for token tasks.
+
+    Gathered across processes and de-duplicated by index, so distributed padding never counts an example twice.
+    """
+    model.eval()
+    out: list[np.ndarray | None] = [None] * size
+    for batch in loader:
+        logits = model(**model_inputs(batch, cached_from))
+        lengths = batch["attention_mask"].sum(1)
+        if logits.dim() == 3:
+            logits = accelerator.pad_across_processes(logits, dim=1)
+        index, logits, lengths = accelerator.gather_for_metrics((batch["index"], logits, lengths))
+        for i, row, n in zip(index.tolist(), logits.float().cpu().numpy(), lengths.tolist()):
+            out[i] = row[:n] if row.ndim == 2 else row
+    missing = sum(x is None for x in out)
+    assert missing == 0, f"{missing} examples were not evaluated"
+    return out  # type: ignore[return-value]
+
+
+
+def split_loss(logits: list[np.ndarray], labels, weight) -> float:
+    if logits[0].ndim == 1:
+        return float(loss_fn(torch.tensor(np.stack(logits)), torch.as_tensor(np.asarray(labels)), weight))
+    flat_logits = torch.tensor(np.concatenate(logits))
+    flat_labels = torch.as_tensor(np.concatenate([np.asarray(x) for x in labels]))
+    return float(loss_fn(flat_logits, flat_labels, weight))
+
+
+
+def evaluate_split(run: PreparedRun, split: str, logits: list[np.ndarray], weight) -> dict:
+    loss = split_loss(logits, run.encoded[split].labels, weight)
+    if run.config.task == "token":
+        from unfreeze.train.tokens import token_task_metrics
+
+        return token_task_metrics(run, split, logits, loss)
+    from unfreeze.metrics.classification import classification_metrics
+
+    preds = np.stack(logits).argmax(-1)
+    return classification_metrics(run.encoded[split].labels, preds, run.label_names,
+                                  run.config.data.positive_label, loss)

@@ -1,0 +1,84 @@
+"""Moved from `training.py`; see the package docstring."""
+from __future__ import annotations
+
+import logging
+
+
+
+
+
+import numpy as np
+
+import torch
+
+import torch.nn.functional as F
+
+
+
+
+
+
+
+from unfreeze.errors import ConfigError
+
+
+
+
+from unfreeze.train.prepare import PreparedRun
+
+log = logging.getLogger(__name__)
+
+
+
+def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
+    """Per-class loss weights from `train.class_weights`, with `train.loss_ignore_labels` set to 0."""
+    weights = _class_weights(run)
+    ignored = run.config.train.loss_ignore_labels
+    if not ignored:
+        return weights
+    names = run.label_names
+    check_labels_known("train.loss_ignore_labels", ignored, names)
+    if set(ignored) >= set(names):
+        raise ConfigError("train.loss_ignore_labels ignores every label: nothing would be learned")
+    weights = torch.ones(len(names)) if weights is None else weights
+    weights[[names.index(n) for n in ignored]] = 0.0
+    return weights
+
+
+
+def _class_weights(run: PreparedRun) -> torch.Tensor | None:
+    spec = run.config.train.class_weights
+    names = run.label_names
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        labels = run.encoded["train"].labels
+        flat = np.concatenate([np.asarray(x) for x in labels]) if run.config.task == "token" else np.asarray(labels)
+        flat = flat[flat >= 0]
+        counts = np.bincount(flat, minlength=len(names)).astype(float)
+        weights = len(flat) / (len(names) * np.maximum(counts, 1))
+        return torch.tensor(weights, dtype=torch.float32)
+    check_labels_known("train.class_weights", spec, names)
+    return torch.tensor([float(spec.get(n, 1.0)) for n in names], dtype=torch.float32)
+
+
+
+def check_labels_known(key: str, labels, names: list[str]) -> None:
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: label {unknown[0]!r} is not one of {names}")
+
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean cross-entropy over examples (sequence) or labelled positions (token; -100 ignored).
+
+    With class weights it is the weighted mean (as torch computes it), except that a batch whose labels all
+    have weight 0 (e.g. only `O` under `loss_ignore_labels: [O]`) gives 0, not 0/0 = NaN."""
+    flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
+    if weight is None:
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+    weight = weight.to(flat_logits.device, flat_logits.dtype)
+    total = F.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100, reduction="sum")
+    counted = weight[flat_labels[flat_labels != -100]].sum()
+    return total / counted.clamp_min(torch.finfo(flat_logits.dtype).tiny)

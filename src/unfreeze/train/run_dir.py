@@ -1,0 +1,116 @@
+"""The run folder: its layout is a contract that studies, reports and `predict` rely on.
+
+```
+RUN/
+  config.yaml            fully resolved config (defaults filled in) + library / torch versions
+  history.csv            one row per evaluation: epoch, step, train_loss, val_<metric>…, lr, seconds
+  predictions_val.csv    id, text, label, pred, prob_<class>…   (token tasks: predictions_<split>.jsonl)
+  predictions_test.csv
+  best/                  best model: safetensors weights, tokenizer, head.safetensors, unfreeze.json
+  metrics.json           written LAST: its presence means the run finished
+```
+Every file is written atomically (temp file + rename), and the whole folder too: a run writes into
+`<parent>/.unfinished/<name>/` and renames it to `RUN` when complete, so `--overwrite` keeps the previous run until
+the new one is whole, and a study never sees a half-written run folder.
+"""
+
+from __future__ import annotations
+
+
+import platform
+
+import shutil
+
+import sys
+
+from pathlib import Path
+
+import numpy as np
+
+import pandas as pd
+
+import torch
+
+from unfreeze import __version__
+
+from unfreeze.config.load import run_config_dict
+
+from unfreeze.errors import UnfreezeError
+
+from unfreeze.io import replace_dir, write_dataframe_csv, write_json, write_yaml
+from unfreeze.model.checkpoint import save_model
+from unfreeze.model.predict import prediction_frame
+
+
+
+DONE_FILE = "metrics.json"
+
+
+
+def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
+    return out
+
+
+
+def staging_dir(out: Path) -> Path:
+    """Where a run's files are written before they replace `out` in one rename. A hidden sibling folder, so the
+    study's `runs/*/metrics.json` never matches a half-swapped run."""
+    return out.parent / ".unfinished" / out.name
+
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / DONE_FILE).is_file()
+
+
+
+def versions() -> dict:
+    import transformers
+
+    return {"unfreeze": __version__, "torch": str(torch.__version__), "transformers": str(transformers.__version__),
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+
+def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
+              run_info: dict | None = None) -> None:
+    """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous
+    run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it."""
+    stage = staging_dir(out)
+    if stage.exists():
+        shutil.rmtree(stage)  # left by a run that died while writing
+    stage.mkdir(parents=True)
+    write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+    if run_info is not None:
+        write_json(stage / "run.json", run_info)
+    write_dataframe_csv(stage / "history.csv", pd.DataFrame(results["history"]))
+    for split, split_logits in logits.items():
+        write_predictions(stage, run, split, split_logits)
+    if run.config.train.save_model:
+        save_model(stage / "best", run, model)
+    write_json(stage / DONE_FILE, results)
+    replace_dir(stage, out)
+    try:
+        stage.parent.rmdir()
+    except OSError:
+        pass  # another run is staging beside it
+
+
+
+def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
+    if run.config.task == "token":
+        from unfreeze.train.tokens import write_token_predictions
+
+        write_token_predictions(out / f"predictions_{split}.jsonl", run, split, logits)
+        return
+    source = getattr(run.data, split)
+    frame = prediction_frame(source.ids, np.stack(logits), run.label_names)
+    frame.insert(1, "text", source.texts)
+    if source.pairs is not None:
+        frame.insert(2, "text_pair", source.pairs)
+    frame.insert(frame.columns.get_loc("pred"), "label", [run.label_names[i] for i in source.labels])
+    write_dataframe_csv(out / f"predictions_{split}.csv", frame)
