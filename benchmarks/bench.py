@@ -204,7 +204,7 @@ def run_job(job: dict, isolate: bool = True) -> dict:
 
 
 _PRELOAD = ["torch", "numpy", "pandas", "sklearn.metrics", "transformers", "transformers.trainer", "accelerate",
-            "datasets", "bench_methods", "unfreeze.train.run", "unfreeze.study.runner"]
+            "datasets", "bench_methods", "unfreeze.training.run", "unfreeze.study.runner"]
 
 
 def _context():

@@ -275,7 +275,7 @@ def run_config(job: dict, strategy: str, attention_dropout):
 
 def unfreeze_method(job: dict, data, t0: float) -> dict:
     """`unfreeze.training.train`; epoch times from history `seconds` (cumulative from the start of `train`)."""
-    from unfreeze.train.run import train
+    from unfreeze.training.run import train
 
     work = Path(job["work"])
     config = run_config(job, job["strategy"], job.get("attention_dropout"))
@@ -302,7 +302,7 @@ def unfreeze_study(job: dict, data, t0: float) -> dict:
     results = run_study(study, Path(job["work"]) / "study", executor=LocalExecutor(), progress=False,
                         echo=lambda *_: None)
     wall = time.perf_counter() - t0
-    from unfreeze.train import cache
+    from unfreeze.training import cache
 
     f1 = dict(zip(results["arm"], results["val_f1_macro"])) if len(results) else {}
     return {"total_seconds": wall, "runs": len(results), "val_f1": f1,
@@ -317,7 +317,7 @@ METHODS = {"seed": seed_method, "trainer": trainer_method, "unfreeze": unfreeze_
 
 def run_job(job: dict) -> dict:
     """Run one job; add the process's peak RSS (and GPU peak), threads and device. Errors become data."""
-    from unfreeze.train.memory import peak_rss_mb
+    from unfreeze.training.memory import peak_rss_mb
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))

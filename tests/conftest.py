@@ -17,7 +17,7 @@ from tiny import ARCHITECTURES, make_tiny_model, synthetic_frame  # noqa: E402
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Activation caches of one test never leak into another (disk or process memory)."""
-    from unfreeze.train import cache
+    from unfreeze.training import cache
 
     monkeypatch.setenv("UNFREEZE_CACHE_DIR", str(tmp_path / "activation-cache"))
     cache.reset_memory()

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from tiny import make_tiny_model, run_config, synthetic_frame
-from unfreeze.train import cache
+from unfreeze.training import cache
 from unfreeze.config.load import parse_run_config
-from unfreeze.train.run import train
+from unfreeze.training.run import train
 
 
 def run(model, data, tmp_path, name, freeze, cache_mode="auto", dtype="float32", seed=0, **train_opts):
@@ -93,7 +93,7 @@ def test_strategies_that_train_inside_the_prefix_fall_back(freeze, tiny_bert, se
 
 def test_cache_is_keyed_per_example_so_other_subsets_reuse_it(tiny_bert, sentiment_csv, tmp_path):
     """A size study's train subsets overlap: a second subset computes only the examples the first did not have."""
-    from unfreeze.train.prepare import load_data
+    from unfreeze.training.prepare import load_data
 
     def sized(n):
         return parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head", data={

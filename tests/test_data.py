@@ -1,5 +1,4 @@
 """Reading, cleaning, splitting and subsampling sequence data; every bad input names file/column/value."""
-import json
 
 import numpy as np
 import pandas as pd

@@ -7,10 +7,10 @@ from safetensors.torch import load_file
 from tiny import ARCHITECTURES, run_config
 from unfreeze.config.load import parse_run_config
 from unfreeze.data.encode import Collator
-from unfreeze.train.prepare import prepare_run
-from unfreeze.train.loss import loss_fn
-from unfreeze.train.evaluate import model_inputs
-from unfreeze.train.run import train
+from unfreeze.training.prepare import prepare_run
+from unfreeze.training.loss import loss_fn
+from unfreeze.training.evaluate import model_inputs
+from unfreeze.training.run import train
 
 # Independent oracle, per architecture: the prefix of the top layer's parameter names.
 TOP_LAYER = {

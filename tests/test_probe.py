@@ -11,7 +11,6 @@ import torch
 from tiny import run_config, synthetic_frame
 from unfreeze.probe import sequence as probe
 from unfreeze.config.load import parse_run_config
-from unfreeze.errors import UnfreezeError
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_cls_pooling_probes_the_cls_state(tiny_bert, cue_csv, tmp_path, monkeypa
 
 
 def test_local_tfidf_baseline_and_the_shared_one(tiny_bert, cue_csv, monkeypatch):
-    from unfreeze.train.prepare import load_data
+    from unfreeze.training.prepare import load_data
 
     cfg = parse_run_config(run_config(tiny_bert, cue_csv, seed=7))
     data = load_data(cfg)

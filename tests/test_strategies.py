@@ -10,17 +10,17 @@ import torch
 from safetensors.torch import load_file
 
 from tiny import run_config
-from unfreeze.train import cache
-from unfreeze.strategies import advanced as strategies
+from unfreeze.training import cache
+from unfreeze.strategies import apply_freeze, gradual, lora
 from unfreeze.config.schema import FreezeConfig
 from unfreeze.config.load import parse_run_config
 from unfreeze.data.encode import Collator
 from unfreeze.errors import ConfigError
-from unfreeze.train.optim import build_optimizer, build_scheduler, parameter_groups
-from unfreeze.train.prepare import prepare_run
-from unfreeze.train.loss import loss_fn
-from unfreeze.train.evaluate import model_inputs
-from unfreeze.train.run import train
+from unfreeze.training.optim import build_optimizer, build_scheduler, parameter_groups
+from unfreeze.training.prepare import prepare_run
+from unfreeze.training.loss import loss_fn
+from unfreeze.training.evaluate import model_inputs
+from unfreeze.training.run import train
 
 # Independent oracles, per architecture: where layer i and the embeddings live in parameter names.
 LAYER = {"bert": "backbone.encoder.layer.{}.", "distilbert": "backbone.transformer.layer.{}."}
@@ -98,10 +98,10 @@ def test_bitfit_refuses_strategies_it_does_not_combine_with(freeze, tiny_bert, s
         parse_run_config(run_config(tiny_bert, sentiment_csv, freeze=freeze))
 
 
-def test_apply_advanced_refuses_bitfit_outside_llrd(tiny_bert, sentiment_csv):
+def test_apply_refuses_bitfit_outside_llrd(tiny_bert, sentiment_csv):
     run = prepared(tiny_bert, sentiment_csv, "head")
     with pytest.raises(ConfigError, match="combines with llrd only"):
-        strategies.apply_advanced(run.model, types.SimpleNamespace(strategy="lora", bitfit=True))
+        apply_freeze(run.model, types.SimpleNamespace(strategy="lora", bitfit=True))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_gradual_trains_the_scheduled_layers_each_epoch(tiny_bert, sentiment_csv
     """Snapshots at each epoch start: what changed during epoch e must be exactly the units scheduled for e,
     and every new group must be in the running optimizer with a non-zero, scheduled LR."""
     snapshots, seen = [], []
-    original = strategies.GradualUnfreezer.on_epoch_start
+    original = gradual.GradualUnfreezer.on_epoch_start
 
     def recording(self, epoch, optimizer, *args, **kwargs):
         changed = original(self, epoch, optimizer, *args, **kwargs)
@@ -124,7 +124,7 @@ def test_gradual_trains_the_scheduled_layers_each_epoch(tiny_bert, sentiment_csv
                      "head_steps": int(optimizer.state[head["params"][0]].get("step", 0)) if epoch else 0})
         return changed
 
-    monkeypatch.setattr(strategies.GradualUnfreezer, "on_epoch_start", recording)
+    monkeypatch.setattr(gradual.GradualUnfreezer, "on_epoch_start", recording)
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"gradual": {"every_epochs": 1}},
                                       optim={"lr": 1e-3, "head_lr": 1e-2},
                                       train={"epochs": 5, "threads": 1, "save_model": False}))
@@ -158,7 +158,7 @@ def test_gradual_trains_the_scheduled_layers_each_epoch(tiny_bert, sentiment_csv
 def start_gradual(model_dir, data, every_epochs, scheduler):
     run = prepared(model_dir, data, {"gradual": {"every_epochs": every_epochs}},
                    scheduler={"name": scheduler, "patience": 0})
-    unfreezer = strategies.GradualUnfreezer(run)
+    unfreezer = gradual.GradualUnfreezer(run)
     optimizer = build_optimizer(parameter_groups(run.model, run.config), run.config.optim)
     return run, unfreezer, optimizer, build_scheduler(optimizer, run.config.scheduler, 20, maximize=True)
 
@@ -204,7 +204,7 @@ def test_gradual_by_steps_unfreezes_mid_epoch_in_stages_with_layer_decay(tiny_be
 
 def test_gradual_decay_sets_per_layer_lrs_of_new_groups(tiny_bert, sentiment_csv):
     run = prepared(tiny_bert, sentiment_csv, {"gradual": {"every_epochs": 1, "decay": 0.5}}, optim={"lr": 1e-3})
-    unfreezer = strategies.GradualUnfreezer(run)
+    unfreezer = gradual.GradualUnfreezer(run)
     optimizer = build_optimizer(parameter_groups(run.model, run.config), run.config.optim)
     unfreezer.on_epoch_start(2, optimizer)  # two stages: layers 1 and 0
     lrs = {g["name"].split("/")[0]: g["lr"] for g in optimizer.param_groups}
@@ -269,7 +269,7 @@ def test_lora_unknown_architecture_is_a_clear_error():
 
     layout = types.SimpleNamespace(layers=nn.ModuleList([Fused()]))
     with pytest.raises(UnfreezeError, match="target_modules"):
-        strategies.lora_targets(layout)
+        lora.lora_targets(layout)
 
 
 def test_lora_run_keeps_backbone_frozen_and_saved_model_reloads(tiny_bert, sentiment_csv, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tiny import run_config
-from unfreeze.train import prepare
+from unfreeze.training import prepare
 import unfreeze.study as study
 from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.cli import app
@@ -57,7 +57,7 @@ def test_resume_skips_finished_and_redoes_partial_runs(tiny_bert, sentiment_csv,
     (out / "runs" / victim / "metrics.json").unlink()  # simulate a crash before the run finished
     (out / "runs" / victim / "stale.tmp").write_text("half-written")
     calls = []
-    import unfreeze.train.run as training
+    import unfreeze.training.run as training
 
     original = training.train
     monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(out_dir) or original(
@@ -82,7 +82,7 @@ def test_every_run_starts_from_fresh_pretrained_weights(tiny_bert, sentiment_csv
         return run
 
     monkeypatch.setattr(prepare, "prepare_run", spy)
-    import unfreeze.train.run as training
+    import unfreeze.training.run as training
 
     monkeypatch.setattr(training, "prepare_run", spy)
     s = make_study(tiny_bert, sentiment_csv, grid={"freeze": ["all", "bitfit"]}, seeds=[0, 1])

@@ -16,10 +16,11 @@ from unfreeze.config.schema import DataConfig
 from unfreeze.config.load import parse_run_config
 from unfreeze.errors import DataError
 from unfreeze.metrics.tagging import tag_metrics
-from unfreeze.data.tokens import TokenSplit, TokenTaskData, load_token_data, read_conll, read_token_jsonl
+from unfreeze.data.token_files import read_conll, read_token_jsonl
+from unfreeze.data.tokens import TokenSplit, TokenTaskData, load_token_data
 from unfreeze.metrics.tagging import detect_scheme, scheme_violations
 from unfreeze.data.windows import build_windows, encode_token_splits, plan_windows, special_template, word_pieces, words_from_logits
-from unfreeze.train.tokens import fbeta_of
+from unfreeze.training.tokens import fbeta_of
 from unfreeze.study.baselines import most_frequent_tag_baseline
 
 ENTITY_TYPES = {"paris": "LOC", "london": "LOC", "alice": "PER", "bob": "PER", "google": "ORG", "acme": "ORG"}
@@ -379,7 +380,7 @@ def test_fbeta_read_from_config_with_default():
 
 
 def test_class_weights_change_the_token_loss():
-    from unfreeze.train.loss import loss_fn
+    from unfreeze.training.loss import loss_fn
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 3)
@@ -406,7 +407,7 @@ def test_most_frequent_tag_baseline():
 
 def test_baseline_row_uses_the_run_metrics(tmp_path):
     from unfreeze.study.baselines import most_frequent_tag_results
-    from unfreeze.train.tokens import write_tag_predictions
+    from unfreeze.training.tokens import write_tag_predictions
 
     path = write_conll(tmp_path / "d.conll", tagged_sentences(120))
     cfg = parse_run_config(run_config("m", path, task="token", data__ignore_labels=["O"]))
@@ -437,7 +438,7 @@ def token_run(model_dir, path, **kw):
 def test_tiny_model_learns_tagging_end_to_end(tmp_path, tiny_bert, token_conll):
     from unfreeze.model.checkpoint import load_model
     from unfreeze.model.predict_tokens import predict_token_file
-    from unfreeze.train.run import train
+    from unfreeze.training.run import train
 
     cfg = token_run(tiny_bert, token_conll)
     assert cfg.selection_metric == "entity_f1_micro"
@@ -461,7 +462,7 @@ def test_tiny_model_learns_tagging_end_to_end(tmp_path, tiny_bert, token_conll):
 
 
 def test_tiny_model_learns_with_activation_cache(tmp_path, tiny_bert, token_conll):
-    from unfreeze.train.run import train
+    from unfreeze.training.run import train
 
     cfg = token_run(tiny_bert, token_conll, freeze={"top_k": 1}, train__epochs=6, optim={"lr": 1e-2})
     result = train(cfg, tmp_path / "run", progress=False)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from tiny import run_config, synthetic_frame
-from unfreeze.train import run as training
+from unfreeze.training import run as training
 from unfreeze.config.load import parse_run_config
 from unfreeze.errors import ConfigError, TrainingDivergedError, UnfreezeError
 
@@ -104,8 +104,8 @@ def test_plateau_scheduler_and_accumulation_and_step_evaluation(tiny_bert, senti
 
 
 def test_weight_decay_not_on_biases_and_norms(tiny_bert, sentiment_csv):
-    from unfreeze.train.optim import parameter_groups
-    from unfreeze.train.prepare import prepare_run
+    from unfreeze.training.optim import parameter_groups
+    from unfreeze.training.prepare import prepare_run
 
     run = prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv)))
     names = {id(p): n for n, p in run.model.named_parameters()}
@@ -172,7 +172,7 @@ def test_zero_class_weights_ignore_a_label_without_nan():
 
 
 def test_loss_ignore_labels_sets_their_weight_to_zero(tiny_bert, sentiment_csv, tmp_path):
-    from unfreeze.train.prepare import prepare_run
+    from unfreeze.training.prepare import prepare_run
 
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"loss_ignore_labels": ["neg"],
                                                                        "class_weights": {"pos": 2.0}}))

@@ -11,14 +11,14 @@ from unfreeze.errors import UnfreezeError  # noqa: E402
 
 
 def train(config, out_dir, **kwargs):
-    """Run one configuration; see `unfreeze.training.train`."""
-    from unfreeze.train.run import train as _train
+    """Run one configuration; see `unfreeze.training.run.train`."""
+    from unfreeze.training.run import train as _train
 
     return _train(config, out_dir, **kwargs)
 
 
 def run_study(study, out_dir, **kwargs):
-    """Run (or resume) a study; see `unfreeze.study.run_study`."""
+    """Run (or resume) a study; see `unfreeze.study.runner.run_study`."""
     from unfreeze.study.runner import run_study as _run_study
 
     return _run_study(study, out_dir, **kwargs)

@@ -67,7 +67,7 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
     """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
     _setup()
     from unfreeze.config.load import load_run_config
-    from unfreeze.train.run import train as run_train
+    from unfreeze.training.run import train as run_train
 
     cfg = load_run_config(config, overrides)
     out = out or Path("runs") / config.stem

@@ -1,1 +1,2 @@
-"""unfreeze.config."""
+"""Typed configs (pydantic), validated at the edge: `schema` holds the run and study models, `load` reads YAML,
+applies `--set` overrides and turns validation errors into one line naming the key and the closest valid key."""

@@ -14,6 +14,9 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from unfreeze.errors import ConfigError
+from unfreeze.strategies import REGISTRY, get_strategy
+
 
 
 
@@ -100,15 +103,12 @@ class ModelConfig(StrictModel):
 
 
 
-FreezeStrategy = Literal["head", "top_k", "all", "bitfit", "gradual", "llrd", "lora"]
-
-
-
 class FreezeConfig(StrictModel):
-    """Which encoder parameters train. Shorthands in YAML: `head`, `all`, `bitfit`, `{top_k: 2}`,
-    `{gradual: {every_epochs: 1}}`, `{llrd: 0.8}`, `{lora: {r: 8}}`."""
+    """Which encoder parameters train: a strategy of `unfreeze.strategies` and its settings. Shorthands in YAML:
+    `head`, `all`, `bitfit`, `top_2`, `{top_k: 2}`, `{gradual: {every_epochs: 1}}`, `{llrd: 0.8}`, `{lora: {r: 8}}`.
+    What a setting means, and which combinations are valid, is each strategy's to say."""
 
-    strategy: FreezeStrategy = "all"
+    strategy: str = "all"
     k: int | None = Field(None, ge=0)
     train_pooler: bool = True
     every_epochs: float = Field(1.0, gt=0)
@@ -125,51 +125,48 @@ class FreezeConfig(StrictModel):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
-            if value.startswith("top_") and value[4:].isdigit():
-                return {"strategy": "top_k", "k": int(value[4:])}
+            for strategy in REGISTRY.values():
+                parsed = strategy.from_text(value)
+                if parsed is not None:
+                    return parsed
             return {"strategy": value}
-        if isinstance(value, dict) and "strategy" not in value and len(value) >= 1:
+        if isinstance(value, dict) and "strategy" not in value:
             value = dict(value)
-            if "top_k" in value:
-                return {"strategy": "top_k", "k": value.pop("top_k"), **value}
-            if "llrd" in value and not isinstance(value["llrd"], dict):
-                return {"strategy": "llrd", "decay": value.pop("llrd"), **value}
-            for name in ("gradual", "lora", "llrd"):
-                if name in value:
-                    inner = value.pop(name) or {}
-                    return {"strategy": name, **inner, **value}
+            for name, strategy in REGISTRY.items():
+                if name not in value or name in cls.model_fields:  # `bitfit: true` is a setting, not a strategy
+                    continue
+                inner = value.pop(name)
+                if isinstance(inner, dict) or inner is None:
+                    return {"strategy": name, **(inner or {}), **value}
+                if strategy.main_field is not None:
+                    return {"strategy": name, strategy.main_field: inner, **value}
+                raise ValueError(f"freeze: `{name}` takes no value (write `freeze: {name}`)")
         return value
 
+    @field_validator("strategy")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        try:
+            get_strategy(name)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
     @model_validator(mode="after")
-    def _k_for_top_k(self) -> "FreezeConfig":
-        if self.strategy == "top_k" and self.k is None:
-            raise ValueError("freeze: top_k needs a layer count, e.g. `freeze: {top_k: 2}`")
-        if self.bitfit and self.strategy not in ("llrd", "bitfit"):
-            raise ValueError(f"freeze: `bitfit: true` combines with llrd only (biases trained with layer-wise LR "
-                             f"decay), not with {self.strategy}; plain BitFit is `freeze: bitfit`")
+    def _strategy_accepts(self) -> "FreezeConfig":
+        get_strategy(self.strategy).check(self)
         return self
 
     @property
     def layer_decay(self) -> float:
-        """The per-depth LR factor: `decay` under `llrd`, and under `gradual` when `decay` is given (ULMFiT's
-        discriminative learning rates); 1 otherwise."""
-        if self.strategy == "llrd" or (self.strategy == "gradual" and "decay" in self.model_fields_set):
-            return self.decay
-        return 1.0
+        """The per-depth LR factor of the strategy (`decay` under `llrd`, and under `gradual` when `decay` is
+        given: ULMFiT's discriminative learning rates); 1 otherwise."""
+        return get_strategy(self.strategy).layer_decay(self)
 
     @property
     def label(self) -> str:
         """Short human name used in tables and plot legends."""
-        if self.strategy == "top_k":
-            return f"top-{self.k}"
-        if self.strategy == "llrd":
-            return f"llrd-{self.decay:g}" + ("-bitfit" if self.bitfit else "")
-        if self.strategy == "gradual" and self.layer_decay != 1.0:
-            return f"gradual-llrd-{self.decay:g}"
-        if self.strategy == "lora":
-            return f"lora-r{self.r}"
-        return self.strategy
-
+        return get_strategy(self.strategy).label(self)
 
 
 class OptimConfig(StrictModel):

@@ -14,7 +14,7 @@ from unfreeze.errors import DataError
 
 from unfreeze.io import write_text
 
-from unfreeze.data.tokens import read_conll, read_token_jsonl, token_format
+from unfreeze.data.token_files import read_conll, read_token_jsonl, token_format
 
 
 from unfreeze.data.windows import build_windows, special_template, word_pieces, words_from_logits

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def _device(config: RunConfig) -> torch.device:
     """The device a run with this config would use (`train.device`, `train.threads` honoured)."""
-    from unfreeze.train.run import make_accelerator
+    from unfreeze.training.run import make_accelerator
 
     return make_accelerator(config).device
 

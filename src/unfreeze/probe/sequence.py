@@ -53,7 +53,7 @@ def run_probe(config: RunConfig, out_dir: str | Path) -> dict:
 
         return run_token_probe(config, out_dir)
     from unfreeze.model.backbone import load_backbone
-    from unfreeze.train.prepare import encode_sequence_splits, load_data, seed_everything
+    from unfreeze.training.prepare import encode_sequence_splits, load_data, seed_everything
 
     started = time.perf_counter()
     seed_everything(config.seed)

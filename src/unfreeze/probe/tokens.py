@@ -35,10 +35,10 @@ def run_token_probe(config: RunConfig, out_dir: str | Path) -> dict:
     """Probe every layer on a token task; write `probe.json` and `probe.png` (same layout as for texts)."""
     from unfreeze.model.backbone import load_backbone
     from unfreeze.data.encode import model_max_positions
-    from unfreeze.train.prepare import load_data, seed_everything
+    from unfreeze.training.prepare import load_data, seed_everything
     from unfreeze.probe.common import _device, plot_probe, suggest_top_k
     from unfreeze.data.windows import encode_token_splits
-    from unfreeze.train.tokens import fbeta_of
+    from unfreeze.training.tokens import fbeta_of
     from unfreeze.study.baselines import most_frequent_tag_results
 
     started = time.perf_counter()

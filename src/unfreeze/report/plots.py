@@ -60,7 +60,8 @@ def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> b
     column = f"test_{metric}"
     frame = results.dropna(subset=["unfrozen_layers", column])
     strategy = frame["strategy"].astype(str) if "strategy" in frame else pd.Series("all", index=frame.index)
-    by_layers = strategy.isin(["head", "all"]) | strategy.str.match(r"top-\d+$")
+    by_layers = (frame["depth_only"].fillna(False).astype(bool) if "depth_only" in frame
+                 else pd.Series(False, index=frame.index))
     if frame["unfrozen_layers"].nunique() < 2 and frame.loc[by_layers, "unfrozen_layers"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))

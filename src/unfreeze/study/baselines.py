@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Sequence
 from unfreeze.data.tokens import TokenTaskData
 from unfreeze.metrics.tagging import tag_metrics
-from unfreeze.train.tokens import fbeta_of
+from unfreeze.training.tokens import fbeta_of
 
 TFIDF_C_GRID = (0.1, 1.0, 10.0)
 
@@ -56,7 +56,7 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     out = Path(study_dir) / "baseline"
     if config.task == "token":
         from unfreeze.study.baselines import most_frequent_tag_results
-        from unfreeze.train.tokens import write_tag_predictions
+        from unfreeze.training.tokens import write_tag_predictions
 
         result, preds = most_frequent_tag_results(config, data)
         result["method"] = "most frequent tag per word (lower-case fallback, else the most frequent tag)"

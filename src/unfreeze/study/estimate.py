@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from unfreeze.strategies import get_strategy
+
 FORWARD_TOKENS_PER_S = 5500.0   # MiniLM-L6 (6 × 384), 2 CPU cores, eval mode
 TRAIN_TOKENS_PER_S = 1000.0     # forward + backward, all layers
 MINILM_SIZE = 6 * 384 ** 2
@@ -21,9 +23,9 @@ def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int
     (cached) or one per epoch; evaluation pays a forward of the trainable part per epoch."""
     scale = layers * hidden ** 2 / MINILM_SIZE
     freeze = config.freeze
-    k = {"head": 0, "top_k": freeze.k}.get(freeze.strategy, layers)
-    trainable_share = (k or 0) / layers
-    cached = freeze.strategy in ("head", "top_k") and config.train.cache != "off"
+    strategy = get_strategy(freeze.strategy)
+    trainable_share = (strategy.trained_layers(freeze, layers) or 0) / layers
+    cached = strategy.cached_top(freeze) is not None and config.train.cache != "off"
     epochs = config.train.epochs
     train = n_train_tokens * epochs * trainable_share / TRAIN_TOKENS_PER_S
     frozen_passes = 1 if cached else epochs
@@ -33,7 +35,7 @@ def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int
 
 
 def print_plan(study, jobs, out: Path, console) -> None:
-    from unfreeze.train.run_dir import is_finished
+    from unfreeze.training.run_dir import is_finished
 
     done = {j.run_id for j in jobs if is_finished(out / "runs" / j.run_id)}
     table = Table(title=f"study {study.name}: {len(jobs)} runs, {len(done)} finished")
@@ -62,7 +64,7 @@ _TOKENS: dict[str, tuple[float, float, int, int]] = {}
 def estimate_job(job) -> float:
     from unfreeze.model.backbone import load_backbone
     from unfreeze.data.encode import token_lengths
-    from unfreeze.train.prepare import load_data
+    from unfreeze.training.prepare import load_data
 
     cfg = job.config
     key = cfg.model.name + cfg.data.model_dump_json()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 
+from unfreeze.strategies import get_strategy
 from unfreeze.errors import UnfreezeError
 
 from unfreeze.io import read_json
@@ -46,8 +47,9 @@ def cache_top_ks(runs: list[PlannedRun]) -> dict[str, set[int]]:
     ks: dict[str, set[int]] = {}
     for run in runs:
         freeze = run.config.freeze
-        if freeze.strategy in ("head", "top_k"):
-            ks.setdefault(run.config.model.name, set()).add(0 if freeze.strategy == "head" else int(freeze.k))
+        top = get_strategy(freeze.strategy).cached_top(freeze)
+        if top is not None:
+            ks.setdefault(run.config.model.name, set()).add(top)
     return ks
 
 
@@ -56,8 +58,8 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
                 progress: bool = True) -> RunOutcome:
     """Run one planned run into its folder unless it finished before. Deterministic errors are returned, not
     raised, so one bad arm does not stop the study."""
-    from unfreeze.train.run_dir import is_finished
-    from unfreeze.train.run import train
+    from unfreeze.training.run_dir import is_finished
+    from unfreeze.training.run import train
 
     run_dir = study_dir / "runs" / job.run_id
     if is_finished(run_dir):

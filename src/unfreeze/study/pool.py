@@ -36,7 +36,7 @@ class DataPool:
         return json.dumps({"task": config.task, "data": config.data.model_dump(mode="json")}, sort_keys=True)
 
     def get(self, config: RunConfig, fold: int = -1):
-        from unfreeze.train.prepare import load_data
+        from unfreeze.training.prepare import load_data
 
         key = self.key(config)
         if key not in self._cache:

@@ -30,6 +30,7 @@ import socket
 import time
 from pathlib import Path
 
+from unfreeze.strategies import get_strategy
 from unfreeze.errors import UnfreezeError
 from unfreeze.study.pool import DataPool
 from unfreeze.study.grid import PlannedRun
@@ -60,8 +61,8 @@ def run_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: f
 def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> int:
     """The body of a cache task: load the job's data (fold) and model, compute the frozen prefix of every example
     for every boundary the study needs, exactly as the first run of the group would. Returns examples computed."""
-    from unfreeze.train.prepare import prepare_run
-    from unfreeze.train.run import build_caches, make_accelerator
+    from unfreeze.training.prepare import prepare_run
+    from unfreeze.training.run import build_caches, make_accelerator
 
     pool = worker_pool(job, cv, num_cpus)
     run = prepare_run(job.config, pool.get(job.config, job.fold))
@@ -72,7 +73,7 @@ def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_
 def cache_group(job: PlannedRun) -> str | None:
     """Runs with the same group read the same frozen-prefix cache; None = this run does not use the cache."""
     config = job.config
-    if config.train.cache == "off" or config.freeze.strategy not in ("head", "top_k"):
+    if config.train.cache == "off" or get_strategy(config.freeze.strategy).cached_top(config.freeze) is None:
         return None
     return json.dumps([config.model.name, DataPool(None).key(config), job.fold, config.train.cache_dtype])
 

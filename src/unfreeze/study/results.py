@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unfreeze.strategies import get_strategy
 from unfreeze.config.schema import FreezeConfig, RunConfig
 
 
@@ -57,7 +58,8 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
     num_layers = metrics.get("num_layers")
     freeze = config.freeze
     row = {"run_id": info["run_id"], "arm": info["arm"], "seed": info["seed"], "fold": info["fold"],
-           "path": str(run_dir), "strategy": freeze.label}
+           "path": str(run_dir), "strategy": freeze.label,
+           "depth_only": get_strategy(freeze.strategy).depth_only}
     row["num_layers"] = num_layers
     reached = [h["unfrozen_layers"] for h in metrics.get("history", []) if "unfrozen_layers" in h]
     row["unfrozen_layers"] = max(reached) if reached else unfrozen_layers(freeze, num_layers)
@@ -74,8 +76,4 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
 
 
 def unfrozen_layers(freeze: FreezeConfig, num_layers: int | None) -> int | None:
-    if freeze.strategy == "head":
-        return 0
-    if freeze.strategy == "top_k":
-        return int(freeze.k)
-    return num_layers
+    return get_strategy(freeze.strategy).trained_layers(freeze, num_layers)

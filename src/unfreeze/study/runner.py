@@ -90,7 +90,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     pool = DataPool(study.cv)
     if study.baseline:
         run_baseline(study_dir, jobs, pool, echo)
-    from unfreeze.train.run_dir import is_finished
+    from unfreeze.training.run_dir import is_finished
 
     todo = [j for j in jobs if not is_finished(study_dir / "runs" / j.run_id)]
     echo(f"study {study.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to run")
@@ -119,7 +119,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
 
 
 def write_study_meta(study_dir: Path, study: StudyConfig, jobs: list[PlannedRun], study_text, command) -> None:
-    from unfreeze.train.run_dir import versions
+    from unfreeze.training.run_dir import versions
 
     first = jobs[0].config
     write_json(study_dir / "study.json", {

@@ -10,8 +10,6 @@ from torch import nn
 from torch.optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from unfreeze.config.schema import OptimConfig, RunConfig, SchedulerConfig
-from unfreeze.model.heads import EncoderClassifier
 
 
 def no_decay_parameter_ids(model: nn.Module) -> set[int]:
@@ -25,7 +23,7 @@ def no_decay_parameter_ids(model: nn.Module) -> set[int]:
     return ids
 
 
-def layer_index_of(model: EncoderClassifier) -> dict[int, int]:
+def layer_index_of(model: nn.Module) -> dict[int, int]:
     """Depth of each parameter: 0 embeddings (and modules before the layers), i+1 for layer i, L+1 after."""
     layout = model.layout
     depth: dict[int, int] = {}
@@ -41,7 +39,7 @@ def layer_index_of(model: EncoderClassifier) -> dict[int, int]:
     return depth
 
 
-def parameter_groups(model: EncoderClassifier, cfg: RunConfig, only_trainable: bool = True) -> list[dict]:
+def parameter_groups(model: nn.Module, cfg, only_trainable: bool = True) -> list[dict]:
     """Groups keyed by (part, depth, decay). LR of a backbone parameter at depth d is
     `lr × decay^(L + 1 − d)` under `llrd` (and `gradual` with a `decay`), else `lr`; head parameters get `head_lr`
     (default: `lr`)."""
@@ -68,7 +66,7 @@ def parameter_groups(model: EncoderClassifier, cfg: RunConfig, only_trainable: b
     return list(groups.values())
 
 
-def build_optimizer(groups: list[dict], cfg: OptimConfig) -> Optimizer:
+def build_optimizer(groups: list[dict], cfg) -> Optimizer:
     if cfg.name == "adamw":
         return AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     if cfg.name == "adam":
@@ -79,7 +77,7 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> Optimizer:
     return RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps)
 
 
-def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int, maximize: bool):
+def build_scheduler(optimizer: Optimizer, cfg, total_steps: int, maximize: bool):
     """Step-wise schedulers from transformers; `plateau` is stepped once per evaluation with the val metric."""
     from transformers import get_scheduler
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from unfreeze.model.backbone import weights_fingerprint
+from unfreeze.strategies import get_strategy
 from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ def cache_decision(run) -> tuple[bool, str]:
     if mode == "off":
         return False, "cache: off"
     if not run.plan.cacheable:
-        why = (f"strategy `{run.config.freeze.label}` trains parameters inside the frozen prefix or changes it "
-               "during training" if run.plan.strategy not in ("all",) else "nothing is frozen")
+        why = get_strategy(run.config.freeze.strategy).no_cache_reason(run.config.freeze)
         return False, f"activation cache not used: {why}; running the full forward"
     return True, f"activation cache: layers below {run.plan.frozen_prefix} computed once"
 

@@ -24,7 +24,7 @@ from unfreeze.errors import ConfigError
 
 
 
-from unfreeze.train.prepare import PreparedRun
+from unfreeze.training.prepare import PreparedRun
 
 log = logging.getLogger(__name__)
 

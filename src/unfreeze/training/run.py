@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 
 from tqdm.auto import tqdm
 
-from unfreeze.train.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
-from unfreeze.train.run_dir import check_run_dir, write_run
+from unfreeze.training.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
+from unfreeze.training.run_dir import check_run_dir, write_run
 
 from unfreeze.config.schema import RunConfig
 
@@ -37,15 +37,15 @@ from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 
 from unfreeze.errors import ConfigError, DataError, TrainingDivergedError, UnfreezeError
 
-from unfreeze.strategies.base import set_train_mode
+from unfreeze.strategies import count_parameters, get_strategy, set_train_mode
 
 from unfreeze.metrics.classification import LOWER_IS_BETTER, is_better, scalar_metrics
 
-from unfreeze.train.optim import build_optimizer, build_scheduler, parameter_groups
+from unfreeze.training.optim import build_optimizer, build_scheduler, parameter_groups
 
-from unfreeze.train.prepare import PreparedRun, load_data, prepare_run, seed_everything
-from unfreeze.train.evaluate import collect_logits, evaluate_split, model_inputs
-from unfreeze.train.loss import class_weight_tensor, loss_fn
+from unfreeze.training.prepare import PreparedRun, load_data, prepare_run, seed_everything
+from unfreeze.training.evaluate import collect_logits, evaluate_split, model_inputs
+from unfreeze.training.loss import class_weight_tensor, loss_fn
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +151,10 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         caches, cached_from, cache_computed = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
     loaders = make_loaders(run, caches)
     model = run.model
-    schedule = None
-    if config.freeze.strategy == "gradual":
-        from unfreeze.strategies.advanced import GradualUnfreezer
-
-        if accelerator.num_processes > 1:
-            # DDP registers the parameters that need gradients once, at wrap time: layers unfrozen later would
-            # train on each process without their gradients being averaged, and the replicas would drift apart
-            raise UnfreezeError("freeze: gradual runs in one process only (layers unfrozen after the start are "
-                                "not synchronised by data-parallel training); drop `accelerate launch`, or use "
-                                "top_k / llrd / all")
-        schedule = GradualUnfreezer(run)
+    strategy = get_strategy(config.freeze.strategy)
+    if strategy.one_process_reason and accelerator.num_processes > 1:
+        raise UnfreezeError(f"freeze: {config.freeze.label} runs in one process only ({strategy.one_process_reason}")
+    schedule = strategy.schedule(run)
     groups = parameter_groups(model, config)
     optimizer = build_optimizer(groups, config.optim)
     steps_per_epoch = math.ceil(len(loaders.train_sampler) / config.train.grad_accum_steps)
@@ -312,15 +305,13 @@ def describe_groups(groups: list[dict]) -> list[dict]:
 
 
 def trainable_now(model) -> int:
-    from unfreeze.strategies.base import count_parameters
-
     return count_parameters(model)[0]
 
 
 
 def _changeable_names(model, config: RunConfig) -> set[str]:
     """Parameters that may change during the run (gradual unfreezing makes frozen ones trainable later)."""
-    if config.freeze.strategy == "gradual":
+    if get_strategy(config.freeze.strategy).changes_frozen_set:
         return {n for n, _ in model.named_parameters()}
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
@@ -329,7 +320,7 @@ def _changeable_names(model, config: RunConfig) -> set[str]:
 def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool, top_ks):
     """(caches, boundary, examples computed now): the frozen-prefix activation cache when valid and wanted (see
     `cache.py`), else (None, None, 0)."""
-    from unfreeze.train import cache
+    from unfreeze.training import cache
 
     n = run.model.layout.num_layers
     boundaries = {n - k for k in (top_ks or ()) if 0 <= k < n}

@@ -23,8 +23,8 @@ from accelerate import Accelerator
 
 
 
-from unfreeze.train.prepare import PreparedRun
-from unfreeze.train.loss import loss_fn
+from unfreeze.training.prepare import PreparedRun
+from unfreeze.training.loss import loss_fn
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def split_loss(logits: list[np.ndarray], labels, weight) -> float:
 def evaluate_split(run: PreparedRun, split: str, logits: list[np.ndarray], weight) -> dict:
     loss = split_loss(logits, run.encoded[split].labels, weight)
     if run.config.task == "token":
-        from unfreeze.train.tokens import token_task_metrics
+        from unfreeze.training.tokens import token_task_metrics
 
         return token_task_metrics(run, split, logits, loss)
     from unfreeze.metrics.classification import classification_metrics

@@ -15,7 +15,7 @@ import torch
 from unfreeze.model.backbone import discover_layout, load_backbone
 from unfreeze.config.schema import RunConfig
 from unfreeze.data.encode import Encoded, choose_max_length, encode_texts, model_max_positions, token_lengths, uses_token_types
-from unfreeze.strategies.base import FreezePlan, apply_freeze, count_parameters
+from unfreeze.strategies import FreezePlan, apply_freeze, count_parameters
 from unfreeze.model.heads import EncoderClassifier
 
 log = logging.getLogger(__name__)

@@ -103,7 +103,7 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
 
 def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
     if run.config.task == "token":
-        from unfreeze.train.tokens import write_token_predictions
+        from unfreeze.training.tokens import write_token_predictions
 
         write_token_predictions(out / f"predictions_{split}.jsonl", run, split, logits)
         return

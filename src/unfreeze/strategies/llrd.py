@@ -1,0 +1,30 @@
+"""`{llrd: 0.8}`: layer-wise learning-rate decay — everything trains, layer d at `lr × decay^(L+1−d)`.
+
+Lower layers hold general features that large updates destroy; upper layers are task-specific and need to move
+most. The LRs themselves come from `train.optim.parameter_groups`, which reads `layer_decay`. With
+`bitfit: true` only the bias terms train, still at the per-depth LRs (BitFit's cheapness + LLRD's protection of
+the bottom layers).
+"""
+from __future__ import annotations
+
+from unfreeze.strategies.base import FreezePlan, Strategy, register, train_biases
+
+
+@register
+class LLRD(Strategy):
+    name = "llrd"
+    main_field = "decay"
+    takes_bitfit_flag = True
+
+    def label(self, cfg) -> str:
+        return f"llrd-{cfg.decay:g}" + ("-bitfit" if cfg.bitfit else "")
+
+    def layer_decay(self, cfg) -> float:
+        return cfg.decay
+
+    def apply(self, model, cfg) -> FreezePlan:
+        if cfg.bitfit:
+            train_biases(model.backbone)
+        else:
+            model.backbone.requires_grad_(True)
+        return FreezePlan(self.name, list(range(model.layout.num_layers)), True, 0, biases_only=bool(cfg.bitfit))
