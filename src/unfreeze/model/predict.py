@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
 from unfreeze.data.sequence import read_table
-from unfreeze.data.encode import Collator, LengthGroupedBatchSampler, encode_texts, uses_token_types
+from unfreeze.data.encode import encode_texts, uses_token_types
 from unfreeze.errors import DataError, UnfreezeError
 from unfreeze.io import read_json, write_dataframe_csv
 from unfreeze.model.checkpoint import load_model
@@ -41,17 +41,18 @@ def _arms(study_dir: Path) -> list[str]:
     return sorted({read_json(p)["arm"] for p in (study_dir / "runs").glob("*/run.json")})
 
 
-@torch.inference_mode()
 def predict_logits(model, tokenizer, meta: dict, texts: list[str], pairs: list[str] | None,
                    batch_size: int = 64) -> np.ndarray:
     enc = encode_texts(tokenizer, texts, pairs, np.zeros(len(texts), dtype=int), meta["max_length"],
                        uses_token_types(model.backbone))
-    collate = Collator(enc, tokenizer.pad_token_id or 0)
     out = np.zeros((len(texts), len(meta["labels"])), dtype=np.float32)
-    for indices in LengthGroupedBatchSampler(enc.lengths, batch_size, shuffle=False):
-        batch = collate(indices)
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out[indices] = model(**inputs).float().numpy()
+    device = next(model.parameters()).device
+
+    def keep(item, logits) -> None:
+        out[item[0]] = logits.float().cpu().numpy()
+
+    run_inference(model, inference_batches(enc, batch_size, tokenizer.pad_token_id or 0),
+                  lambda item: model(**encoder_inputs(item[1], device)), keep)
     return out
 
 

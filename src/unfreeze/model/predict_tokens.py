@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 
+from unfreeze.model.inference import inference_batches, run_inference
 from unfreeze.errors import DataError
 
 from unfreeze.io import write_text
@@ -31,9 +32,7 @@ def predict_token_file(model, tokenizer, meta: dict, input_path: str | Path, out
     at training time (the saved `max_length` and `stride`), never truncated, so every input word gets a tag.
     Returns a frame with one row per sentence (id, words, pred)."""
     import pandas as pd
-    import torch
 
-    from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 
     input_path = Path(input_path)
     fmt = token_format(input_path)
@@ -49,15 +48,15 @@ def predict_token_file(model, tokenizer, meta: dict, input_path: str | Path, out
     enc = build_windows(word_pieces(tokenizer, [s.words for s in sentences]), None, special_template(tokenizer),
                         int(meta["max_length"]), int(meta.get("stride", 32)), False, False, labels.index(fallback))
     device = next(model.parameters()).device
-    collate = Collator(enc, tokenizer.pad_token_id or 0, token_task=True)
     logits: list = [None] * len(enc)
-    model.eval()
-    with torch.inference_mode():
-        for indices in LengthGroupedBatchSampler(enc.lengths, batch_size, shuffle=False):
-            batch = collate(indices)
-            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-            for row, i in zip(out.float().cpu().numpy(), indices):
-                logits[i] = row[:enc.lengths[i]]
+
+    def keep(item, out) -> None:
+        for row, i in zip(out.float().cpu().numpy(), item[0]):
+            logits[i] = row[:enc.lengths[i]]
+
+    run_inference(model, inference_batches(enc, batch_size, tokenizer.pad_token_id or 0, token_task=True),
+                  lambda item: model(input_ids=item[1]["input_ids"].to(device),
+                                     attention_mask=item[1]["attention_mask"].to(device)), keep)
     preds = [[labels[t] for t in p] for p in words_from_logits(enc, logits)]
     out_path = Path(output_path)
     if out_path.suffix.lower() in (".jsonl", ".json"):

@@ -27,6 +27,8 @@ import numpy as np
 
 import torch
 
+from unfreeze.errors import UnfreezeError
+from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
 from unfreeze.config.schema import RunConfig
 
 from unfreeze.errors import ConfigError
@@ -86,27 +88,26 @@ def run_probe(config: RunConfig, out_dir: str | Path) -> dict:
 
 
 
-@torch.inference_mode()
 def layer_features(backbone, enc, pad_token_id: int, config: RunConfig, device) -> np.ndarray:
     """(L + 1, examples, hidden) float32: pooled hidden states of every layer, examples in split order."""
-    from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
-
-    backbone.eval()
     backbone.to(device)
-    collate = Collator(enc, pad_token_id)
-    out: np.ndarray | None = None
-    for indices in LengthGroupedBatchSampler(enc.lengths, config.train.eval_batch_size, shuffle=False):
-        batch = collate(indices)
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        result = backbone(**inputs, output_hidden_states=True)
+    found: list[np.ndarray] = []
+
+    def keep(item, result) -> None:
+        indices, batch = item
         # like the activation cache: the last boundary is the encoder's output (after any final norm)
         states = [*result.hidden_states[:-1], result.last_hidden_state]
-        pooled = torch.stack([pool(s, inputs["attention_mask"], config.model.pooling) for s in states])
-        if out is None:
-            out = np.zeros((len(states), len(enc), pooled.shape[-1]), dtype=np.float32)
-        out[:, indices] = pooled.float().cpu().numpy()
-    assert out is not None, "empty split"
-    return out
+        mask = batch["attention_mask"].to(device)
+        pooled = torch.stack([pool(s, mask, config.model.pooling) for s in states])
+        if not found:
+            found.append(np.zeros((len(states), len(enc), pooled.shape[-1]), dtype=np.float32))
+        found[0][:, indices] = pooled.float().cpu().numpy()
+
+    run_inference(backbone, inference_batches(enc, config.train.eval_batch_size, pad_token_id),
+                  lambda item: backbone(**encoder_inputs(item[1], device), output_hidden_states=True), keep)
+    if not found:
+        raise UnfreezeError("the probe got an empty split: give data with val/test examples")
+    return found[0]
 
 
 

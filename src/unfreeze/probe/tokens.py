@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unfreeze.errors import UnfreezeError
+from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
 from unfreeze.config.schema import RunConfig
 from unfreeze.io import write_json
 
@@ -102,33 +104,32 @@ def word_positions(enc) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
-@torch.inference_mode()
 def token_layer_features(backbone, enc, keys: np.ndarray, pad_token_id: int, config: RunConfig,
                          device) -> np.ndarray:
     """(L + 1, len(keys), hidden) float32: every layer's hidden state at each key's (window, position)."""
-    from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
-
-    backbone.eval()
     backbone.to(device)
     wanted: dict[int, list[tuple[int, int]]] = {}
     for slot, (row, pos) in enumerate(keys[:, :2]):
         wanted.setdefault(int(row), []).append((slot, int(pos)))
-    collate = Collator(enc, pad_token_id, token_task=True)
-    out: np.ndarray | None = None
-    for indices in LengthGroupedBatchSampler(enc.lengths, config.train.eval_batch_size, shuffle=False):
-        picks = [(b, slot, pos) for b, row in enumerate(indices) for slot, pos in wanted.get(int(row), ())]
-        if not picks:
-            continue
-        batch = collate(indices)
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        result = backbone(**inputs, output_hidden_states=True)
+    found: list[np.ndarray] = []
+
+    def picks_of(indices) -> list[tuple[int, int, int]]:
+        return [(b, slot, pos) for b, row in enumerate(indices) for slot, pos in wanted.get(int(row), ())]
+
+    def keep(item, result) -> None:
         states = torch.stack([*result.hidden_states[:-1], result.last_hidden_state])  # (L+1, B, T, H)
-        b, slots, pos = (torch.as_tensor(x) for x in zip(*picks))
-        if out is None:
-            out = np.zeros((states.shape[0], len(keys), states.shape[-1]), dtype=np.float32)
-        out[:, slots.numpy()] = states[:, b.to(device), pos.to(device)].float().cpu().numpy()
-    assert out is not None, "no labelled word in the split"
-    return out
+        b, slots, pos = (torch.as_tensor(x) for x in zip(*picks_of(item[0])))
+        if not found:
+            found.append(np.zeros((states.shape[0], len(keys), states.shape[-1]), dtype=np.float32))
+        found[0][:, slots.numpy()] = states[:, b.to(device), pos.to(device)].float().cpu().numpy()
+
+    batches = (item for item in inference_batches(enc, config.train.eval_batch_size, pad_token_id, token_task=True)
+               if picks_of(item[0]))
+    run_inference(backbone, batches,
+                  lambda item: backbone(**encoder_inputs(item[1], device), output_hidden_states=True), keep)
+    if not found:
+        raise UnfreezeError("the token probe found no labelled word in the split")
+    return found[0]
 
 
 def probe_token_layer(x_train, y_train, x_val, score, seed: int) -> tuple[float, float]:

@@ -34,7 +34,7 @@ import torch
 
 from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.strategies import get_strategy
-from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
+from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,6 @@ def write_shard(run, store: Path, enc, rows: np.ndarray, keys: np.ndarray, wante
     return store / name
 
 
-@torch.inference_mode()
 def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray, device, progress: bool,
                    split: str) -> None:
     """One eval-mode forward over examples `rows` of `enc` with all hidden states; copy real tokens into each
@@ -215,18 +214,15 @@ def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray
 
     backbone = run.model.backbone
     was_training = backbone.training
-    backbone.eval()
     backbone.to(device)
     num_layers = run.model.layout.num_layers
-    sampler = LengthGroupedBatchSampler(np.asarray(enc.lengths)[rows], run.config.train.eval_batch_size,
-                                        shuffle=False)
-    collate = Collator(enc, run.tokenizer.pad_token_id or 0, token_task=run.config.task == "token")
+    batches = inference_batches(enc, run.config.train.eval_batch_size, run.tokenizer.pad_token_id or 0,
+                                run.config.task == "token", rows)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[
         run.config.train.cache_dtype]
-    for positions in tqdm(sampler, desc=f"caching frozen layers ({split})", disable=not progress, leave=False):
-        batch = collate([int(rows[j]) for j in positions])
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out = backbone(**inputs, output_hidden_states=True)
+
+    def store(item, out) -> None:
+        positions, _ = item
         STATS["forward_batches"] += 1
         STATS["forward_examples"] += len(positions)
         for b, array in arrays.items():
@@ -238,6 +234,10 @@ def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray
             for row, j in enumerate(positions):
                 n = offsets[j + 1] - offsets[j]
                 array[offsets[j]:offsets[j + 1]] = states[row, :n].view(array.dtype)
+
+    bar = tqdm(batches, desc=f"caching frozen layers ({split})", disable=not progress, leave=False)
+    run_inference(backbone, bar, lambda item: backbone(**encoder_inputs(item[1], device), output_hidden_states=True),
+                  store)
     backbone.train(was_training)
 
 

@@ -23,6 +23,7 @@ from accelerate import Accelerator
 
 
 
+from unfreeze.model.inference import run_inference
 from unfreeze.training.prepare import PreparedRun
 from unfreeze.training.loss import loss_fn
 
@@ -39,22 +40,22 @@ def model_inputs(batch: dict, cached_from: int | None) -> dict:
 
 
 
-@torch.inference_mode()
 def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int) -> list[np.ndarray]:
     """Per-example logits in dataset order: (classes,) for sequence tasks, (tokens, classes) for token tasks.
 
     Gathered across processes and de-duplicated by index, so distributed padding never counts an example twice.
     """
-    model.eval()
     out: list[np.ndarray | None] = [None] * size
-    for batch in loader:
-        logits = model(**model_inputs(batch, cached_from))
+
+    def keep(batch: dict, logits: torch.Tensor) -> None:
         lengths = batch["attention_mask"].sum(1)
         if logits.dim() == 3:
             logits = accelerator.pad_across_processes(logits, dim=1)
         index, logits, lengths = accelerator.gather_for_metrics((batch["index"], logits, lengths))
         for i, row, n in zip(index.tolist(), logits.float().cpu().numpy(), lengths.tolist()):
             out[i] = row[:n] if row.ndim == 2 else row
+
+    run_inference(model, loader, lambda batch: model(**model_inputs(batch, cached_from)), keep)
     missing = sum(x is None for x in out)
     assert missing == 0, f"{missing} examples were not evaluated"
     return out  # type: ignore[return-value]
