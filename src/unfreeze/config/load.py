@@ -1,4 +1,6 @@
-"""Moved from `config.py`; see the package docstring."""
+"""Reading configs: YAML (`yaml.safe_load`), `--set key=value` overrides, and pydantic errors turned into one line
+that names the key and suggests the closest valid one.
+"""
 from __future__ import annotations
 
 import copy

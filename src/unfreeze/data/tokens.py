@@ -179,7 +179,7 @@ def _resolve_scheme(cfg: DataConfig, splits: dict[str, list[Sentence]], sources:
         notes["scheme_violations"][name] = len(found)
         if found:
             s, v = found[0]
-            what = (f"an entity left open at the end of the sentence" if v == len(s.words) else
+            what = ("an entity left open at the end of the sentence" if v == len(s.words) else
                     f"{s.tags[v]!r} after {(s.tags[v - 1] if v else 'sentence start')!r} at word {v + 1} "  # type: ignore[index]
                     f"({s.words[v]!r})")
             example = f"{s.where}: {what}"

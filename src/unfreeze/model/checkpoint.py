@@ -1,4 +1,6 @@
-"""Moved from `outputs.py`; see the package docstring."""
+"""The saved model (`best/`): backbone weights (safetensors), tokenizer, `head.safetensors` and `unfreeze.json`
+(labels, head config, tokenisation settings) — written by a run, loaded by `predict` with nothing downloaded.
+"""
 from __future__ import annotations
 
 import json

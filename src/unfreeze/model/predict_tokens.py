@@ -1,4 +1,6 @@
-"""Moved from `tokens.py`; see the package docstring."""
+"""`unfreeze predict` on a token model: tag every word of a CoNLL or JSONL file, windowing long sentences exactly
+as at training time (the saved `max_length` and `stride`), so every input word gets a tag.
+"""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,6 @@
-"""Moved from `probe.py`; see the package docstring."""
+"""What the text and token probes share: the device, the probe plot, and the `top_k` suggestion read off the
+per-layer curve.
+"""
 from __future__ import annotations
 
 import logging

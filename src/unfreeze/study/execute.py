@@ -1,4 +1,6 @@
-"""Moved from `study.py`; see the package docstring."""
+"""Running one planned run into its study folder (skipped when finished, redone from scratch when not), the
+local executor, and the cache boundaries a study needs.
+"""
 from __future__ import annotations
 
 

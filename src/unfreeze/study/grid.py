@@ -1,4 +1,6 @@
-"""Moved from `study.py`; see the package docstring."""
+"""Grid expansion and run identity (pure): arms from the grid and named arms, readable arm names, and a stable
+hash of each run's non-default config values + fold that names its folder.
+"""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,6 @@
-"""Moved from `study.py`; see the package docstring."""
+"""Data shared by the runs of a study: each distinct data config loaded once per process, and the CV folds built
+from train + val (test unchanged).
+"""
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
-"""Moved from `study.py`; see the package docstring."""
+"""Aggregation: one row per finished run (columns in docs/CONTRACTS.md), written to results.csv.
+"""
 from __future__ import annotations
 
 

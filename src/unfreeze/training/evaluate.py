@@ -1,4 +1,6 @@
-"""Moved from `training.py`; see the package docstring."""
+"""Evaluating a split during training: logits of every example through the one evaluation loop
+(`model.inference.run_inference`), gathered across processes, then metrics computed once on the whole split.
+"""
 from __future__ import annotations
 
 import logging

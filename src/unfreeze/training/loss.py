@@ -1,4 +1,6 @@
-"""Moved from `training.py`; see the package docstring."""
+"""The training loss: cross-entropy over examples (sequence) or labelled positions (token), with optional class
+weights and labels left out of the loss (`train.loss_ignore_labels`).
+"""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,6 @@
-"""Moved from `outputs.py`; see the package docstring."""
+"""Peak memory of a run (resident set on Linux, torch's peak on CUDA), reset at the start of each run so runs
+of one study process do not inherit each other's peaks.
+"""
 from __future__ import annotations
 
 

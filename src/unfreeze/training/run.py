@@ -129,7 +129,7 @@ class BestKeeper:
 def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True,
           data=None, cache_root: str | Path | None = None, cache_top_ks: set[int] | None = None,
           run_info: dict | None = None) -> dict:
-    """Run one configuration and write the run folder (layout in `outputs.py`). Returns `metrics.json`'s dict.
+    """Run one configuration and write the run folder (layout in `training/run_dir.py`). Returns `metrics.json`'s dict.
 
     `data` lets a study pass splits it already loaded (or a CV fold); `cache_top_ks` lists every `top_k` of the
     study (0 = head) so one forward pass fills the activation cache for all of them; `run_info` is written to
