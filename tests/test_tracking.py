@@ -357,3 +357,95 @@ def test_missing_backend_gives_one_warning_and_calls_are_no_ops(tmp_path, monkey
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "wandb is off" in warnings[0] and "pip install" in warnings[0]
     assert tracker.active == [] and not (tmp_path / "wandb").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wired into unfreeze: `unfreeze train --track`, a study's parent + children, resume, `tracking:` in the file
+
+
+def _mlflow_runs(uri: str):
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=uri)
+    experiments = client.search_experiments()
+    return client, client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ACTIVE_ONLY)
+
+
+@needs["mlflow"]
+@needs["tensorboard"]
+def test_train_track_mlflow_logs_the_metrics_json_numbers_and_history(tiny_bert, sentiment_csv, tmp_path,
+                                                                     monkeypatch):
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from typer.testing import CliRunner
+
+    from tiny import run_config
+    from unfreeze.cli import app
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**run_config(tiny_bert, sentiment_csv, train={"epochs": 2, "threads": 1}),
+                                      "tracking": ["tensorboard"]}))
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "runs" / "r1"
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(out), "--quiet", "--track", "mlflow"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "metrics.json").read_text())
+    client, runs = _mlflow_runs(uri)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.metrics["test/f1_macro"] == pytest.approx(saved["test"]["f1_macro"], abs=1e-12)
+    assert run.data.metrics["trainable_params"] == saved["trainable_params"]
+    assert run.data.params["optim.lr"] == str(yaml.safe_load((out / "config.yaml").read_text())["optim"]["lr"])
+    val_key = next(k for k in saved["history"][0] if k.startswith("val_"))
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, val_key)]
+    assert steps == [row["step"] for row in saved["history"]] and len(steps) == 2
+    events = list((tmp_path / "runs" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "tensorboard: no event file beside the run folder"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars(val_key)] == steps
+
+
+def test_unknown_track_name_fails_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml"), "--track", "mlfow"])
+    assert result.exit_code == 2 and "mlfow" in result.output
+
+
+@needs["mlflow"]
+def test_study_logs_one_parent_and_four_children_and_a_rerun_adds_none(tiny_bert, sentiment_csv, tmp_path,
+                                                                      monkeypatch):
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    from tiny import run_config
+    from unfreeze.config.schema import StudyConfig
+    from unfreeze.study.runner import run_study
+
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "t", "base": base, "baseline": False, "seeds": [0, 1],
+                                        "grid": {"freeze": ["head", {"top_k": 1}]}, "tracking": ["mlflow"]})
+    study_dir = tmp_path / "study"
+    run_study(study, study_dir, progress=False, echo=lambda *a: None)
+    uri = f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
+    client, runs = _mlflow_runs(uri)
+    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    children = [r for r in runs if MLFLOW_PARENT_RUN_ID in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert {(r.data.tags["arm"], r.data.tags["seed"]) for r in children} == {
+        (a, s) for a in ("head", "top-1") for s in ("0", "1")}
+    results = __import__("pandas").read_csv(study_dir / "results.csv")
+    by_id = {r.data.tags["run_id"]: r for r in children}
+    for _, row in results.iterrows():
+        assert by_id[row["run_id"]].data.metrics["test/f1_macro"] == pytest.approx(row["test_f1_macro"])
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"results.csv", "report.html"} <= artifacts
+    assert parents[0].data.params["seeds"] == "[0, 1]"
+    run_study(study, study_dir, progress=False, echo=lambda *a: None)
+    _, again = _mlflow_runs(uri)
+    assert len([r for r in again if MLFLOW_PARENT_RUN_ID in r.data.tags]) == 4
+    assert len([r for r in again if MLFLOW_PARENT_RUN_ID not in r.data.tags]) == 1
