@@ -449,3 +449,48 @@ def test_study_logs_one_parent_and_four_children_and_a_rerun_adds_none(tiny_bert
     _, again = _mlflow_runs(uri)
     assert len([r for r in again if MLFLOW_PARENT_RUN_ID in r.data.tags]) == 4
     assert len([r for r in again if MLFLOW_PARENT_RUN_ID not in r.data.tags]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `unfreeze validate` and the dict-based config API
+
+
+def test_validate_lists_every_error_with_its_key_and_hint(tmp_path, sentiment_csv):
+    import yaml
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    good = {"data": {"path": str(sentiment_csv)}, "tracking": ["mlflow"]}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(good))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "valid run file" in " ".join(result.output.split())
+    bad = {"data": {"path": str(sentiment_csv)}, "optim": {"weight_decy": 0.1}, "train": {"epochs": 0},
+           "tracking": ["mlfow"]}
+    path.write_text(yaml.safe_dump(bad))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "optim.weight_decy" in out and "did you mean `optim.weight_decay`" in out
+    assert "train.epochs" in out and "tracking.backends.0" in out and "3 problem(s)" in out
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"base": good, "grid": {"optim.name": ["adamw", "adamx"]}, "sedes": [1]}))
+    result = CliRunner().invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2 and "did you mean `seeds`" in " ".join(result.output.split())
+    study.write_text(yaml.safe_dump({"base": good, "grid": {"optim.name": ["adamw", "adamx"]}}))
+    result = CliRunner().invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2 and "adamx" in result.output
+
+
+def test_parse_configs_from_dicts_match_the_yaml_loaders(tmp_path, sentiment_csv):
+    import unfreeze
+    from unfreeze.errors import ConfigError
+
+    run = unfreeze.parse_run_config({"data": {"path": str(sentiment_csv)}, "tracking": "tensorboard"})
+    assert run.tracking.backends == ["tensorboard"]
+    study = unfreeze.parse_study_config({"base": {"data": {"path": "x.csv"}},
+                                         "tracking": {"backends": ["mlflow"], "experiment": "e"}})
+    assert study.tracking.experiment == "e" and study.tracking.backends == ["mlflow"]
+    with pytest.raises(ConfigError, match="did you mean `seeds`"):
+        unfreeze.parse_study_config({"base": {}, "sedes": [1]}, "s.yaml")

@@ -1,4 +1,4 @@
-"""`unfreeze train | study | report | predict | inspect | probe` — thin wrappers over library functions.
+"""`unfreeze train | study | report | predict | inspect | probe | validate` — thin wrappers over library functions.
 
 Every user error (`UnfreezeError`) becomes one line on stderr and exit code 2; nothing already written is
 touched before validation passes.
@@ -204,6 +204,28 @@ def report(study_dir: Path = typer.Argument(..., help="A study folder.")):
         raise UnfreezeError(f"{study_dir}: not a study folder (no study.json)")
     md, html = build_report(study_dir, collect_results(study_dir))
     console.print(f"wrote {md} and {html}")
+
+
+@app.command()
+@user_errors
+def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
+    """Check a run or study file without loading a model: every error at once; exit 0 valid, 2 invalid."""
+    from unfreeze.config.load import validate_file
+
+    kind, errors, cfg = validate_file(config)
+    if kind == "study" and cfg is not None:  # each arm's run config too (an invalid grid value names its arm)
+        from unfreeze.study.grid import expand
+
+        try:
+            expand(cfg)
+        except UnfreezeError as exc:
+            errors = [f"{config}: {exc}"]
+    for line in errors:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if errors:
+        err_console.print(f"{config}: {len(errors)} problem(s) in this {kind} file", highlight=False)
+        raise typer.Exit(2)
+    console.print(f"{config}: valid {kind} file", highlight=False, soft_wrap=True)
 
 
 @app.command()
