@@ -1,12 +1,14 @@
 """unfreeze: fine-tuning studies of pretrained transformer encoders.
 
 Python API mirrors the CLI: `unfreeze.train(config, out_dir)`, `unfreeze.run_study(study, out_dir)`,
-`unfreeze.load_run_config(path)`.
+`unfreeze.load_run_config(path)`; `unfreeze.parse_run_config(dict)` / `unfreeze.parse_study_config(dict)` build
+a config from plain data (same validation and error messages as the YAML loaders).
 """
 __version__ = "0.1.0"
 
 from unfreeze.config.schema import RunConfig, StudyConfig  # noqa: E402
-from unfreeze.config.load import load_run_config, load_study_config  # noqa: E402
+from unfreeze.config.load import (load_run_config, load_study_config, parse_run_config,  # noqa: E402
+                                  parse_study_config)
 from unfreeze.errors import UnfreezeError  # noqa: E402
 
 
@@ -24,5 +26,6 @@ def run_study(study, out_dir, **kwargs):
     return _run_study(study, out_dir, **kwargs)
 
 
-__all__ = ["RunConfig", "StudyConfig", "UnfreezeError", "load_run_config", "load_study_config", "train",
+__all__ = ["RunConfig", "StudyConfig", "UnfreezeError", "load_run_config", "load_study_config",
+           "parse_run_config", "parse_study_config", "train",
            "run_study", "__version__"]

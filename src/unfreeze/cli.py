@@ -1,4 +1,4 @@
-"""`unfreeze train | study | report | predict | inspect | probe` — thin wrappers over library functions.
+"""`unfreeze train | study | report | predict | inspect | probe | validate` — thin wrappers over library functions.
 
 Every user error (`UnfreezeError`) becomes one line on stderr and exit code 2; nothing already written is
 touched before validation passes.
@@ -25,6 +25,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable).")
+TrackOption = typer.Option(None, "--track", help="Also log to mlflow, tensorboard or wandb (repeatable; adds to "
+                                                 "the file's `tracking:`).")
 
 
 def _setup(verbose: bool = False) -> None:
@@ -63,16 +65,20 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
           out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<config name>)."),
           overrides: Optional[list[str]] = SetOption,
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-          quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+          track: Optional[list[str]] = TrackOption):
     """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
     _setup()
     from unfreeze.config.load import load_run_config
+    from unfreeze.tracking.runs import check_backend_names, track_run
     from unfreeze.training.run import train as run_train
 
+    check_backend_names(track)
     cfg = load_run_config(config, overrides)
     out = out or Path("runs") / config.stem
     results = run_train(cfg, out, overwrite=overwrite, progress=not quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch` / torchrun: one summary, not one per process
+        track_run(cfg, out, results, track)
         print_run_summary(results, out)
 
 
@@ -148,13 +154,16 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and a cost estimate; run nothing."),
           executor: Optional[str] = typer.Option(None, "--executor", help="local (default) or ray."),
           address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
-          quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars.")):
+          quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars."),
+          track: Optional[list[str]] = TrackOption):
     """Run (or resume) every run of a study, the baseline, and write the report."""
     _setup()
     from unfreeze.config.load import load_study_config
     from unfreeze.study.grid import expand
     from unfreeze.study.runner import run_study
+    from unfreeze.tracking.runs import check_backend_names
 
+    check_backend_names(track)
     cfg = load_study_config(config, overrides)
     out = out or Path("studies") / config.stem
     if dry_run:
@@ -169,7 +178,7 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
     from unfreeze.study.runner import make_executor
 
     results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
-                        echo=console.print, study_text=config.read_text(encoding="utf-8"), command=_command_line())
+                        echo=console.print, study_text=config.read_text(encoding="utf-8"), command=_command_line(), track=track)
     if not results.empty:
         print_arm_table(out)
 
@@ -195,6 +204,28 @@ def report(study_dir: Path = typer.Argument(..., help="A study folder.")):
         raise UnfreezeError(f"{study_dir}: not a study folder (no study.json)")
     md, html = build_report(study_dir, collect_results(study_dir))
     console.print(f"wrote {md} and {html}")
+
+
+@app.command()
+@user_errors
+def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
+    """Check a run or study file without loading a model: every error at once; exit 0 valid, 2 invalid."""
+    from unfreeze.config.load import validate_file
+
+    kind, errors, cfg = validate_file(config)
+    if kind == "study" and cfg is not None:  # each arm's run config too (an invalid grid value names its arm)
+        from unfreeze.study.grid import expand
+
+        try:
+            expand(cfg)
+        except UnfreezeError as exc:
+            errors = [f"{config}: {exc}"]
+    for line in errors:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if errors:
+        err_console.print(f"{config}: {len(errors)} problem(s) in this {kind} file", highlight=False)
+        raise typer.Exit(2)
+    console.print(f"{config}: valid {kind} file", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -72,12 +72,28 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 
 
-def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
-    data = apply_overrides(read_yaml(path), overrides)
+def parse_study_config(data: dict, source: str = "study") -> StudyConfig:
+    """A study config from plain data (what a study YAML holds); errors name `source`."""
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, StudyConfig, str(path))) from None
+        raise ConfigError(describe_validation_error(exc, StudyConfig, source)) from None
+
+
+def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
+    return parse_study_config(apply_overrides(read_yaml(path), overrides), str(path))
+
+
+def validate_file(path: str | Path) -> tuple[str, list[str], RunConfig | StudyConfig | None]:
+    """("run" | "study", every problem of the file as one line each, the config when there is none): all of
+    pydantic's errors at once. A file with a top-level `base:` is a study (its arms are checked by the caller,
+    with `unfreeze.study.grid.expand`). Loads no model."""
+    data = read_yaml(path)
+    kind, model = ("study", StudyConfig) if "base" in data else ("run", RunConfig)
+    try:
+        return kind, [], model.model_validate(data)
+    except ValidationError as exc:
+        return kind, describe_validation_errors(exc, model, str(path)), None
 
 
 
@@ -89,7 +105,15 @@ def run_config_dict(config: RunConfig) -> dict:
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
     """One line for the first problem, naming the dotted key and suggesting the closest valid key."""
-    err = exc.errors()[0]
+    return _describe(exc.errors()[0], root, source)
+
+
+def describe_validation_errors(exc: ValidationError, root: type[BaseModel], source: str) -> list[str]:
+    """One line per problem (same wording as `describe_validation_error`), so a file is fixed in one pass."""
+    return [_describe(err, root, source) for err in exc.errors()]
+
+
+def _describe(err: dict, root: type[BaseModel], source: str) -> str:
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":

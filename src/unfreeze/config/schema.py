@@ -234,6 +234,22 @@ class TrainConfig(StrictModel):
 
 
 
+class TrackingConfig(StrictModel):
+    """`tracking: [mlflow, tensorboard]` or `tracking: {backends: [...], experiment: NAME}`. Where a run is sent
+    never changes its results, so this key is left out of a study run's identity hash (see grid.config_hash)."""
+    backends: list[Literal["mlflow", "wandb", "tensorboard"]] = []
+    experiment: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"backends": [value]}
+        if isinstance(value, (list, tuple)):
+            return {"backends": list(value)}
+        return value
+
+
 class RunConfig(StrictModel):
     task: Literal["sequence", "token"] = "sequence"
     seed: int = Field(0, ge=0)
@@ -243,6 +259,7 @@ class RunConfig(StrictModel):
     optim: OptimConfig = OptimConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @property
     def selection_metric(self) -> str:
@@ -287,6 +304,7 @@ class StudyConfig(StrictModel):
     baseline: bool = True
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("grid")
     @classmethod

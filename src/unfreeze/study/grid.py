@@ -111,8 +111,8 @@ def config_hash(config: RunConfig, fold: int) -> str:
 
     Defaults are left out so that a later version adding a config key (with a default that keeps the old
     behaviour) does not orphan every finished run of an existing study; a changed default value does change
-    the hash, as it may change the results."""
-    values = config.model_dump(mode="json", exclude_defaults=True)
+    the hash, as it may change the results. `tracking` only says where results are sent: never part of it."""
+    values = config.model_dump(mode="json", exclude_defaults=True, exclude={"tracking"})
     text = json.dumps({"config": values, "fold": fold}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 

@@ -49,8 +49,11 @@ class ProgressReporter:
         self.running: int | None = None  # set by executors that run several at once
         self.started = time.perf_counter()
         self.ran = 0
+        self.listeners: list = []  # called with every outcome first (e.g. the tracker, in the driver process)
 
     def __call__(self, outcome: RunOutcome) -> None:
+        for listener in self.listeners:
+            listener(outcome)
         if outcome.skipped:
             return
         self.done += 1
@@ -81,8 +84,11 @@ def make_executor(study: StudyConfig, name: str | None = None, address: str | No
 
 
 def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: bool = True, echo=print,
-              study_text: str | None = None, command: str | None = None) -> pd.DataFrame:
-    """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report."""
+              study_text: str | None = None, command: str | None = None, track: list[str] | None = None
+              ) -> pd.DataFrame:
+    """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report.
+
+    `track`: tracking backends to use besides the study file's `tracking.backends` (the CLI's `--track`)."""
     study_dir = Path(out_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     jobs = expand(study)
@@ -96,8 +102,16 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     echo(f"study {study.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to run")
     metric = jobs[0].config.selection_metric
     reporter = ProgressReporter(len(jobs), len(jobs) - len(todo), metric, echo, show_run_progress=progress)
+    from unfreeze.study.tracking import StudyTracking
+
+    tracking = StudyTracking(study, study_dir, jobs, track, study_text)
+    reporter.listeners.append(tracking.on_outcome)
     executor = executor or make_executor(study)
-    outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
+    try:
+        outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
+    except BaseException:
+        tracking.close(pd.DataFrame(), status="KILLED")
+        raise
     failed = [o for o in outcomes if not o.ok]
     record_failures(study_dir, failed)
     for outcome in failed:
@@ -113,6 +127,8 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     from unfreeze.report.build import build_report
 
     _, html = build_report(study_dir, results)
+    tracking.log_finished()
+    tracking.close(results, status="FAILED" if failed else "FINISHED")
     echo(f"report: {html}")
     return results
 
