@@ -43,6 +43,16 @@ def test_table_has_every_arm_with_mean_and_std(study_dir):
     assert all(line.split(" | ")[1] == "2" for line in table)
 
 
+def test_two_seeds_get_no_seed_aware_test_no_mark_and_an_uninformative_interval(study_dir):
+    """Changed with the seed-aware test: 2 seeds per arm used to get a paired bootstrap and †; now Δ only."""
+    md = (study_dir / "report.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ") and " ± " in line]
+    assert sum("2 seeds: no seed-aware test" in line for line in table) == 11
+    assert all("2 seeds: interval uninformative" in line for line in table)
+    assert not any(" † " in line or " ‡ " in line for line in table)
+    assert "Welch t-test over independent seeds" in md and "Seeds to settle" in md
+
+
 def test_report_rebuilds_from_the_folder_alone(study_dir):
     (study_dir / "report.html").unlink()
     md, page = build_report(study_dir)

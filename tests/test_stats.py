@@ -60,10 +60,24 @@ def test_best_arm_is_chosen_on_validation_not_test():
 def test_compare_with_best_marks_only_real_gaps():
     y, good, bad = constructed(2)
     same = [p.copy() for p in good]
-    rows = compare_with_best("good", {"good": good, "bad": bad, "same": same}, y, accuracy_score, n_boot=300)
+    rows = compare_with_best("good", {"good": good, "bad": bad, "same": same}, y, accuracy_score, n_boot=2000)
     assert rows["bad"]["significant"] and not rows["same"]["significant"]
+    assert rows["bad"]["decidable"] and "Welch" in rows["bad"]["test"]
+    assert rows["bad"]["delta"] == pytest.approx(np.mean([accuracy_score(y, p) for p in good])
+                                                 - np.mean([accuracy_score(y, p) for p in bad]))
+
+
+def test_fewer_than_three_seeds_get_no_mark_only_the_labelled_test_set_column():
+    """Changed with the seed-aware test: one run per arm used to get McNemar and a mark; now it gets no mark
+    and the exact McNemar survives only as the secondary 'test-set only' p-value."""
+    y, good, bad = constructed(2)
     single = compare_with_best("good", {"good": good[:1], "bad": bad[:1]}, y, accuracy_score)
-    assert single["bad"]["test"] == "McNemar (exact)" and single["bad"]["significant"]
+    row = single["bad"]
+    assert not row["decidable"] and not row["significant"] and not row["worse"] and row["p_holm"] is None
+    assert row["test"].startswith("1 seeds: no seed-aware test")
+    assert row["test_set_only"]["test"].startswith("McNemar") and row["test_set_only"]["p_value"] < 0.01
+    two = compare_with_best("good", {"good": good[:2], "bad": bad[:2], "ok": good}, y, accuracy_score, n_boot=500)
+    assert not two["bad"]["significant"] and two["bad"]["test"].startswith("2 seeds: no seed-aware test")
 
 
 def test_single_runs_with_an_f1_metric_use_the_bootstrap_not_mcnemar():
@@ -75,7 +89,20 @@ def test_single_runs_with_an_f1_metric_use_the_bootstrap_not_mcnemar():
     f1 = classification_metric("f1_macro", labels)
     single = compare_with_best("good", {"good": as_text(good[:1]), "bad": as_text(bad[:1])}, y.astype(str), f1,
                                n_boot=300)
-    assert single["bad"]["test"].startswith("paired bootstrap") and single["bad"]["significant"]
+    secondary = single["bad"]["test_set_only"]
+    assert secondary["test"].startswith("paired bootstrap over test examples only") and secondary["p_value"] < 0.01
+    assert not single["bad"]["significant"]
+    three = compare_with_best("good", {"good": as_text(good), "bad": as_text(bad)}, y.astype(str), f1, n_boot=500)
+    assert three["bad"]["worse"]
+
+
+def test_test_set_only_column_matches_the_old_paired_bootstrap():
+    """The secondary column is the old test: same Δ as `paired_bootstrap`, p-values agree within MC noise."""
+    y, good, bad = constructed(6, acc_a=0.8, acc_b=0.77)
+    old = paired_bootstrap(y, good, bad, accuracy_score, n_boot=4000)
+    row = compare_with_best("good", {"good": good, "bad": bad}, y, accuracy_score, n_boot=4000)["bad"]
+    assert row["delta"] == pytest.approx(old["delta"])
+    assert row["test_set_only"]["p_value"] == pytest.approx(old["p_value"], abs=0.03)
 
 
 def test_an_arm_significantly_better_on_test_is_not_marked_worse():
@@ -91,12 +118,12 @@ def test_an_arm_significantly_better_on_test_is_not_marked_worse():
     assert rows["loses"]["worse"] and not rows["loses"]["better"]
 
 
-def test_runs_are_paired_by_seed_not_by_position():
-    """Seed 1 of arm B failed: its seed 2 must be paired with seed 2 of the best arm, not with seed 1."""
+def test_runs_are_not_paired_every_run_of_each_arm_counts():
+    """Changed with the seed-aware test: runs are independent draws, so a seed missing in one arm does not drop
+    the other arm's run of that seed (the old test paired by seed and used 2 of 3 runs here)."""
     y, good, _ = constructed(5)
-    rng = np.random.default_rng(9)
-    other = np.where(rng.random(len(y)) < 0.5, y, 1 - y)  # unrelated to every `good` vector
-    best = {0: good[0], 1: other, 2: good[2]}
-    arm = {0: good[0].copy(), 2: good[2].copy()}  # identical to the best arm on the seeds both have
-    row = compare_with_best("best", {"best": best, "b": arm}, y, accuracy_score, n_boot=200)["b"]
-    assert row["pairs"] == 2 and row["delta"] == 0 and not row["significant"]
+    best = {0: good[0], 1: good[1], 2: good[2]}
+    arm = {0: good[0].copy(), 2: good[2].copy(), 3: good[1].copy()}
+    row = compare_with_best("best", {"best": best, "b": arm}, y, accuracy_score, n_boot=500)["b"]
+    assert row["seeds_best"] == 3 and row["seeds_other"] == 3 and row["delta"] == pytest.approx(0)
+    assert not row["significant"] and row["test_set_only"]["pairs"] == 2

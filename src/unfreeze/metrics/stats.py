@@ -1,8 +1,10 @@
 """Statistics that keep noise from being read as a finding.
 
 - `summarize`: mean ± std and a t-based 95 % CI over seeds (or folds) — with 2–5 seeds a normal CI is too narrow.
-- `paired_bootstrap`: arms are compared on the *same* test set (splits are fixed across seeds), so the honest
-  test resamples test examples and pairs seed i of arm A with seed i of arm B.
+- `compare_with_best`: each arm against the best one with `compare.seed_aware_compare` (seed variance + the
+  finite test set, runs not paired); the old example-only test survives as a labelled secondary column.
+- `paired_bootstrap`: resamples test examples only, pairing seed i of arm A with seed i of arm B — calibrated only
+  when seeds do not differ in skill (docs/statistics.md), so it never decides a mark.
 - `mcnemar`: exact test for a single pair of prediction vectors, when the metric is accuracy.
 - `holm`: several arms compared with the best one → correct for multiple comparisons.
 The best arm is always chosen on *validation*; its comparison with others is on test.
@@ -13,6 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from unfreeze.metrics.compare import _bootstrap_scores, seed_aware_compare
+from unfreeze.metrics.counts import CountMetric
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -112,35 +117,77 @@ def measures_accuracy(metric) -> bool:
     return getattr(metric, "name", getattr(metric, "__name__", "")) in ("accuracy", "accuracy_score")
 
 
-def compare_with_best(best: str, predictions: dict[str, dict | list[np.ndarray]], y_true: np.ndarray,
-                      metric: Callable, n_boot: int = 1000, alpha: float = 0.05) -> dict[str, dict]:
-    """Each other arm vs the best: paired bootstrap over test examples (exact McNemar when both arms have one run
-    and the metric is accuracy — McNemar tests right/wrong counts, which is not what an F1 difference is).
+def accuracy_counts() -> CountMetric:
+    """Accuracy as a count metric over any label type: per example (right, 1), so a plain accuracy function given
+    to `compare_with_best` gets the seed-aware test too."""
+    return CountMetric("accuracy", lambda y, p: np.stack([np.asarray(y) == np.asarray(p), np.ones(len(y))], 1),
+                       lambda t: np.divide(t[..., 0], t[..., 1], out=np.zeros(np.shape(t)[:-1]),
+                                           where=t[..., 1] != 0))
 
-    `predictions[arm]` maps a run key (e.g. `(seed, fold)`) to its test predictions; runs are paired by key, so a
-    seed that failed in one arm never pairs seed 0 of one arm with seed 1 of another (a plain list pairs by
-    position). `worse` / `better` say on which side a significant gap lies: an arm picked as best on validation
-    can still be significantly beaten on test, and that must not be reported as "worse".
+
+def test_set_only(y_true, best_runs: dict, other_runs: dict, metric, n_boot: int, seed: int = 0) -> dict | None:
+    """The old test, kept as a secondary column: runs paired by key, seeds held fixed, only test examples resampled.
+
+    It ignores seed variance, so it is *not* calibrated when seeds differ in skill (docs/statistics.md) and never
+    decides a mark. Exact McNemar for one pair of runs scored by accuracy; else a count bootstrap with `n_boot`
+    resamples (one multinomial weight vector shared by every run, as in `compare._bootstrap_scores`).
+    """
+    common = sorted(set(best_runs) & set(other_runs), key=repr)
+    if not common:
+        return None
+    y = np.asarray(y_true)
+    if len(common) == 1 and measures_accuracy(metric):
+        return {"p_value": mcnemar(y, best_runs[common[0]], other_runs[common[0]]), "n_boot": None, "pairs": 1,
+                "test": "McNemar (exact), test-set only"}
+    counts = np.stack([np.asarray(metric.counts(y, np.asarray(runs[k])), dtype=float)
+                       for runs in (best_runs, other_runs) for k in common])
+    k = len(common)
+    totals = metric.from_totals(counts.sum(1))
+    observed = float(np.mean(totals[:k]) - np.mean(totals[k:]))
+    boots = _bootstrap_scores(counts, metric, n_boot, seed)
+    deltas = boots[:, :k].mean(1) - boots[:, k:].mean(1)
+    p_value = 1.0 if observed == 0 and np.all(deltas == 0) else \
+        min(1.0, 2 * min(float((deltas <= 0).mean()), float((deltas >= 0).mean())))
+    return {"p_value": p_value, "n_boot": n_boot, "pairs": k,
+            "test": f"paired bootstrap over test examples only ({k} seed pairs, {n_boot} resamples)"}
+
+
+def compare_with_best(best: str, predictions: dict[str, dict | list[np.ndarray]], y_true: np.ndarray,
+                      metric: Callable, n_boot: int = 10_000, alpha: float = 0.05, min_seeds: int = 3,
+                      secondary: bool = True) -> dict[str, dict]:
+    """Each other arm vs the best with `compare.seed_aware_compare`: every run of each arm (not paired by seed) is
+    an independent trained model, and the variance counts both seed spread and the finite test set.
+
+    `predictions[arm]` maps a run key (e.g. `(seed, fold)`) to its test predictions (a list is keyed by position).
+    Only decidable rows (≥ `min_seeds` runs in both arms) enter Holm and can get `worse` / `better`; the others
+    keep Δ and say "n seeds: no seed-aware test". `worse` / `better` say on which side a significant gap lies: an
+    arm picked as best on validation can still be significantly beaten on test. With `secondary`, each row also
+    carries `test_set_only`: the old example-only test (runs paired by key), for reading, never for the marks.
+    `metric` must be a count metric (`metrics.counts`) or an accuracy function; anything else gets Δ only.
     """
     keyed = {arm: dict(enumerate(p)) if isinstance(p, (list, tuple)) else dict(p) for arm, p in predictions.items()}
+    counted = metric if hasattr(metric, "from_totals") else accuracy_counts() if measures_accuracy(metric) else None
     rows = {}
     for arm, runs in keyed.items():
-        common = sorted(set(runs) & set(keyed[best]), key=repr)
-        if arm == best or not common:
+        if arm == best or not runs or not keyed[best]:
             continue
-        preds, best_preds = [runs[k] for k in common], [keyed[best][k] for k in common]
-        if len(common) == 1 and measures_accuracy(metric):
-            p = mcnemar(y_true, best_preds[0], preds[0])
-            result = {"delta": metric(y_true, best_preds[0]) - metric(y_true, preds[0]), "p_value": p,
-                      "test": "McNemar (exact)", "pairs": 1}
+        if counted is None:
+            delta = float(np.mean([metric(y_true, p) for p in keyed[best].values()])
+                          - np.mean([metric(y_true, p) for p in runs.values()]))
+            row = {"delta": delta, "p_value": None, "decidable": False, "seeds_best": len(keyed[best]),
+                   "seeds_other": len(runs), "method": f"no seed-aware test: {getattr(metric, '__name__', metric)} "
+                                                       f"is not a sum of per-example counts"}
         else:
-            result = paired_bootstrap(y_true, best_preds, preds, metric, n_boot=n_boot)
-            result["test"] = f"paired bootstrap over test examples ({result['pairs']} seed pairs)"
-        rows[arm] = result
-    adjusted = holm([r["p_value"] for r in rows.values()])
-    for (arm, row), p_holm in zip(rows.items(), adjusted):
-        row["p_holm"] = p_holm
-        row["significant"] = bool(p_holm < alpha)
+            row = seed_aware_compare(y_true, keyed[best], runs, counted, n_boot=n_boot, min_seeds=min_seeds)
+        row["test"] = row["method"]
+        row["test_set_only"] = test_set_only(y_true, keyed[best], runs, counted, n_boot) \
+            if secondary and counted is not None else None
+        rows[arm] = row
+    decided = [arm for arm, row in rows.items() if row["decidable"]]
+    adjusted = dict(zip(decided, holm([rows[arm]["p_value"] for arm in decided]))) if decided else {}
+    for arm, row in rows.items():
+        row["p_holm"] = adjusted.get(arm)
+        row["significant"] = bool(arm in adjusted and adjusted[arm] < alpha)
         row["worse"] = row["significant"] and row["delta"] > 0
         row["better"] = row["significant"] and row["delta"] < 0
     return rows

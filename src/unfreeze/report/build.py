@@ -17,8 +17,9 @@ import pandas as pd
 from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
-from unfreeze.metrics.counts import classification_metric, token_metric
-from unfreeze.metrics.stats import best_arm, compare_with_best, summarize
+from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
+from unfreeze.metrics.stats import summarize
+from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
 BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation
@@ -31,8 +32,9 @@ def headline_metrics(task: str, metric: str, results: pd.DataFrame) -> list[str]
     return names
 
 
-def _p(value: float) -> str:
-    return "p<0.001" if value < 0.001 else f"p={value:.3f}"
+def _p(value: float | None, n_boot: int | None = N_BOOT) -> str:
+    """A p-value never printed finer than its resamples resolve (`compare.format_p`); analytic p: n_boot None."""
+    return format_p(value, n_boot or N_BOOT)
 
 
 def fmt(stats: dict, digits: int = 4) -> str:
@@ -44,72 +46,59 @@ def fmt(stats: dict, digits: int = 4) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Significance inputs
-
-
-def significance(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str) -> tuple[str | None, dict]:
-    """(best arm by mean val metric, {arm: comparison}) — empty where the metric cannot be recomputed."""
-    if f"val_{metric}" not in results or results.empty:
-        return None, {}
-    val_means = results.groupby("arm")[f"val_{metric}"].mean().to_dict()
-    best = best_arm(val_means, lower_is_better=metric in LOWER_IS_BETTER)
-    preds, y_true, fn = {}, None, None
-    ordered = results.sort_values(["seed", "fold"])
-    for arm, part in ordered.groupby("arm", sort=False):
-        preds[arm] = {}
-        for run_dir, seed, fold in zip(part["path"], part["seed"], part["fold"]):
-            run_dir = Path(run_dir)
-            if meta.get("task") == "token":
-                rows = [json.loads(line) for line in (run_dir / "predictions_test.jsonl").read_text().splitlines()]
-                y = np.empty(len(rows), dtype=object)
-                p = np.empty(len(rows), dtype=object)
-                y[:], p[:] = [r["tags"] for r in rows], [r["pred"] for r in rows]
-                if fn is None:
-                    cfg = _run_config(run_dir)
-                    test = read_json(run_dir / "metrics.json")["test"]
-                    fn = token_metric(metric, test["labels"], cfg["data"]["ignore_labels"],
-                                      test.get("settings", {}).get("scheme", "iob2"))
-            else:
-                frame = pd.read_csv(run_dir / "predictions_test.csv", dtype={"label": str, "pred": str})
-                y, p = frame["label"].to_numpy(), frame["pred"].to_numpy()
-                if fn is None:
-                    test = read_json(run_dir / "metrics.json")["test"]
-                    fn = classification_metric(metric, test["labels"], test.get("positive_label"))
-            y_true = y if y_true is None else y_true
-            preds[arm][(int(seed), int(fold))] = p
-    if fn is None or metric in LOWER_IS_BETTER:
-        return best, {}
-    return best, compare_with_best(best, preds, y_true, fn, n_boot=1000)
-
-
-def _run_config(run_dir: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((run_dir / "config.yaml").read_text())
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Blocks
 
 
 def arms_table(results: pd.DataFrame, names: list[str], best: str | None, comparisons: dict) -> tuple[list, list]:
     metric = names[0]
     header = ["arm", "n", f"val {metric}", "val 95% CI", f"test {metric}", "test 95% CI"] + [
-        f"test {m}" for m in names[1:]] + ["Δ vs best (p Holm)", "trainable params", "train s", "peak RSS MB"]
+        f"test {m}" for m in names[1:]] + ["Δ vs best (p Holm)", "test-set only p", "trainable params", "train s",
+                                           "peak RSS MB"]
     rows = []
+    bounded = metric not in LOWER_IS_BETTER  # scores in [0, 1]; a loss is not
     order = results.groupby("arm")[f"val_{metric}"].mean().sort_values(ascending=metric in LOWER_IS_BETTER).index
     for arm in order:
         part = results[results["arm"] == arm]
         val, test = summarize(part[f"val_{metric}"]), summarize(part[f"test_{metric}"])
         comp = comparisons.get(arm)
         mark = significance_mark(comp)
-        versus = "best (by val)" if arm == best else (
-            f"{-comp['delta']:+.4f} ({_p(comp['p_holm'])}){mark}" if comp else "–")
-        rows.append([arm + mark, str(test["n"]), fmt(val), ci(val), fmt(test), ci(test)]
+        rows.append([arm + mark, str(test["n"]), fmt(val), interval(part[f"val_{metric}"], bounded), fmt(test),
+                     interval(part[f"test_{metric}"], bounded)]
                     + [fmt(summarize(part[f"test_{m}"])) for m in names[1:]]
-                    + [versus, f"{int(part['trainable_params'].median()):,}", f"{part['train_seconds'].mean():.1f}",
-                       _peak_memory(part)])
+                    + [versus(arm, best, comp), secondary(comp), f"{int(part['trainable_params'].median()):,}",
+                       f"{part['train_seconds'].mean():.1f}", _peak_memory(part)])
     return header, rows
+
+
+def versus(arm: str, best: str | None, comp: dict | None) -> str:
+    """Δ and Holm-adjusted seed-aware p; fewer than 3 seeds: Δ and why there is no test (and no mark)."""
+    if arm == best:
+        return "best (by val)"
+    if not comp:
+        return "–"
+    if not comp["decidable"]:
+        return f"{-comp['delta']:+.4f} ({comp['method']})"
+    return f"{-comp['delta']:+.4f} ({_p(comp['p_holm'], comp['n_boot'])}){significance_mark(comp)}"
+
+
+def secondary(comp: dict | None) -> str:
+    """The old example-only test, for reading only (it ignores seed variance and never sets a mark)."""
+    other = comp.get("test_set_only") if comp else None
+    return _p(other["p_value"], other["n_boot"]) if other else "–"
+
+
+def interval(values: pd.Series, bounded: bool) -> str:
+    """95 % interval for the mean over seeds; inside [0, 1] for bounded scores (`compare.bounded_interval`)."""
+    if not bounded:
+        return ci(summarize(values))
+    try:
+        low, high, note = bounded_interval(list(values))
+    except Exception:  # a score outside [0, 1]: not a bounded metric after all
+        return ci(summarize(values))
+    if np.isnan(low):
+        return "–"
+    note = "; ".join("logit scale" if "logit" in part else part for part in note.split("; ") if part)
+    return f"[{low:.4f}, {high:.4f}]" + (f" ({note})" if note else "")
 
 
 def significance_mark(comp: dict | None) -> str:
@@ -142,7 +131,7 @@ def baseline_row(study_dir: Path, names: list[str], width: int) -> list | None:
     cells = [f"baseline: {base['method']}", "1", f"{base['val'].get(names[0], float('nan')):.4f}", "–",
              f"{base['test'].get(names[0], float('nan')):.4f}", "–"]
     cells += [f"{base['test'].get(m, float('nan')):.4f}" for m in names[1:]]
-    cells += ["–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}", "–"]
+    cells += ["–", "–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}", "–"]
     return cells[:width]
 
 
@@ -193,22 +182,40 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     if results.empty:
         return blocks + [("p", "No run has finished yet.")]
     names = headline_metrics(meta["task"], metric, results)
-    best, comparisons = significance(study_dir, results, meta, metric)
-    header, rows = arms_table(results, names, best, comparisons)
-    base = baseline_row(study_dir, names, len(header))
-    if base:
-        rows.append(base)
+    groups = test_groups(results, meta["task"])
+    blocks.append(("h2", "Results"))
+    if len(groups) > 1:
+        blocks.append(("p", f"The runs were scored on {len(groups)} different test sets (e.g. a grid over "
+                            f"data.split_seed): one table per test set; arms are compared and ranked only within "
+                            f"a table, never across tables."))
+    base, first_best = None, None
+    for i, group in enumerate(groups):
+        best, comparisons = significance(group, meta, metric)
+        first_best = best if i == 0 else first_best
+        header, rows = arms_table(group, names, best, comparisons)
+        if i == 0:
+            base = baseline_row(study_dir, names, len(header))
+            if base and len(groups) == 1:
+                rows.append(base)
+        if len(groups) > 1:
+            blocks.append(("p", f"Test set {i + 1} of {len(groups)} ({group_label(group, meta)}):"))
+        blocks.append(("table", header, rows))
+        plan = plan_line(group, metric, best, comparisons)
+        if plan:
+            blocks.append(("p", plan))
     n_seeds = results.groupby("arm").size().max()
-    blocks += [("h2", "Results"), ("table", header, rows), ("p", (
-        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % t-intervals. "
-        f"The best arm is chosen by mean validation {metric}; every other arm is compared with it on the "
-        f"same test set, runs paired by seed "
-        f"({next(iter(comparisons.values()))['test'] if comparisons else 'no test possible'}), "
-        f"Holm-corrected across arms. {SIG_MARK} = significantly worse than the best arm on test at 5 %; "
+    blocks += [("p", (
+        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % intervals for the mean "
+        f"(t-intervals, kept inside [0, 1]; with 2 seeds uninformative). The best arm is chosen by mean "
+        f"validation {metric}; every other arm is compared with it on the same test set. {METHOD} Holm-corrected "
+        f"across arms. {SIG_MARK} = significantly worse than the best arm on test at 5 %; "
         f"{BETTER_MARK} = significantly better on test than the arm picked on validation (validation and test "
-        f"disagree: read the ranking with care). Δ is the arm's test {metric} minus the best arm's. Up to "
-        f"{n_seeds} runs per arm. Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, "
-        f"else the process's peak resident memory during the run)."))]
+        f"disagree: read the ranking with care). Arms with fewer than 3 seeds get Δ but no test and no mark. "
+        f"'test-set only p': the older bootstrap over test examples with seeds held fixed ({N_BOOT:,} resamples), "
+        f"shown for reference — it ignores seed variance and is not calibrated when seeds differ in skill, so it "
+        f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
+        f"Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, else the process's peak "
+        f"resident memory during the run)."))]
     if base is None:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
     blocks += ensemble_blocks(study_dir, metric)
@@ -216,9 +223,31 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     if failures.exists() and read_json(failures):
         blocks += [("h2", "Failures"), ("table", ["run", "arm", "error"],
                                         [[f["run_id"], f["arm"], f["error"]] for f in read_json(failures)])]
-    blocks += [("h2", "Plots")] + plot_blocks(study_dir, results, meta, metric, best)
+    blocks += [("h2", "Plots")] + plot_blocks(study_dir, results, meta, metric, first_best)
     blocks += reproduce_blocks(study_dir, meta)
     return blocks
+
+
+METHOD = ("Test: a Welch t-test over independent seeds (runs not paired) whose variance adds each arm's seed "
+          "variance and the test-set variance of the seed-averaged difference (a bootstrap over test examples, "
+          f"{N_BOOT:,} resamples), calibrated in docs/statistics.md;")
+
+
+def group_label(group: pd.DataFrame, meta: dict) -> str:
+    """What the runs of one test set have in common among the grid keys (e.g. data.split_seed=1)."""
+    shared = [f"{k}={group[k].iloc[0]}" for k in meta.get("grid_keys", []) if k in group and group[k].nunique() == 1]
+    return ", ".join(shared) or f"{len(group)} runs"
+
+
+def plan_line(results: pd.DataFrame, metric: str, best: str | None, comparisons: dict) -> str | None:
+    """How many seeds would settle best vs runner-up (`compare.seeds_needed`, a planning figure)."""
+    second = runner_up(results, metric, best)
+    if second is None or f"test_{metric}" not in results:
+        return None
+    scores = {arm: results.loc[results["arm"] == arm, f"test_{metric}"].tolist() for arm in (best, second)}
+    test_var = (comparisons.get(second) or {}).get("var_test") or 0.0
+    plan = seeds_needed(scores[best], scores[second], test_var=test_var)
+    return f"Seeds to settle {best} vs the runner-up {second}: {plan['text']}."
 
 
 def ensemble_blocks(study_dir: Path, metric: str = "f1_macro") -> list:

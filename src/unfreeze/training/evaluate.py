@@ -25,6 +25,7 @@ from accelerate import Accelerator
 
 
 
+from unfreeze.errors import UnfreezeError
 from unfreeze.model.inference import run_inference
 from unfreeze.training.prepare import PreparedRun
 from unfreeze.training.loss import loss_fn
@@ -58,8 +59,11 @@ def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | N
             out[i] = row[:n] if row.ndim == 2 else row
 
     run_inference(model, loader, lambda batch: model(**model_inputs(batch, cached_from)), keep)
-    missing = sum(x is None for x in out)
-    assert missing == 0, f"{missing} examples were not evaluated"
+    missing = [i for i, x in enumerate(out) if x is None]
+    if missing:  # a real error, not an assert: `python -O` must not turn this into metrics over a partial split
+        raise UnfreezeError(f"evaluation gathered {size - len(missing)} of {size} examples (first missing index "
+                            f"{missing[0]}); every example must be evaluated exactly once — the data loader or the "
+                            f"distributed gather dropped examples, so the metrics would be wrong")
     return out  # type: ignore[return-value]
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from unfreeze.training.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
-from unfreeze.training.run_dir import check_run_dir, write_run
+from unfreeze.training.run_dir import check_run_dir, test_fingerprint, write_run
 
 from unfreeze.config.schema import RunConfig
 
@@ -262,6 +262,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(),
         "parameter_groups": describe_groups(groups),
+        "test_fingerprint": test_fingerprint(run),
     }
     if accelerator.is_main_process:
         write_run(out, run, run.model, results,
@@ -298,8 +299,9 @@ def check_selection_metric(run: PreparedRun, metric: str, weight) -> None:
 
 def describe_groups(groups: list[dict]) -> list[dict]:
     """The optimizer's parameter groups at the start (name, LR, weight decay, size): under `llrd` this is the
-    per-layer LR ladder, so a reader can check what each depth trained with."""
-    return [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
+    per-layer LR ladder, so a reader can check what each depth trained with. Called after training, when the
+    scheduler has moved `lr` (to 0 at the end of a linear decay), so the LR is `initial_lr`, the start value."""
+    return [{"name": g["name"], "lr": g.get("initial_lr", g["lr"]), "weight_decay": g["weight_decay"],
              "params": int(sum(p.numel() for p in g["params"]))} for g in groups]
 
 

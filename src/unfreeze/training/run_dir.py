@@ -101,6 +101,22 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
 
 
 
+def test_fingerprint(run) -> str:
+    """sha1 of the test split's example ids and labels (tag lists for token tasks), in order.
+
+    Why: a report may compare, pair and rank runs only when they were scored on the same test examples; a grid
+    over `data.split_seed` changes the test split while the arm names stay comparable-looking. Two runs with the
+    same fingerprint saw the same test set."""
+    import hashlib
+    import json
+
+    test = run.data.test
+    labels = [list(t) for t in test.tags] if run.config.task == "token" else \
+        [run.label_names[int(i)] for i in test.labels]
+    payload = json.dumps([[str(i), label] for i, label in zip(test.ids, labels)], ensure_ascii=False)
+    return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+
+
 def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
     if run.config.task == "token":
         from unfreeze.training.tokens import write_token_predictions
