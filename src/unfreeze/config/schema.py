@@ -65,7 +65,8 @@ class DataConfig(StrictModel):
     tokens_column: str = "tokens"
     tags_column: str = "tags"
     conll_tag_column: int = -1
-    tag_scheme: Literal["auto", "iob1", "iob2", "bioes", "plain"] = "auto"
+    tag_scheme: Literal["auto", "iob1", "iob2", "ioe1", "ioe2", "iobes", "bioes", "bilou", "bmes",
+                        "plain"] = "auto"
     label_all_subwords: bool = False
     stride: int = Field(32, ge=0)
     truncate: bool = False
