@@ -60,6 +60,7 @@ class DataConfig(StrictModel):
     max_length_cap: int = Field(512, gt=1)
     bad_rows: Literal["drop", "error"] = "drop"
     dedupe: bool = True
+    tfidf_analyzer: Literal["auto", "word", "char"] = "auto"  # TF-IDF baselines; auto: characters for CJK script
     positive_label: str | None = None
     # token classification
     tokens_column: str = "tokens"
