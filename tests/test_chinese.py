@@ -86,3 +86,26 @@ def test_chinese_reviews_baseline_uses_characters_and_reaches_084():
                           data.test.labels, data.label_names, pairs=split_pairs(data))
     assert result["tfidf"]["analyzer"] == "char_wb" and "character" in result["method"]
     assert result["test"]["f1_macro"] >= 0.84, result["test"]["f1_macro"]
+
+
+def test_inspect_counts_cjk_characters_and_one_wordpiece_token_per_han_character(tmp_path, tiny_bert):
+    """Characters are code points after NFC (an astral Han character is one, a decomposed é is one), and a
+    WordPiece (BERT) tokenizer spends one token per Han character: the inspect report says both."""
+    import pandas as pd
+
+    from unfreeze.data.inspect import inspect_data
+
+    texts = ["中华人民共和国", "你好", "这本书很好看吗", "𠀀字", "café ok"]
+    texts[4] = "cafe\u0301 ok"  # decomposed accent: NFC makes it 7 characters
+    path = tmp_path / "zh.csv"
+    pd.DataFrame({"text": texts * 4, "label": ["a", "b", "a", "b", "a"] * 4}).to_csv(path, index=False)
+    report = inspect_data(DataConfig(path=str(path), dedupe=False), tiny_bert)
+    assert report["chars"]["max"] == 7 and report["chars"]["p5"] == 2
+    assert report["script"]["cjk"] and report["script"]["cjk_share"] == pytest.approx(18 / 24)
+    # letters: 7 + 2 + 7 + 2 Han, c a f e o k (the combining accent is not a letter) → 18 of 24
+    assert report["bert_chinese_tokens"]["max"] == 9  # 7 Han characters + [CLS] + [SEP]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    assert len(tokenizer("中华人民共和国")["input_ids"]) == 9  # the WordPiece tokenizer agrees: one per character
+    assert report["tokens"]["max"] >= 9
