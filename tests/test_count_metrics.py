@@ -2,13 +2,19 @@
 the fast bootstrap gives the same answer as recomputing the metric on every resample."""
 import numpy as np
 import pytest
-from seqeval.metrics import f1_score as entity_f1
+from seqeval.metrics import f1_score as seqeval_f1
+from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from unfreeze.metrics.counts import SUPPORTED, classification_metric, token_metric
 from unfreeze.metrics.stats import paired_bootstrap
 
 LABELS = ["a", "b", "c", "d"]
+
+
+def entity_f1(gold, pred):
+    """seqeval strict IOB2: the reading metrics.json uses (a stray I- after O is not an entity)."""
+    return seqeval_f1(gold, pred, mode="strict", scheme=IOB2)
 
 
 def random_predictions(seed, n=300, absent="d"):
@@ -82,18 +88,33 @@ def test_token_bootstrap_resamples_sentences():
     assert fast["delta"] == pytest.approx(slow["delta"]) and fast["ci_low"] == pytest.approx(slow["ci_low"])
 
 
-@pytest.mark.parametrize("scheme, ignore", [("plain", ["O"]), ("iob2", ["O", "B-LOC", "I-LOC"])])
+@pytest.mark.parametrize("scheme, ignore", [("iob2", ["O"]), ("iob2", ["O", "B-LOC", "I-LOC"]),
+                                           ("iobes", ["O"])])
 def test_token_entity_count_metric_equals_metrics_json(scheme, ignore):
-    """The report's significance test must score entities exactly as metrics.json does: plain tags as IO runs,
-    ignored labels as O (raw seqeval on plain tags would read 'PER' as prefix P + type 'ER')."""
+    """The report's significance test must score entities exactly as metrics.json does: strict spans in the
+    data's scheme, ignored labels as O."""
     from unfreeze.metrics.tagging import tag_metrics
 
     tags, gold, pred = token_sequences(3)
-    if scheme == "plain":
-        strip = lambda s: [t.split("-")[-1] for t in s]  # noqa: E731
-        gold, pred, tags = [strip(s) for s in gold], [strip(s) for s in pred], ["O", "PER", "LOC"]
+    if scheme == "iobes":  # same random letters, read as IOBES (I- is inside, entities must close with E-)
+        swap = lambda s: [t.replace("I-", "E-").replace("B-", "S-") if k % 2 == 0 else t  # noqa: E731
+                          for k, t in enumerate(s)]
+        gold, pred = [swap(s) for s in gold], [swap(s) for s in pred]
+        tags = tags + ["E-PER", "E-LOC", "S-PER", "S-LOC"]
     index = {t: i for i, t in enumerate(tags)}
     as_ids = lambda seqs: [[index[t] for t in s] for s in seqs]  # noqa: E731
     expected = tag_metrics(as_ids(gold), as_ids(pred), tags, ignore, scheme=scheme)["entity_f1_micro"]
     counted = token_metric("entity_f1_micro", tags, ignore, scheme)
     assert counted(gold, pred) == pytest.approx(expected, abs=1e-12)
+    assert 0 < expected < 1
+
+
+def test_plain_tags_have_no_entity_metrics():
+    from unfreeze.metrics.tagging import tag_metrics
+
+    tags = ["O", "PER", "LOC"]
+    gold, pred = [[0, 1, 1, 2]], [[0, 1, 0, 2]]
+    metrics = tag_metrics(gold, pred, tags, ["O"], scheme="plain")
+    assert not [k for k in metrics if k.startswith("entity_")] and "per_entity_type" not in metrics
+    assert metrics["settings"]["entity_spans"] == "none"
+    assert token_metric("entity_f1_micro", tags, ["O"], "plain") is None

@@ -67,22 +67,22 @@ def test_cls_pooling_probes_the_cls_state(tiny_bert, cue_csv, tmp_path, monkeypa
     assert result["layers"][0]["val_metric"] < 0.4 < 0.85 < result["layers"][1]["val_metric"]
 
 
-def test_local_tfidf_baseline_and_the_shared_one(tiny_bert, cue_csv, monkeypatch):
+def test_probe_tfidf_baseline_is_the_study_one(tiny_bert, cue_csv, monkeypatch):
+    from unfreeze.study import baselines
     from unfreeze.training.prepare import load_data
 
     cfg = parse_run_config(run_config(tiny_bert, cue_csv, seed=7))
     data = load_data(cfg)
-    monkeypatch.setitem(sys.modules, "unfreeze.study.baselines", None)  # import fails → the local baseline
     assert probe.baseline_val_metric(data, cfg, "f1_macro") > 0.95  # the cue words are perfectly lexical
     calls = []
 
-    def tfidf_logreg(*args, positive_label=None, seed=0):
-        calls.append((len(args), positive_label, seed))
+    def tfidf_logreg(*args, positive_label=None, seed=0, pairs=None, analyzer="auto"):
+        calls.append((len(args), positive_label, seed, pairs, analyzer))
         return {"val": {"f1_macro": 0.123}, "test": {}}
 
-    monkeypatch.setitem(sys.modules, "unfreeze.study.baselines", types.SimpleNamespace(tfidf_logreg=tfidf_logreg))
+    monkeypatch.setattr(baselines, "tfidf_logreg", tfidf_logreg)
     assert probe.baseline_val_metric(data, cfg, "f1_macro") == 0.123
-    assert calls == [(7, None, 7)]
+    assert calls == [(7, None, 7, None, "auto")]
 
 
 @pytest.mark.parametrize("scores, metric, baseline, n_val, expected", [

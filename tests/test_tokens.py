@@ -18,7 +18,7 @@ from unfreeze.errors import DataError
 from unfreeze.metrics.tagging import tag_metrics
 from unfreeze.data.token_files import read_conll, read_token_jsonl
 from unfreeze.data.tokens import TokenSplit, TokenTaskData, load_token_data
-from unfreeze.metrics.tagging import detect_scheme, scheme_violations
+from unfreeze.data.tag_schemes import detect_scheme, validate
 from unfreeze.data.windows import build_windows, encode_token_splits, plan_windows, special_template, word_pieces, words_from_logits
 from unfreeze.training.tokens import fbeta_of
 from unfreeze.study.baselines import most_frequent_tag_baseline
@@ -191,15 +191,22 @@ def test_unknown_ignore_label_is_an_error(tmp_path):
 def test_scheme_detection():
     assert detect_scheme([["B-PER", "I-PER", "O", "B-LOC"]]) == "iob2"
     assert detect_scheme([["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]]) == "iob1"
-    assert detect_scheme([["B-PER", "E-PER", "O", "S-LOC"]]) == "bioes"
+    assert detect_scheme([["B-PER", "E-PER", "O", "S-LOC"]]) == "iobes"  # was "bioes": now an alias of iobes
     assert detect_scheme([["PER", "O", "LOC"]]) == "plain"
     assert detect_scheme([["NN", "VB"]]) == "plain"
 
 
 def test_scheme_violations_are_positions_not_fixes():
-    assert scheme_violations(["O", "I-PER", "I-PER", "B-LOC", "I-PER"], "iob2") == [1, 4]
-    assert scheme_violations(["I-PER", "B-PER", "O", "B-LOC"], "iob1") == [3]
-    assert scheme_violations(["B-PER", "O", "I-LOC", "E-LOC", "S-X", "B-X"], "bioes") == [1, 2, 6]
+    def positions(tags, scheme):
+        return sorted(e["position"] for kind in validate([tags], scheme, examples=9)["examples"].values()
+                      for e in kind)
+
+    # A stray fragment counts once, at its first token (`O I-PER I-PER` used to count the I-PER run once too).
+    assert positions(["O", "I-PER", "I-PER", "B-LOC", "I-PER"], "iob2") == [1, 4]
+    assert positions(["I-PER", "B-PER", "O", "B-LOC"], "iob1") == [3]
+    # IOBES: the unclosed B-PER is reported where it breaks (at the O, position 1), the stray I-LOC E-LOC once
+    # (at 2), and the B-X left open at the sentence end (6) — the same positions as before.
+    assert positions(["B-PER", "O", "I-LOC", "E-LOC", "S-X", "B-X"], "bioes") == [1, 2, 6]
 
 
 def test_iob2_violations_counted_logged_and_kept(tmp_path, caplog):
@@ -368,9 +375,15 @@ def test_entity_metrics_follow_the_scheme():
     bioes = ["O", "S-LOC", "B-PER", "E-PER"]
     m = tag_metrics([[2, 3, 0, 1]], [[2, 3, 0, 0]], bioes, ["O"], "bioes")
     assert m["entity_recall_micro"] == 0.5 and m["entity_precision_micro"] == 1.0
-    plain = ["O", "LOC", "PER"]  # IO runs: "PER PER" is one entity
+    # A BMES prediction that never closes PER is no entity in the strict reading (M- continues, E- closes).
+    bmes = ["O", "S-LOC", "B-PER", "M-PER", "E-PER"]
+    m = tag_metrics([[2, 3, 4, 1]], [[2, 3, 3, 1]], bmes, ["O"], "bmes")
+    assert m["counts"]["gold_entities"] == 2 and m["counts"]["pred_entities"] == 1
+    assert m["entity_precision_micro"] == 1.0 and m["entity_recall_micro"] == 0.5
+    # Plain tags define no entities: no entity_* figures at all (this used to read IO runs as entities).
+    plain = ["O", "LOC", "PER"]
     m = tag_metrics([[2, 2, 0, 1]], [[2, 2, 0, 2]], plain, ["O"], "plain")
-    assert m["counts"]["gold_entities"] == 2 and m["entity_precision_micro"] == 0.5 and m["entity_recall_micro"] == 0.5
+    assert "entity_f1_micro" not in m and "gold_entities" not in m["counts"]
 
 
 def test_fbeta_read_from_config_with_default():

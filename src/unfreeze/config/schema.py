@@ -60,12 +60,14 @@ class DataConfig(StrictModel):
     max_length_cap: int = Field(512, gt=1)
     bad_rows: Literal["drop", "error"] = "drop"
     dedupe: bool = True
+    tfidf_analyzer: Literal["auto", "word", "char"] = "auto"  # TF-IDF baselines; auto: characters for CJK script
     positive_label: str | None = None
     # token classification
     tokens_column: str = "tokens"
     tags_column: str = "tags"
     conll_tag_column: int = -1
-    tag_scheme: Literal["auto", "iob1", "iob2", "bioes", "plain"] = "auto"
+    tag_scheme: Literal["auto", "iob1", "iob2", "ioe1", "ioe2", "iobes", "bioes", "bilou", "bmes",
+                        "plain"] = "auto"
     label_all_subwords: bool = False
     stride: int = Field(32, ge=0)
     truncate: bool = False

@@ -3,14 +3,23 @@
 Label balance (is accuracy meaningful?), duplicates (will test leak?), empty texts, and the token-length
 distribution under the chosen tokenizer with a suggested `max_length` (padding to 512 by habit is the largest
 waste in the notebooks we replace).
+
+Lengths in characters are Unicode code points after NFC normalisation (a decomposed accent is one character, a
+Han character one, an astral CJK extension character one — never UTF-8 bytes or UTF-16 units). For CJK text the
+report says so (`script`) and adds the length a BERT-Chinese-style tokenizer will see: it splits every Han
+character into its own token, so a Chinese text costs about one token per character (+2 for [CLS]/[SEP]) — far
+more than the same content in English, which is what `max_length` must be sized for.
 """
 from __future__ import annotations
+
+import unicodedata
 
 import numpy as np
 
 from unfreeze.config.schema import DataConfig
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import choose_max_length, token_lengths
+from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
 def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
@@ -36,8 +45,16 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
         "duplicate_texts": int(clean.duplicated(subset=["text"]).sum()),
         "labels": {str(k): int(v) for k, v in counts.items()},
         "majority_share": float(counts.iloc[0] / counts.sum()),
-        "chars": _percentiles(clean["text"].str.len().to_numpy()),
+        "chars": _percentiles(char_lengths(clean["text"])),
     }
+    texts = clean["text"].tolist() + (clean["pair"].tolist() if "pair" in clean else [])
+    share = cjk_share(texts)
+    report["script"] = {"cjk_share": round(share, 4), "cjk": share >= CJK_THRESHOLD}
+    if "pair" in clean:
+        report["chars_pair"] = _percentiles(char_lengths(clean["pair"]))
+    if share >= CJK_THRESHOLD:
+        report["bert_chinese_tokens"] = _percentiles(np.array(
+            [len(bert_pretokens(t)) + 2 for t in clean["text"]]))
     if model_name:
         from unfreeze.model.backbone import load_backbone
         from unfreeze.config.schema import ModelConfig
@@ -52,6 +69,11 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
         report["suggested_max_length"] = suggested
         report["padding_waste_at_512"] = float(1 - lengths.clip(max=512).mean() / 512)
     return report
+
+
+def char_lengths(texts) -> np.ndarray:
+    """Characters per text: code points after NFC (what a reader counts; one per Han character)."""
+    return np.array([len(unicodedata.normalize("NFC", str(t))) for t in texts], dtype=np.int64)
 
 
 def _percentiles(values: np.ndarray) -> dict:

@@ -265,6 +265,9 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     notes: dict = {}
     raw = _raw_frames(cfg)
     if cfg.dataset is not None:
+        cleaning = next(iter(raw.values()))[0].attrs.get("builtin_cleaning")
+        if cleaning:
+            notes["builtin_cleaning"] = cleaning
         # built-in frames already have columns text/label
         cfg = cfg.model_copy(update={"text_column": "text", "label_column": "label", "text_pair_column": None,
                                      "id_column": None})

@@ -20,12 +20,11 @@ import numpy as np
 from unfreeze.config.schema import DataConfig
 from unfreeze.data.sequence import assemble_splits
 from unfreeze.errors import DataError
-from unfreeze.metrics.tagging import detect_scheme, parse_tag, scheme_violations
+from unfreeze.data.tag_schemes import ALPHABET, canonical_scheme, detect_scheme, parse_tag, validate, \
+    violation_counts
 from unfreeze.data.token_files import Sentence, read_conll, read_token_file
 
 log = logging.getLogger(__name__)
-
-_ALLOWED_PREFIXES = {"iob1": {"B", "I"}, "iob2": {"B", "I"}, "bioes": {"B", "I", "E", "S"}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -155,37 +154,51 @@ def sorted_labels(tags) -> list[str]:
 
 def _resolve_scheme(cfg: DataConfig, splits: dict[str, list[Sentence]], sources: dict[str, str],
                     notes: dict) -> str:
-    """Detect or check the tag scheme; count (never fix) violations per split."""
+    """Detect or check the tag scheme (`unfreeze.data.tag_schemes`); count (never fix) violations per split.
+
+    A declared scheme refuses tags with a prefix it does not have (an S- tag in IOB2 data means the
+    declaration is wrong, not the data). Detection picks the scheme the data breaks least."""
     every = [s for name in ("train", "val", "test") for s in splits[name]]
-    scheme = detect_scheme([s.tags for s in every]) if cfg.tag_scheme == "auto" else cfg.tag_scheme  # type: ignore[misc]
-    if scheme in _ALLOWED_PREFIXES:
-        allowed = _ALLOWED_PREFIXES[scheme]
+    tags = [s.tags for s in every]
+    if cfg.tag_scheme == "auto":
+        scheme = detect_scheme(tags)  # type: ignore[arg-type]
+        if scheme != "plain":
+            log.info("tag scheme detected: %s (violations if read as each scheme: %s)", scheme,
+                     violation_counts(tags))  # type: ignore[arg-type]
+    else:
+        scheme = canonical_scheme(cfg.tag_scheme)
+    if scheme != "plain" and cfg.tag_scheme != "auto":
+        allowed = ALPHABET[scheme]
         for s in every:
             for j, tag in enumerate(s.tags):  # type: ignore[union-attr]
                 p, _ = parse_tag(tag)
                 if p != "O" and p not in allowed:
                     raise DataError(f"{s.where} (word {j + 1}, {s.words[j]!r}): tag {tag!r} does not fit "
-                                    f"data.tag_scheme={scheme} (allowed: O, {', '.join(sorted(allowed))}-<type>); "
-                                    "set tag_scheme to the file's scheme, or plain")
-    elif cfg.tag_scheme == "auto":
+                                    f"data.tag_scheme={cfg.tag_scheme} (allowed: O, "
+                                    f"{', '.join(sorted(allowed))}-<type>); set tag_scheme to the file's "
+                                    "scheme, auto, or plain")
+    elif scheme == "plain" and cfg.tag_scheme == "auto":
         odd = sorted({t for s in every for t in s.tags if t != "O"})[:5]  # type: ignore[union-attr]
-        log.info("tags carry no B-/I-/E-/S- prefix (e.g. %s): scheme plain; entity_* metrics read runs of one tag "
-                 "as one entity (IO)", odd)
+        log.info("tags carry no B-/I-/E-/S-/M-/L-/U- prefix (e.g. %s): scheme plain; no entity_* metrics "
+                 "(plain tags define no entity spans)", odd)
     notes["scheme"] = scheme
     notes["scheme_declared"] = cfg.tag_scheme
     notes["scheme_violations"] = {}
     for name in ("train", "val", "test"):
-        found = [(s, v) for s in splits[name] for v in scheme_violations(s.tags, scheme)]  # type: ignore[arg-type]
-        notes["scheme_violations"][name] = len(found)
-        if found:
-            s, v = found[0]
+        report = validate([s.tags for s in splits[name]], scheme, examples=1)  # type: ignore[misc]
+        notes["scheme_violations"][name] = report["total"]
+        if report["total"]:
+            notes.setdefault("scheme_violation_kinds", {})[name] = report["counts"]
+            kind, [first] = next(iter(report["examples"].items()))
+            s, v = splits[name][first["sentence"]], first["position"]
             what = ("an entity left open at the end of the sentence" if v == len(s.words) else
                     f"{s.tags[v]!r} after {(s.tags[v - 1] if v else 'sentence start')!r} at word {v + 1} "  # type: ignore[index]
                     f"({s.words[v]!r})")
-            example = f"{s.where}: {what}"
+            example = f"{s.where}: {what} ({kind})"
             notes.setdefault("scheme_violation_examples", {})[name] = example
-            log.warning("%s (%s): %d tag(s) break %s, e.g. %s; kept as given (entity metrics read them the "
-                        "conlleval way)", sources.get(name, name), name, len(found), scheme.upper(), example)
+            log.warning("%s (%s): %d tag(s) break %s, e.g. %s; kept as given (strict entity reading: a "
+                        "fragment that breaks the scheme is no entity)", sources.get(name, name), name,
+                        report["total"], scheme.upper(), example)
     return scheme
 
 

@@ -85,12 +85,15 @@ def token_metric(metric: str, labels: list[str], ignore: list[str], scheme: str 
     """Token-task selection metrics with a sentence as the resampled unit (its words stay together). Entity
     spans are read exactly as `token_metrics` reads them for metrics.json (ignored labels → O, plain → IO)."""
     if metric == "entity_f1_micro":
-        from unfreeze.metrics.tagging import entity_tags
+        from unfreeze.metrics.tagging import has_entities, sentence_spans
+
+        if not has_entities(scheme):
+            return None  # plain tags define no entities (metrics.json has no entity_* either)
 
         def counts(y_true, y_pred) -> np.ndarray:
             ignored = set(ignore)
-            return _entity_counts(entity_tags([list(t) for t in y_true], scheme, ignored),
-                                  entity_tags([list(p) for p in y_pred], scheme, ignored))
+            return _entity_counts(sentence_spans([list(t) for t in y_true], scheme, ignored),
+                                  sentence_spans([list(p) for p in y_pred], scheme, ignored))
 
         return CountMetric(metric, counts, lambda t: _div(2 * t[..., 0], t[..., 1] + t[..., 2]))
     if metric == "f1_macro_ignoring":
@@ -111,12 +114,10 @@ def token_metric(metric: str, labels: list[str], ignore: list[str], scheme: str 
     return None
 
 
-def _entity_counts(y_true, y_pred) -> np.ndarray:
-    """Per sentence: (entities found exactly, entities predicted, gold entities) — seqeval's default matching."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    rows = np.zeros((len(y_true), 3))
-    for i, (tags, preds) in enumerate(zip(y_true, y_pred)):
-        gold, found = set(get_entities(list(tags))), set(get_entities(list(preds)))
+def _entity_counts(gold_spans: list[set], pred_spans: list[set]) -> np.ndarray:
+    """Per sentence: (entities found exactly, entities predicted, gold entities), from the strict spans
+    `metrics.tagging.sentence_spans` reads — the same reading as seqeval's strict mode in metrics.json."""
+    rows = np.zeros((len(gold_spans), 3))
+    for i, (gold, found) in enumerate(zip(gold_spans, pred_spans)):
         rows[i] = (len(gold & found), len(found), len(gold))
     return rows

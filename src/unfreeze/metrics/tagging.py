@@ -7,26 +7,27 @@ papers that report it) and `*_ignoring` over the labels left after removing `dat
 the tags follow a scheme, entity-level figures (an entity counts only if its whole span and type match), which
 is what NER papers report and what `train.metric: auto` selects on.
 
-Entity spans are read the conlleval way (seqeval's default mode): an `I-X` after `O` starts an entity instead
-of being dropped, so scheme violations in predictions or gold are counted, not silently repaired. For `plain`
-tags (no B-/I- prefixes) an entity is a maximal run of one non-ignored tag (the IO scheme), so `entity_*`
-always exists and `train.metric: auto` never names a metric that is missing.
+Entity spans are read *strictly* in the data's scheme (IOB1, IOB2, IOE1, IOE2, IOBES, BILOU, BMES: see
+`unfreeze.data.tag_schemes`), by seqeval's strict mode: a fragment that breaks the scheme (an IOB2 `I-X` after
+`O`, an IOBES entity never closed) is not an entity. Reading BMES or IOB1 with the wrong rule would cut or drop
+entities, so the reading always follows the scheme; gold violations are counted by the data loader, not
+repaired. `plain` tags (no prefixes) define no entities, so they get no `entity_*` metrics (and
+`train.metric: auto` selects on `f1_macro_ignoring` there).
 
 Units: everything here is over *words* of the original data (one gold tag, one predicted tag each), never over
 subwords or windows — words the tokenizer dropped or truncation cut off count with their fallback prediction.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, fbeta_score, precision_recall_fscore_support
 
-_PREFIXED = re.compile(r"^([BIES])-(.+)$")
+from unfreeze.data.tag_schemes import canonical_scheme, entity_spans, seqeval_inputs
 
-#: Scalar metrics a token task reports (entity_* also for plain tags, read as IO spans).
+#: Scalar metrics a token task reports (entity_* only where the tags follow a scheme, i.e. not `plain`).
 TOKEN_METRICS = (
     "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro", "f1_micro",
     "f1_weighted", "precision_macro_ignoring", "recall_macro_ignoring", "f1_macro_ignoring",
@@ -87,14 +88,16 @@ def tag_metrics(
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=everything, zero_division=0)
     out["per_class"] = {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                         for i, n in enumerate(names)}
-    out["per_entity_type"] = entity["per_type"]
+    if entity["per_type"] is not None:
+        out["per_entity_type"] = entity["per_type"]
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=everything).tolist()
     out["confusion_matrix_ignoring"] = confusion_matrix(y_true, y_pred, labels=kept).tolist()
     out["labels"] = names
     out["labels_ignoring"] = [names[i] for i in kept]
-    out["counts"] = {"sentences": len(gold), "words": int(len(y_true)), "gold_entities": entity["gold_entities"],
-                     "pred_entities": entity["pred_entities"], "fallback_words": int(fallback_words)}
-    out["settings"] = {"scheme": scheme, "entity_spans": "io-runs" if scheme == "plain" else "conlleval",
+    out["counts"] = {"sentences": len(gold), "words": int(len(y_true)), "fallback_words": int(fallback_words)}
+    if entity["per_type"] is not None:
+        out["counts"].update(gold_entities=entity["gold_entities"], pred_entities=entity["pred_entities"])
+    out["settings"] = {"scheme": scheme, "entity_spans": "none" if scheme == "plain" else "strict",
                        "ignore_labels": sorted(ignored & set(names)), "fbeta_beta": float(beta)}
     return out
 
@@ -103,26 +106,41 @@ def _names(tags: Sequence[Sequence[int]], names: list[str]) -> list[list[str]]:
     return [[names[int(t)] for t in sentence] for sentence in tags]
 
 
-def entity_tags(sentences: list[list[str]], scheme: str, ignored: set[str]) -> list[list[str]]:
-    """Tags as seqeval reads them: ignored labels become `O`; plain tags become `I-<tag>` (IO spans)."""
-    if scheme == "plain":
-        return [["O" if t in ignored or t == "O" else f"I-{t}" for t in s] for s in sentences]
+def has_entities(scheme: str) -> bool:
+    """Whether tags of `scheme` define entity spans (every scheme but `plain`)."""
+    return canonical_scheme(scheme) != "plain"
+
+
+def entity_tags(sentences: list[list[str]], ignored: set[str]) -> list[list[str]]:
+    """Tags with the ignored labels turned into `O` (an ignored entity type is not scored as an entity)."""
     if not ignored - {"O"}:
         return sentences
     return [["O" if t in ignored else t for t in s] for s in sentences]
 
 
-def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str, ignored: set[str]) -> dict:
-    """Entity-level P/R/F1 (micro and macro over entity types) and a per-type report, via seqeval."""
-    from seqeval.metrics import classification_report
-    from seqeval.metrics.sequence_labeling import get_entities
+def sentence_spans(sentences: list[list[str]], scheme: str, ignored: set[str]) -> list[set]:
+    """Per sentence, the strict entity spans {(type, start, end)} after ignoring labels — the one reading
+    metrics.json (through seqeval) and the report's bootstrap (`metrics.counts`) share."""
+    return [entity_spans(s, scheme) for s in entity_tags(sentences, ignored)]
 
-    g, p = entity_tags(gold, scheme, ignored), entity_tags(pred, scheme, ignored)
-    n_gold = sum(len(get_entities(s)) for s in g)
-    n_pred = sum(len(get_entities(s)) for s in p)
+
+def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str, ignored: set[str]) -> dict:
+    """Entity-level P/R/F1 (micro and macro over entity types) and a per-type report, by seqeval in strict
+    mode on tags it reads exactly as `entity_spans` (converted to IOBES where seqeval has no class for the
+    scheme or reads it wrongly). For `plain` tags: no scalars, `per_type` None."""
+    if not has_entities(scheme):
+        return {"scalars": {}, "per_type": None, "gold_entities": 0, "pred_entities": 0}
+    from seqeval.metrics import classification_report
+
+    g, p = entity_tags(gold, ignored), entity_tags(pred, ignored)
+    both, kwargs = seqeval_inputs(g + p, scheme)  # one call: gold and predictions read with the same class
+    g, p = both[:len(g)], both[len(g):]
+    n_gold = sum(len(x) for x in sentence_spans(gold, scheme, ignored))
+    n_pred = sum(len(x) for x in sentence_spans(pred, scheme, ignored))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no predicted samples" is expected early in training; zero_division=0
-        report = classification_report(g, p, output_dict=True, zero_division=0) if (n_gold or n_pred) else {}
+        report = (classification_report(g, p, output_dict=True, zero_division=0, **kwargs)
+                  if (n_gold or n_pred) else {})
     micro = report.get("micro avg", {})
     macro = report.get("macro avg", {})
     scalars = {
@@ -137,58 +155,3 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str, ig
                        "f1": float(v["f1-score"]), "support": int(v["support"])}
                 for name, v in report.items() if not name.endswith(" avg")}
     return {"scalars": scalars, "per_type": per_type, "gold_entities": n_gold, "pred_entities": n_pred}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Tag schemes: shared by the data check (token_data.py) and the reading of entity spans here
-
-
-def parse_tag(tag: str) -> tuple[str | None, str]:
-    """("B", "PER") for "B-PER"; ("O", "") for "O"; (None, tag) for a tag without a scheme prefix."""
-    if tag == "O":
-        return "O", ""
-    m = _PREFIXED.match(tag)
-    return (m.group(1), m.group(2)) if m else (None, tag)
-
-
-def detect_scheme(tag_sequences: Sequence[Sequence[str]]) -> str:
-    """plain when some non-`O` tag lacks a B-/I-/E-/S- prefix; bioes when E- or S- occur; otherwise whichever
-    of IOB2 / IOB1 the data breaks less often (IOB1 starts entities with I- and uses B- only between two
-    adjacent entities of one type; IOB2 starts every entity with B-). Ties go to IOB2, the common one."""
-    tags = {t for seq in tag_sequences for t in seq}
-    parsed = [parse_tag(t) for t in tags if t != "O"]
-    if not parsed or any(p is None for p, _ in parsed):
-        return "plain"
-    if any(p in ("E", "S") for p, _ in parsed):
-        return "bioes"
-    v2 = sum(len(scheme_violations(s, "iob2")) for s in tag_sequences)
-    v1 = sum(len(scheme_violations(s, "iob1")) for s in tag_sequences)
-    return "iob1" if v1 < v2 else "iob2"
-
-
-def scheme_violations(tags: Sequence[str], scheme: str) -> list[int]:
-    """Positions where `tags` break `scheme` (position len(tags) = an entity left open at the end, BIOES).
-
-    iob2: `I-X` not after `B-X`/`I-X`. iob1: `B-X` not after `B-X`/`I-X` (B- only separates same-type
-    neighbours). bioes: `I-X`/`E-X` not after `B-X`/`I-X`, or an entity opened by `B-`/`I-` not closed by `E-`.
-    """
-    if scheme == "plain":
-        return []
-    bad = []
-    prev_p, prev_t = "O", ""
-    for i, tag in enumerate(tags):
-        p, t = parse_tag(tag)
-        inside = prev_p in ("B", "I") and prev_t == t
-        if scheme == "iob2" and p == "I" and not inside:
-            bad.append(i)
-        elif scheme == "iob1" and p == "B" and not inside:
-            bad.append(i)
-        elif scheme == "bioes":
-            if p in ("I", "E") and not inside:
-                bad.append(i)
-            elif p in ("B", "S", "O") and prev_p in ("B", "I"):
-                bad.append(i)
-        prev_p, prev_t = p, t
-    if scheme == "bioes" and prev_p in ("B", "I"):
-        bad.append(len(tags))
-    return bad

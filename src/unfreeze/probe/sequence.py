@@ -167,29 +167,12 @@ def val_metric(clf, x_val, y_val, label_names, config: RunConfig, metric: str) -
 
 
 def baseline_val_metric(data, config: RunConfig, metric: str) -> float | None:
-    """TF-IDF + logistic regression on the same splits: `unfreeze.baselines.tfidf_logreg` when it exists, else a
-    minimal local one (word 1–2-grams, sublinear tf, C chosen on val like the probes)."""
-    texts = {s: _texts(getattr(data, s)) for s in ("train", "val", "test")}
-    try:
-        from unfreeze.study.baselines import tfidf_logreg
-    except ImportError:
-        tfidf_logreg = None
-    if tfidf_logreg is not None:
-        out = tfidf_logreg(texts["train"], data.train.labels, texts["val"], data.val.labels, texts["test"],
-                           data.test.labels, data.label_names, positive_label=config.data.positive_label,
-                           seed=config.seed)
-        value = out.get("val", {}).get(metric)
-        return None if value is None else float(value)
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """TF-IDF + logistic regression on the same splits, exactly the study baseline's
+    (`unfreeze.study.baselines.tfidf_logreg`: characters for CJK text, both texts of a pair), on val."""
+    from unfreeze.study.baselines import split_pairs, tfidf_logreg
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    x_train = vectorizer.fit_transform(texts["train"])
-    return fit_select(x_train, data.train.labels, vectorizer.transform(texts["val"]), data.val.labels,
-                      data.label_names, config, metric)[0]
-
-
-
-def _texts(split) -> list[str]:
-    if split.pairs is None:
-        return list(split.texts)
-    return [f"{a} {b}" for a, b in zip(split.texts, split.pairs)]
+    out = tfidf_logreg(data.train.texts, data.train.labels, data.val.texts, data.val.labels, data.test.texts,
+                       data.test.labels, data.label_names, positive_label=config.data.positive_label,
+                       seed=config.seed, pairs=split_pairs(data), analyzer=config.data.tfidf_analyzer)
+    value = out.get("val", {}).get(metric)
+    return None if value is None else float(value)

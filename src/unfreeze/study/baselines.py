@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 
+from unfreeze.data.script import tfidf_options
 from unfreeze.io import write_dataframe_csv, write_json
 from unfreeze.metrics.classification import classification_metrics
 from collections import Counter
@@ -25,30 +26,69 @@ from unfreeze.training.tokens import fbeta_of
 TFIDF_C_GRID = (0.1, 1.0, 10.0)
 
 
+class _TfidfFeatures:
+    """TF-IDF of one text column, or of both texts of a pair (one vectorizer each, features side by side: which
+    text a word came from matters for entailment, paraphrase, question/answer pairs)."""
+
+    def __init__(self, options: dict):
+        self.options = options
+        self.vectorizers: list[TfidfVectorizer] = []
+
+    def fit_transform(self, columns: list[list[str]]):
+        self.vectorizers = [TfidfVectorizer(sublinear_tf=True, min_df=1, max_features=200_000, **self.options)
+                            for _ in columns]
+        return hstack([v.fit_transform(c) for v, c in zip(self.vectorizers, columns)]).tocsr()
+
+    def transform(self, columns: list[list[str]]):
+        return hstack([v.transform(c) for v, c in zip(self.vectorizers, columns)]).tocsr()
+
+
 def tfidf_logreg(train_texts, train_labels, val_texts, val_labels, test_texts, test_labels, label_names,
-                 positive_label=None, seed: int = 0, metric: str = "f1_macro") -> dict:
-    """Word 1–2-gram TF-IDF (sublinear tf) + logistic regression, C picked on val by `metric`."""
+                 positive_label=None, seed: int = 0, metric: str = "f1_macro", pairs=None,
+                 analyzer: str = "auto") -> dict:
+    """1–2-gram TF-IDF (sublinear tf) + logistic regression, C picked on val by `metric`.
+
+    `analyzer` (`data.tfidf_analyzer`): words, characters (`char`), or `auto` — characters when the training
+    texts are CJK script (`unfreeze.data.script`): a word TF-IDF on Chinese sees each clause as one word.
+    `pairs`: (train, val, test) second texts of a text-pair task, or None; each text gets its own TF-IDF."""
     started = time.perf_counter()
+    columns = {"train": [list(train_texts)], "val": [list(val_texts)], "test": [list(test_texts)]}
+    if pairs is not None:
+        for name, second in zip(("train", "val", "test"), pairs):
+            columns[name].append([str(t) for t in second])
+    options = tfidf_options([t for c in columns["train"] for t in c], analyzer)
+    features = _TfidfFeatures(options)
+    x = {"train": features.fit_transform(columns["train"])}
+    x["val"], x["test"] = features.transform(columns["val"]), features.transform(columns["test"])
     best = None
     for c in TFIDF_C_GRID:
-        model = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000),
-            LogisticRegression(C=c, max_iter=2000, random_state=seed))
-        model.fit(list(train_texts), np.asarray(train_labels))
-        val_pred = model.predict(list(val_texts))
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        model.fit(x["train"], np.asarray(train_labels))
+        val_pred = model.predict(x["val"])
         val = classification_metrics(val_labels, val_pred, label_names, positive_label)
         if best is None or val[metric] > best[1][metric]:
             best = (c, val, model, val_pred)
     c, val, model, val_pred = best
-    test_pred = model.predict(list(test_texts))
+    test_pred = model.predict(x["test"])
+    unit = "character" if options["analyzer"] != "word" else "word"
+    both = " of both texts" if pairs is not None else ""
     return {
-        "method": f"TF-IDF (1–2-grams) + logistic regression (C={c:g}, chosen on val)",
+        "method": f"TF-IDF ({unit} 1–2-grams{both}) + logistic regression (C={c:g}, chosen on val)",
+        "tfidf": {"analyzer": options["analyzer"], "ngram_range": list(options["ngram_range"]),
+                  "texts": len(columns["train"])},
         "val": val,
         "test": classification_metrics(test_labels, test_pred, label_names, positive_label),
         "train_seconds": round(time.perf_counter() - started, 3),
         "val_pred": val_pred,
         "test_pred": test_pred,
     }
+
+
+def split_pairs(data) -> tuple | None:
+    """(train, val, test) second texts of a text-pair data set, or None."""
+    if data.train.pairs is None:
+        return None
+    return tuple(getattr(data, s).pairs for s in ("train", "val", "test"))
 
 
 def run_study_baseline(study_dir: Path, config, data, data_key: str | None = None) -> dict:
@@ -64,7 +104,8 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     else:
         result = tfidf_logreg(data.train.texts, data.train.labels, data.val.texts, data.val.labels,
                               data.test.texts, data.test.labels, data.label_names, config.data.positive_label,
-                              metric=config.selection_metric if config.selection_metric != "loss" else "f1_macro")
+                              metric=config.selection_metric if config.selection_metric != "loss" else "f1_macro",
+                              pairs=split_pairs(data), analyzer=config.data.tfidf_analyzer)
         frame = pd.DataFrame({"id": data.test.ids,
                               "label": [data.label_names[i] for i in data.test.labels],
                               "pred": [data.label_names[i] for i in result.pop("test_pred")]})
