@@ -12,6 +12,7 @@ import logging
 
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 from typing import Any
@@ -63,6 +64,9 @@ def arm_name(overrides: dict[str, Any]) -> str:
     parts = []
     for key, value in overrides.items():
         shown = display_value(key, value)
+        if key == "model.name":  # a model folder is shown by its last part: `model=tiny-bert`, `model=bilstm`
+            parts.append(f"model={Path(shown).name or shown}")
+            continue
         parts.append(shown if key == "freeze" else f"{key.split('.')[-1]}={shown}")
     return " · ".join(parts)
 
