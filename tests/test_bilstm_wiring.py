@@ -137,3 +137,35 @@ def test_every_example_file_expands(path):
         from unfreeze.config.load import load_run_config
 
         load_run_config(path)
+
+
+def test_token_task_trains_with_windows_and_reloads_for_prediction(tiny_bert, tmp_path):
+    """NER word alignment and windowing are the transformers' own: the LSTM tags entity words, windows included."""
+    import random
+
+    from unfreeze.model.checkpoint import load_model
+    from unfreeze.model.predict_tokens import predict_token_file
+
+    rng = random.Random(0)
+    entities = {"paris": "B-LOC", "london": "B-LOC", "alice": "B-PER", "bob": "B-PER"}
+    lines = []
+    for i in range(160):
+        words = [rng.choice(["the", "a", "movie", "was", "and", "it"]) for _ in range(rng.randint(3, 8))]
+        tags = ["O"] * len(words)
+        entity = rng.choice(list(entities))
+        at = rng.randint(0, len(words))
+        words.insert(at, entity)
+        tags.insert(at, entities[entity])
+        lines += [f"{w}\t{t}" for w, t in zip(words + [str(i)], tags + ["O"])] + [""]
+    (tmp_path / "d.conll").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = RunConfig.model_validate(run_config(
+        tiny_bert, tmp_path / "d.conll", task="token", model=lstm_model(tiny_bert, embedding_dim=32, lstm_hidden=32),
+        data={"path": str(tmp_path / "d.conll"), "ignore_labels": ["O"], "max_length": 10, "stride": 4},
+        optim={"name": "adam", "lr": 2e-2}, train={"epochs": 12, "batch_size": 16, "threads": 1}))
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["token_lengths"]["windowed_sentences"]["train"] > 0
+    assert result["test"]["entity_f1_micro"] > 0.8, result["test"]["entity_f1_micro"]
+    model, tok, meta = load_model(tmp_path / "run" / "best")
+    (tmp_path / "in.conll").write_text("alice\nlives\nin\nparis\n\n", encoding="utf-8")
+    frame = predict_token_file(model, tok, meta, tmp_path / "in.conll", tmp_path / "out.conll")
+    assert frame["pred"][0] == ["B-PER", "O", "O", "B-LOC"]
