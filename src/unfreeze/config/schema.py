@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unfreeze.errors import ConfigError
+from unfreeze.model.bilstm import MODEL_NAME as BILSTM, is_bilstm_name
 from unfreeze.strategies import REGISTRY, get_strategy
 
 
@@ -102,6 +103,29 @@ class ModelConfig(StrictModel):
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
     attention_dropout: float | None = Field(None, ge=0, lt=1)
     hidden_dropout: float | None = Field(None, ge=0, lt=1)
+    # `name: bilstm` only: a BiLSTM trained from scratch over this tokenizer's vocabulary (model/bilstm.py)
+    tokenizer: str = "minilm"
+    embedding_dim: int = Field(128, gt=0)
+    lstm_hidden: int = Field(256, gt=0)  # output width = both directions concatenated (even)
+    lstm_layers: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _family_keys(self) -> "ModelConfig":
+        """Checks for `name: bilstm` only. The BiLSTM keys are ignored by a transformer (so one study base can
+        serve a grid over `model.name`); a transformer-only setting on the LSTM is refused rather than ignored;
+        `cls` pooling is refused on the LSTM because position 0's forward state has read only `[CLS]` (the same
+        vector for every text): half the pooled features would carry nothing."""
+        if not is_bilstm_name(self.name):
+            return self
+        if self.lstm_hidden % 2:
+            raise ValueError(f"model.lstm_hidden={self.lstm_hidden}: must be even (output width = 2 directions × "
+                             "units)")
+        if self.attention_dropout is not None:
+            raise ValueError(f"model.attention_dropout: a {BILSTM} has no attention; use model.hidden_dropout")
+        if self.pooling != "mean":
+            raise ValueError(f"model.pooling: {self.pooling} on a {BILSTM} reads position 0, whose forward state "
+                             "has seen only [CLS] (pooler: there is no pooler layer); use pooling: mean")
+        return self
 
 
 
@@ -262,6 +286,17 @@ class RunConfig(StrictModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _strategy_fits_model(self) -> "RunConfig":
+        """A BiLSTM has nothing pretrained to keep, decay or adapt: only strategies without
+        `needs_pretrained_layers` run on it. Refused here, so a study stops before any model loads."""
+        if is_bilstm_name(self.model.name) and get_strategy(self.freeze.strategy).needs_pretrained_layers:
+            fits = "/".join(n for n, s in REGISTRY.items() if not s.needs_pretrained_layers)
+            others = "/".join(n for n, s in REGISTRY.items() if s.needs_pretrained_layers)
+            raise ValueError(f"model {BILSTM} trains from scratch: use freeze: {fits} ({others} need pretrained "
+                             "layers)")
+        return self
 
     @property
     def selection_metric(self) -> str:

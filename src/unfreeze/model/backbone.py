@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from unfreeze.assets import MODELS, resolve_model_path
+from unfreeze.model.bilstm import BiLSTMConfig, build_bilstm, is_bilstm_name
 from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import AssetMissingError, UnfreezeError
 
@@ -43,12 +44,18 @@ class EncoderLayout:
         return len(self.layers)
 
 
-def load_backbone(cfg: ModelConfig):
-    """(model, tokenizer) from a built-in alias, a local folder or a hub id; never downloads when offline."""
+def load_backbone(cfg: ModelConfig, seed: int = 0):
+    """(model, tokenizer) from a built-in alias, a local folder or a hub id; never downloads when offline.
+
+    `model.name: bilstm` builds a fresh BiLSTM over `model.tokenizer`'s vocabulary instead, its random weights
+    drawn from `seed` (the run seed) without touching the global RNG, so the same config + seed gives the same
+    model whatever ran before it in the process."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if is_bilstm_name(cfg.name):
+        return _build_bilstm(cfg, seed)
     source = resolve_model_path(cfg.name)
     local = Path(source).is_dir()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
@@ -61,6 +68,27 @@ def load_backbone(cfg: ModelConfig):
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local or offline, use_fast=True)
     except (OSError, ValueError) as exc:
         raise AssetMissingError(_missing_model_message(cfg.name, local, offline, exc)) from None
+    return model, tokenizer
+
+
+def _build_bilstm(cfg: ModelConfig, seed: int):
+    from transformers import AutoTokenizer
+
+    source = resolve_model_path(cfg.tokenizer)
+    local = Path(source).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, use_fast=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        where = "folder" if local else "name (not a local folder or built-in alias)"
+        raise AssetMissingError(f"model.tokenizer {cfg.tokenizer!r}: tokenizer {where} could not be loaded: "
+                                f"{first}. Use a built-in alias ({', '.join(MODELS)}) or a folder with tokenizer "
+                                "files") from None
+    sizes = BiLSTMConfig(embedding_dim=cfg.embedding_dim, hidden_size=cfg.lstm_hidden, num_layers=cfg.lstm_layers,
+                         dropout=0.1 if cfg.hidden_dropout is None else cfg.hidden_dropout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_bilstm(tokenizer, sizes)
     return model, tokenizer
 
 

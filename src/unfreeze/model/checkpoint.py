@@ -116,6 +116,7 @@ def load_model(best_dir: str | Path):
     from transformers import AutoModel, AutoTokenizer
 
     from unfreeze.model.backbone import discover_layout
+    from unfreeze.model.bilstm import is_bilstm_folder, load_bilstm
     from unfreeze.config.schema import ModelConfig
     from unfreeze.model.heads import EncoderClassifier
 
@@ -125,6 +126,8 @@ def load_model(best_dir: str | Path):
     meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
     if meta.get("adapter_of"):
         backbone = _load_adapter(best, meta)
+    elif is_bilstm_folder(best):  # AutoModel does not know the bilstm model type
+        backbone = load_bilstm(best)
     else:
         backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)

@@ -55,10 +55,14 @@ def _error_lines(ax, frame: pd.DataFrame, x: str, y: str, group: str | None, lab
 def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> bytes | None:
     """Seed 000's question: how does the test metric grow with the number of unfrozen layers?
 
-    The line joins only the layer-count strategies (head, top-k, all); BitFit, LLRD, LoRA and gradual runs train
+    Models trained from scratch (`model_family` bilstm) are left out. The line joins only the layer-count strategies (head, top-k, all); BitFit, LLRD, LoRA and gradual runs train
     something else at the same depth, so each is drawn as its own marker instead of being averaged into it."""
     column = f"test_{metric}"
     frame = results.dropna(subset=["unfrozen_layers", column])
+    if "model_family" in frame:  # a BiLSTM's "layers" are not a pretrained stack being unfrozen: not this question
+        frame = frame[frame["model_family"].fillna("transformer") == "transformer"]
+    if frame.empty:
+        return None
     strategy = frame["strategy"].astype(str) if "strategy" in frame else pd.Series("all", index=frame.index)
     by_layers = (frame["depth_only"].fillna(False).astype(bool) if "depth_only" in frame
                  else pd.Series(False, index=frame.index))

@@ -8,6 +8,7 @@ from unfreeze.strategies.base import FreezePlan, Strategy, register
 class All(Strategy):
     name = "all"
     depth_only = True
+    needs_pretrained_layers = False
 
     def no_cache_reason(self, cfg) -> str:
         return "nothing is frozen"

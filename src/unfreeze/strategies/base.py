@@ -52,6 +52,9 @@ class Strategy:
     one_process_reason: ClassVar[str | None] = None
     #: fully described by how many top layers train (plotted on the "unfrozen layers" axis)
     depth_only: ClassVar[bool] = False
+    #: only meaningful on pretrained layers (freezing, decaying or adapting them); False where it also makes sense
+    #: for an encoder trained from scratch (`model.name: bilstm`)
+    needs_pretrained_layers: ClassVar[bool] = True
 
     def from_text(self, text: str) -> dict | None:
         """The config dict a YAML string means for this strategy (`head`, `top_3` …), or None if not ours."""

@@ -14,6 +14,7 @@ import logging
 
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 from typing import Any
@@ -59,13 +60,18 @@ def display_value(key: str, value: Any) -> str:
 
 
 def arm_name(overrides: dict[str, Any]) -> str:
-    """Readable arm name from the grid values, e.g. `top-2 · train_size=500`."""
+    """Readable arm name from the grid values, e.g. `top-2 · train_size=500`, `model=bilstm · optim=adam` (a model
+    folder by its last part)."""
     if not overrides:
         return "base"
     parts = []
     for key, value in overrides.items():
         shown = display_value(key, value)
-        parts.append(shown if key == "freeze" else f"{key.split('.')[-1]}={shown}")
+        section, _, field = key.rpartition(".")
+        if field == "name" and section:  # `model=bilstm`, `optim=adam`: "name=…" alone would not say of what
+            parts.append(f"{section}={Path(shown).name or shown if section == 'model' else shown}")
+            continue
+        parts.append(shown if key == "freeze" else f"{field}={shown}")
     return " · ".join(parts)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from unfreeze.strategies import get_strategy
 from unfreeze.config.schema import FreezeConfig, RunConfig
+from unfreeze.model.bilstm import model_family
 
 
 from unfreeze.io import read_json, write_dataframe_csv
@@ -60,7 +61,7 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
     freeze = config.freeze
     row = {"run_id": info["run_id"], "arm": info["arm"], "seed": info["seed"], "fold": info["fold"],
            "path": str(run_dir), "strategy": freeze.label,
-           "depth_only": get_strategy(freeze.strategy).depth_only}
+           "depth_only": get_strategy(freeze.strategy).depth_only, "model_family": model_family(config.model.name)}
     row["num_layers"] = num_layers
     reached = [h["unfrozen_layers"] for h in metrics.get("history", []) if "unfrozen_layers" in h]
     row["unfrozen_layers"] = max(reached) if reached else unfrozen_layers(freeze, num_layers)
