@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn

@@ -2,8 +2,6 @@
 layer i is made to output a constant (its output LayerNorm scaled to 0) must read at chance from depth i + 1 up
 and well above it below — so the probe cannot pass by accident, and an off-by-one in layer indexing fails."""
 import json
-import sys
-import types
 
 import pytest
 import torch
