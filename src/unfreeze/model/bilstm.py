@@ -102,6 +102,7 @@ class BiLSTMConfig:
         data = dict(data)
         kind = data.pop("model_type", MODEL_TYPE)
         data.pop("format_version", None)
+        data.pop("id2label", None), data.pop("label2id", None)  # the run's labels, written for other readers
         if kind != MODEL_TYPE:
             raise UnfreezeError(f"{source}: model_type is {kind!r}, expected {MODEL_TYPE!r}")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -12,9 +12,7 @@ import shutil
 from pathlib import Path
 
 
-
 import torch
-
 
 
 from unfreeze.errors import UnfreezeError
@@ -22,19 +20,16 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.io import replace_dir
 
 
-
 MODEL_META = "unfreeze.json"
-
 
 
 HEAD_FILE = "head.safetensors"
 
 
-
 def save_model(target: Path, run, model) -> None:
-    """Save backbone (safetensors), tokenizer, head and metadata. Where the head is the standard one (pooler
-    pooling, no dense stack) on an architecture whose classifier is one linear layer, the folder is also a plain
-    `AutoModelForSequenceClassification` checkpoint. A LoRA run also keeps its unmerged adapter in `adapter/`,
+    """Save backbone (safetensors), tokenizer, head and metadata. Where the head is one transformers expresses
+    (see `_save_as_standard_classifier`) the folder is also a plain `AutoModelForSequenceClassification` /
+    `AutoModelForTokenClassification` checkpoint; `config.json` always carries the run's id2label / label2id. A LoRA run also keeps its unmerged adapter in `adapter/`,
     loadable by `unfreeze predict` on top of the pretrained backbone."""
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
@@ -48,9 +43,9 @@ def save_model(target: Path, run, model) -> None:
         backbone = backbone.merge_and_unload()
     if not _save_as_standard_classifier(tmp, run, model, backbone):
         backbone.save_pretrained(tmp, safe_serialization=True)
+    _write_label_maps(tmp, run.label_names)
     _save_head_and_meta(tmp, run, model, meta)
     replace_dir(tmp, target)
-
 
 
 def _save_head_and_meta(folder: Path, run, model, meta: dict) -> None:
@@ -60,7 +55,6 @@ def _save_head_and_meta(folder: Path, run, model, meta: dict) -> None:
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(folder / HEAD_FILE))
     (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-
 
 
 def model_meta(run) -> dict:
@@ -83,24 +77,35 @@ def model_meta(run) -> dict:
     }
 
 
-
 def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
+    """Write `best/` as a plain transformers checkpoint when our head computes exactly what the transformers
+    class does: a sequence task with `pooling: pooler` (the pooler, dropout, one linear layer =
+    `AutoModelForSequenceClassification` of BERT-like families), or a token task (dropout + one linear layer
+    per token state = `AutoModelForTokenClassification`), both without `hidden` layers. Families whose
+    transformers classifier is not a single linear layer (RoBERTa/ELECTRA sequence heads: dense + tanh + linear)
+    keep the backbone-only folder."""
     cfg = run.config.model
-    if run.config.task != "sequence" or cfg.pooling != "pooler" or cfg.hidden:
+    if cfg.hidden or not standard_class_name(run.config.task, cfg.pooling):
         return False
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
+    cls = getattr(transformers, standard_class_name(run.config.task, cfg.pooling))
     config = backbone.config.__class__.from_dict(backbone.config.to_dict())
     config.num_labels = len(run.label_names)
     config.id2label = dict(enumerate(run.label_names))
     config.label2id = {n: i for i, n in enumerate(run.label_names)}
     try:
-        clf = AutoModelForSequenceClassification.from_config(config)
+        clf = cls.from_config(config)
     except ValueError:
         return False
     if not isinstance(getattr(clf, "classifier", None), torch.nn.Linear):
         return False
-    getattr(clf, clf.base_model_prefix).load_state_dict(backbone.state_dict())
+    base = getattr(clf, clf.base_model_prefix)
+    state = backbone.state_dict()
+    unused = set(state) - set(base.state_dict())
+    if any(not key.startswith("pooler.") for key in unused):
+        return False  # the class drops more than the pooler a token head never reads: keep the backbone folder
+    base.load_state_dict({k: v for k, v in state.items() if k not in unused})
     linear = model.head.net[-1]
     with torch.no_grad():
         clf.classifier.weight.copy_(linear.weight)
@@ -108,6 +113,24 @@ def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
     clf.save_pretrained(tmp, safe_serialization=True)
     return True
 
+
+def standard_class_name(task: str, pooling: str) -> str | None:
+    """The transformers Auto class that can express our head without hidden layers, if any."""
+    if task == "token":
+        return "AutoModelForTokenClassification"
+    return "AutoModelForSequenceClassification" if pooling == "pooler" else None
+
+
+def _write_label_maps(folder: Path, labels: list[str]) -> None:
+    """Put id2label / label2id into `config.json` whatever was saved, so any reader of the folder (transformers,
+    ONNX tooling, a model card) sees the run's label names rather than LABEL_0…"""
+    path = folder / "config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    config["label2id"] = {name: i for i, name in enumerate(labels)}
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def load_model(best_dir: str | Path):
@@ -136,7 +159,6 @@ def load_model(best_dir: str | Path):
     model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
     model.eval()
     return model, tokenizer, meta
-
 
 
 def _load_adapter(adapter_dir: Path, meta: dict):
