@@ -52,3 +52,70 @@ def test_mean_pooling_folder_still_carries_the_label_maps(tiny_bert, sentiment_c
     config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
     assert config["architectures"] == ["BertModel"]  # backbone only: no transformers class pools by mean
+
+
+def onnx_probabilities(folder, texts):
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    info = json.loads((folder / "unfreeze_export.json").read_text())
+    enc = AutoTokenizer.from_pretrained(folder)(texts, truncation=True, max_length=info["max_length"],
+                                                padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {n: enc[n].astype(np.int64) if n in enc else np.zeros_like(enc["input_ids"], dtype=np.int64)
+             for n in info["inputs"]}
+    (logits,) = session.run(["logits"], feeds)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return info, e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_onnx_export_reproduces_the_test_predictions(arch, tiny_models, sentiment_csv, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    model = {"name": tiny_models[arch], "pooling": "mean", "hidden": [16]}  # no transformers class computes this
+    train(parse_run_config(run_config(tiny_models[arch], sentiment_csv, model=model, train={"epochs": 1, "threads": 1})),
+          tmp_path / "run", progress=False)
+    refused = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--format", "transformers", "-o",
+                                       str(tmp_path / "hf")])
+    assert refused.exit_code == 2 and "pooling: pooler" in refused.output and "--format onnx" in refused.output
+    assert not (tmp_path / "hf").exists()
+    done = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "onnx")])
+    assert done.exit_code == 0, done.output
+    preds = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    texts = preds["text"].tolist() + ["the movie was " + "very " * 60 + "good"]  # longer than the traced sample
+    info, probs = onnx_probabilities(tmp_path / "onnx", texts)
+    assert info["labels"] == ["neg", "pos"] and info["task"] == "sequence"
+    assert np.abs(probs[:-1] - preds[["prob_neg", "prob_pos"]].to_numpy()).max() < 1e-4
+    from unfreeze.model.predict import predict_file
+
+    extra = tmp_path / "extra.csv"
+    pd.DataFrame({"text": texts[-1:]}).to_csv(extra, index=False)
+    ours = predict_file(tmp_path / "run", extra, tmp_path / "extra_pred.csv")
+    assert np.abs(probs[-1] - ours[["prob_neg", "prob_pos"]].to_numpy()[0]).max() < 1e-4
+
+
+def test_onnx_export_of_a_token_model_gives_its_subword_logits(token_best, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from unfreeze.model.checkpoint import load_model
+    from unfreeze.model.export import export_model
+
+    export_model(token_best, tmp_path / "onnx")
+    info = json.loads((tmp_path / "onnx" / "unfreeze_export.json").read_text())
+    enc = AutoTokenizer.from_pretrained(tmp_path / "onnx")(["alice lives in paris", "bob"], padding=True,
+                                                           return_tensors="pt")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {n: enc[n].numpy() for n in info["inputs"]})
+    ours, _, meta = load_model(token_best)
+    with torch.no_grad():
+        expected = ours(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).numpy()
+    assert info["task"] == "token" and info["labels"] == meta["labels"]
+    assert logits.shape == expected.shape and np.abs(logits - expected).max() < 1e-4
+    export_model(token_best, tmp_path / "hf", "transformers")  # a token head is a transformers class
+    assert (tmp_path / "hf" / "model.safetensors").is_file() and not (tmp_path / "hf" / "head.safetensors").exists()

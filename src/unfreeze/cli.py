@@ -118,6 +118,21 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
 
 @app.command()
 @user_errors
+def export(model: Path = typer.Argument(..., help="A run's best/ folder or a run folder."),
+           output: Path = typer.Option(..., "-o", "--output", help="Folder to write."),
+           format: str = typer.Option("onnx", "--format", help="onnx (every transformer head) or transformers "
+                                      "(token heads; pooling: pooler with no hidden layers)."),
+           opset: int = typer.Option(17, "--opset", help="ONNX opset version.")):
+    """Export a saved model for use without unfreeze: ONNX (+ tokenizer + labels) or a transformers folder."""
+    _setup()
+    from unfreeze.model.export import export_model
+
+    out = export_model(model, output, format, opset)
+    console.print(f"exported {format} model to {out}")
+
+
+@app.command()
+@user_errors
 def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or datasets folder."),
             dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in data set instead of a file."),
             text: str = typer.Option("text", "--text"), label: str = typer.Option("label", "--label"),

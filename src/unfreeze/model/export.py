@@ -1,0 +1,113 @@
+"""`unfreeze export RUN --format onnx|transformers`: a saved model for use outside unfreeze.
+
+Our head (cls / mean / pooler pooling, optional dense stack) is not always a transformers class. Two routes:
+- `transformers`: only for heads a transformers Auto class computes exactly (token heads without hidden layers,
+  sequence heads with `pooling: pooler` and no hidden layers; see `checkpoint._save_as_standard_classifier`).
+  The run already saved `best/` in that form; export copies the loadable files.
+- `onnx`: every transformer head. The whole EncoderClassifier (backbone + pooling + head) is traced into one
+  graph `model.onnx` with inputs input_ids, attention_mask (+ token_type_ids where the model has token types)
+  and output `logits`; the tokenizer files and `unfreeze_export.json` (labels, task, max_length, input names)
+  travel with it, so onnxruntime + the tokenizer reproduce `predict` with no torch installed.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from unfreeze.errors import UnfreezeError
+from unfreeze.io import replace_dir
+
+EXPORT_META = "unfreeze_export.json"
+FORMATS = ("onnx", "transformers")
+
+
+def export_model(target: str | Path, out_dir: str | Path, fmt: str = "onnx", opset: int = 17) -> Path:
+    """Export the model behind `target` (a `best/` folder or a run folder) to `out_dir`; returns `out_dir`."""
+    from unfreeze.model.predict import resolve_model_dirs
+
+    if fmt not in FORMATS:
+        raise UnfreezeError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    dirs = resolve_model_dirs(target)
+    if len(dirs) != 1:
+        raise UnfreezeError(f"{target}: export one model (a run's best/ folder), not {len(dirs)}")
+    best = dirs[0]
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        (_export_transformers if fmt == "transformers" else _export_onnx)(best, tmp, opset)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, out)
+    return out
+
+
+def transformers_class(best: Path) -> str | None:
+    """The transformers class a `best/` folder loads as (its config.json `architectures`), or None when the
+    folder holds only the backbone (our head is not a transformers class)."""
+    path = best / "config.json"
+    if not path.is_file():
+        return None
+    arch = (json.loads(path.read_text(encoding="utf-8")).get("architectures") or [""])[0]
+    return arch if arch.endswith(("ForSequenceClassification", "ForTokenClassification")) else None
+
+
+def _export_transformers(best: Path, tmp: Path, opset: int) -> None:
+    meta = json.loads((best / "unfreeze.json").read_text(encoding="utf-8"))
+    if transformers_class(best) is None:
+        model = meta.get("model", {})
+        raise UnfreezeError(
+            f"{best}: its head (task {meta.get('task')}, pooling {model.get('pooling')}, hidden "
+            f"{model.get('hidden')}) is not a transformers class; --format transformers needs a token head or "
+            "`pooling: pooler` with no hidden layers (retrain with those), or use --format onnx")
+    for path in best.iterdir():
+        if path.is_file() and path.name not in ("head.safetensors", "unfreeze.json"):
+            shutil.copy2(path, tmp / path.name)
+
+
+def _export_onnx(best: Path, tmp: Path, opset: int) -> None:
+    from unfreeze.data.encode import uses_token_types
+    from unfreeze.model.checkpoint import load_model
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes through it)
+    except ImportError:
+        raise UnfreezeError("--format onnx needs the onnx package: pip install 'unfreeze[export]'") from None
+    model, tokenizer, meta = load_model(best)
+    if getattr(model.backbone.config, "model_type", "") == "bilstm":
+        raise UnfreezeError(f"{best}: a BiLSTM model; ONNX export covers transformer encoders "
+                            "(use `unfreeze predict`)")
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_token_types(model.backbone) else [])
+    sample = tokenizer(["export sample text", "a second, longer sample text for export"], padding=True,
+                       return_tensors="pt")
+    args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch", 1: "sequence"} if meta["task"] == "token" else {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(_Logits(model, names).eval(), args, str(tmp / "model.onnx"), input_names=names,
+                          output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
+    tokenizer.save_pretrained(tmp)
+    info = {"task": meta["task"], "labels": meta["labels"], "max_length": meta["max_length"], "inputs": names,
+            "text_pair": bool(meta.get("text_pair_column")), "stride": meta.get("stride"),
+            "label_all_subwords": meta.get("label_all_subwords"), "source_model": meta.get("source_model"),
+            "logits": "per subword token (batch, sequence, labels)" if meta["task"] == "token"
+            else "per text (batch, labels); softmax gives predict's prob_<label> columns"}
+    (tmp / EXPORT_META).write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+class _Logits(torch.nn.Module):
+    """Positional inputs (what the ONNX exporter traces) → EncoderClassifier's keyword forward → logits."""
+
+    def __init__(self, model, names: list[str]):
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.names, inputs)))
