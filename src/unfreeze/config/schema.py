@@ -42,8 +42,30 @@ def label_text(value: Any) -> Any:
 
 
 
+class HubConfig(StrictModel):
+    """A data set read through `datasets.load_dataset`: a hub name (cached when offline) or a packaged builder
+    (`csv`, `json`, `parquet`, … with `data_files`). `splits` maps our train/val/test to the data set's split
+    expressions (slices allowed: `train[:90%]`); without it every split the data set has is read (`validation`
+    / `dev` count as val) and missing val/test are carved from train by `data.split`."""
+
+    path: str
+    name: str | None = None
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    revision: str | None = None
+    splits: dict[Literal["train", "val", "validation", "test"], str] | None = None
+
+    @model_validator(mode="after")
+    def _train_split(self) -> "HubConfig":
+        if self.splits is not None and "train" not in self.splits:
+            raise ValueError(f"data.hub.splits {self.splits}: name the `train` split (e.g. train: train)")
+        if self.splits and {"val", "validation"} <= set(self.splits):
+            raise ValueError("data.hub.splits: give `val` or `validation`, not both")
+        return self
+
+
 class DataConfig(StrictModel):
     dataset: str | None = None
+    hub: HubConfig | None = None
     path: str | None = None
     train: str | None = None
     val: str | None = None
@@ -83,11 +105,11 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
-        sources = [self.dataset is not None, self.path is not None, self.train is not None]
+        sources = [self.dataset is not None, self.path is not None, self.train is not None, self.hub is not None]
         if sum(sources) != 1:
             raise ValueError(
-                "data: give exactly one of `dataset` (built-in name), `path` (one file, split by fractions) "
-                "or `train` (+ optional `val`/`test` files)"
+                "data: give exactly one of `dataset` (built-in name), `path` (one file, split by fractions), "
+                "`train` (+ optional `val`/`test` files) or `hub` (datasets.load_dataset: {path: NAME, ...})"
             )
         if self.split.val + self.split.test >= 1:
             raise ValueError("data.split: val + test fractions must be below 1")

@@ -30,6 +30,10 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
         frame = load_builtin_frame(cfg.dataset)
         cfg = cfg.model_copy(update={"text_column": "text", "label_column": "label"})
         source = f"dataset {cfg.dataset}"
+    elif cfg.hub is not None:
+        from unfreeze.data.hub import hub_frames
+
+        frame, source = hub_frames(cfg.hub)["train"]
     else:
         source = cfg.path or cfg.train
         frame = read_table(source, cfg.format)

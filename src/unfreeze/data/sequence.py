@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from unfreeze.assets import load_builtin_frame
 from unfreeze.config.schema import DataConfig, label_text
+from unfreeze.data.hub import dataset_to_frame
 from unfreeze.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,8 @@ def _read_datasets_folder(path: Path) -> pd.DataFrame | dict[str, pd.DataFrame]:
 
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
-        return {name: _dataset_to_frame(split) for name, split in loaded.items()}
-    return _dataset_to_frame(loaded)
-
-
-def _dataset_to_frame(dataset) -> pd.DataFrame:
-    """Class-label integer columns become their names, so labels read the same as in a CSV."""
-    import datasets
-
-    frame = dataset.to_pandas()
-    for name, feature in dataset.features.items():
-        if isinstance(feature, datasets.ClassLabel):
-            frame[name] = [feature.int2str(int(v)) for v in frame[name]]
-    return frame
+        return {name: dataset_to_frame(split) for name, split in loaded.items()}
+    return dataset_to_frame(loaded)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -191,7 +181,7 @@ def assemble_splits(parts: dict, sources: dict, cfg: DataConfig, split_off) -> N
     if "all" in parts:
         parts["train"], sources["train"] = parts.pop("all"), sources.pop("all")
     if "train" not in parts:
-        raise DataError(f"{cfg.path}: no `train` split found (splits: {sorted(parts)})")
+        raise DataError(f"{cfg.path or (cfg.hub and cfg.hub.path)}: no `train` split found (splits: {sorted(parts)})")
     test_carved = "test" not in parts
     if test_carved:
         parts["train"], parts["test"] = split_off(parts["train"], cfg.split.test, cfg.split_seed)
@@ -241,6 +231,10 @@ def _raw_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
     if cfg.dataset is not None:
         frame = load_builtin_frame(cfg.dataset)
         return {"all": (frame, f"dataset {cfg.dataset}")}
+    if cfg.hub is not None:
+        from unfreeze.data.hub import hub_frames
+
+        return hub_frames(cfg.hub)
     if cfg.path is not None:
         table = read_table(cfg.path, cfg.format)
         if isinstance(table, dict):

@@ -148,27 +148,31 @@ def read_token_dataset(path: str | Path, cfg: DataConfig) -> dict[str, list[Sent
     except Exception as exc:  # noqa: BLE001 - any reader failure: name the folder
         raise DataError(f"{path}: could not load as a datasets folder: {str(exc).splitlines()[0]}") from None
     parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"all": loaded}
-    out = {}
-    for name, ds in parts.items():
-        for column in (cfg.tokens_column, cfg.tags_column):
-            if column not in ds.features:
-                raise DataError(f"{path}[{name}]: no column {column!r}; columns are {list(ds.features)} "
-                                "(set data.tokens_column / data.tags_column)")
-        inner = getattr(ds.features[cfg.tags_column], "feature", None)
-        names = inner.names if isinstance(inner, datasets.ClassLabel) else None
-        ids = ds[cfg.id_column] if cfg.id_column and cfg.id_column in ds.features else range(len(ds))
-        sentences = []
-        for i, (ident, words, tags) in enumerate(zip(ids, ds[cfg.tokens_column], ds[cfg.tags_column])):
-            where = f"{path}[{name}] row {i}"
-            words = list(words or [])
-            tags = [names[int(t)] if names else str(t) for t in (tags or [])]
-            if tags and len(tags) != len(words):
-                raise DataError(f"{where}: {len(words)} tokens but {len(tags)} tags")
-            if not all(isinstance(w, str) for w in words):
-                raise DataError(f"{where}: tokens must be strings, got {words[:5]}")
-            sentences.append(Sentence(str(ident), words, tags or None, where))
-        out[_SPLIT_NAMES.get(name, name)] = sentences
-    return out
+    return {_SPLIT_NAMES.get(name, name): dataset_sentences(ds, f"{path}[{name}]", cfg) for name, ds in parts.items()}
+
+
+def dataset_sentences(ds, source: str, cfg: DataConfig) -> list[Sentence]:
+    """One `datasets.Dataset` of token rows → sentences (Sequence-of-ClassLabel tags become their names)."""
+    import datasets
+
+    for column in (cfg.tokens_column, cfg.tags_column):
+        if column not in ds.features:
+            raise DataError(f"{source}: no column {column!r}; columns are {list(ds.features)} "
+                            "(set data.tokens_column / data.tags_column)")
+    inner = getattr(ds.features[cfg.tags_column], "feature", None)
+    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+    ids = ds[cfg.id_column] if cfg.id_column and cfg.id_column in ds.features else range(len(ds))
+    sentences = []
+    for i, (ident, words, tags) in enumerate(zip(ids, ds[cfg.tokens_column], ds[cfg.tags_column])):
+        where = f"{source} row {i}"
+        words = list(words or [])
+        tags = [names[int(t)] if names else str(t) for t in (tags or [])]
+        if tags and len(tags) != len(words):
+            raise DataError(f"{where}: {len(words)} tokens but {len(tags)} tags")
+        if not all(isinstance(w, str) for w in words):
+            raise DataError(f"{where}: tokens must be strings, got {words[:5]}")
+        sentences.append(Sentence(str(ident), words, tags or None, where))
+    return sentences
 
 
 

@@ -84,6 +84,12 @@ def _raw_sentences(cfg: DataConfig) -> dict[str, tuple[list[Sentence], str]]:
                             f"unknown built-in token data set {cfg.dataset!r}; built-ins: {known}")
         location = DATASETS[cfg.dataset].locate()
         return {"all": (read_conll(location, -1), f"dataset {cfg.dataset} ({location})")}
+    if cfg.hub is not None:
+        from unfreeze.data.hub import load_hub_splits
+        from unfreeze.data.token_files import dataset_sentences
+
+        return {split: (dataset_sentences(ds, source, cfg), source)
+                for split, (ds, source) in load_hub_splits(cfg.hub).items()}
     if cfg.path is not None:
         parts = read_token_file(cfg.path, cfg)
         if set(parts) == {"all"}:
