@@ -65,7 +65,7 @@ def _export_transformers(best: Path, tmp: Path, opset: int) -> None:
         raise UnfreezeError(
             f"{best}: its head (task {meta.get('task')}, pooling {model.get('pooling')}, hidden "
             f"{model.get('hidden')}) is not a transformers class; --format transformers needs a token head or "
-            "`pooling: pooler` with no hidden layers (retrain with those), or use --format onnx")
+            "`pooling: pooler` with no hidden layers on a BERT-like model (retrain with those), or use --format onnx")
     for path in best.iterdir():
         if path.is_file() and path.name not in ("head.safetensors", "unfreeze.json"):
             shutil.copy2(path, tmp / path.name)
