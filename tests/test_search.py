@@ -45,7 +45,7 @@ def test_killed_search_resumes_without_retraining(tiny_bert, sentiment_csv, tmp_
     calls.clear()
     monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(out_dir.name) or original(
         config, out_dir, **kw))
-    results = study.run_study(s, out, progress=False, echo=print)
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
     assert len(calls) == 2 and calls[0] == killed  # the killed trial is re-asked first, the finished never redone
     assert not set(calls) & set(first_two)
     stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
@@ -86,3 +86,24 @@ def test_space_is_checked_before_any_trial(tiny_bert, sentiment_csv, tmp_path):
     with pytest.raises(Exception, match="cannot be combined with grid"):
         StudyConfig.model_validate({"base": run_config(tiny_bert, sentiment_csv), "grid": {"seed": [1]},
                                     "search": {"space": {"optim.lr": [1e-3]}}})
+
+
+def test_best_trial_rerun_with_more_seeds_and_dry_run(tiny_bert, sentiment_csv, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    s = make_search(tiny_bert, sentiment_csv, trials=2, seeds=[1], top=1)
+    out = tmp_path / "study"
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert len(results) == 3 and sorted(results["seed"]) == [0, 0, 1]
+    trials = results.loc[results["seed"] == 0]
+    best_arms = set(trials.loc[trials["val_f1_macro"] == trials["val_f1_macro"].max(), "arm"])  # ties: either
+    assert results.loc[results["seed"] == 1, "arm"].iloc[0] in best_arms
+
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(s.model_dump(mode="json", exclude_defaults=True)))
+    shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "random sampler, 2 trials of seed 0" in shown.output and "2 trials in" in shown.output
