@@ -75,6 +75,10 @@ def test_pruned_trials_are_labelled_and_never_compared(tiny_bert, sentiment_csv,
     arms_table = report.split("## Results", 1)[1].split("\n\n")[1]
     assert pruned["arm"].iloc[0] not in arms_table
     assert "## Pruned trials" in report and "pruned at epoch" in report
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
+    assert [t.state.name for t in stored.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert len(stored.trials[0].intermediate_values) >= 2  # the pruner was fed every evaluation
+    assert len(stored.trials[1].intermediate_values) == 1  # and trial 1 stopped at its first
 
 
 def test_space_is_checked_before_any_trial(tiny_bert, sentiment_csv, tmp_path):
