@@ -20,7 +20,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[dev,ray,track,export]'
+	$(BIN)/pip install -q -e '.[dev,ray,track,export,search]'
 	touch $@
 
 # Real model and data sets ship inside registry packages; their declared dependencies are not needed.

@@ -181,6 +181,11 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
     check_backend_names(track)
     cfg = load_study_config(config, overrides)
     out = out or Path("studies") / config.stem
+    if dry_run and cfg.search is not None:
+        from unfreeze.study.search import plan_search
+
+        plan_search(cfg, out, console)
+        return
     if dry_run:
         from unfreeze.study.estimate import print_plan
 

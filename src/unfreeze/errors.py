@@ -23,3 +23,12 @@ class AssetMissingError(UnfreezeError):
 
 class TrainingDivergedError(UnfreezeError):
     """The loss became NaN or infinite."""
+
+
+class Pruned(Exception):
+    """Not an error: a search's pruner stopped a run after an evaluation (`train(on_eval=...)` returned True).
+    Carries where it stopped, so the study can record the trial as "pruned at epoch k"."""
+
+    def __init__(self, epoch: float, step: int, history: list[dict]):
+        super().__init__(f"pruned at epoch {epoch:g} (step {step})")
+        self.epoch, self.step, self.history = epoch, step, history

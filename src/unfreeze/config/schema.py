@@ -353,6 +353,48 @@ class RayConfig(StrictModel):
 
 
 
+class SearchConfig(StrictModel):
+    """`search:` in a study file: an Optuna search instead of a grid (study/search.py). `space` is written like
+    the grid: a list is a categorical choice, `{low, high, log}` a continuous (or integer, when both ends are
+    integers) range. Each trial runs the study's first seed; `seeds` re-runs the `top` best trials with more."""
+
+    sampler: Literal["grid", "random", "tpe"] = "tpe"
+    trials: int = Field(20, gt=0)
+    space: dict[str, Any]
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
+    seed: int = Field(0, ge=0)
+    storage: str | None = None  # default: sqlite:///<study folder>/optuna.db; a database URL shares one search
+    seeds: list[int] = []
+    top: int = Field(1, gt=0)
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise ValueError("search.space is empty: give at least one key, e.g. `optim.lr: {low: 1e-5, high: "
+                             "1e-3, log: true}`")
+        for key, value in space.items():
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError(f"search.space.{key} is an empty list")
+                continue
+            if not isinstance(value, dict) or not {"low", "high"} <= set(value) or set(value) - {"low", "high", "log"}:
+                raise ValueError(f"search.space.{key}: write a list of choices or {{low, high, log}}, got {value!r}")
+            low, high = value["low"], value["high"]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise ValueError(f"search.space.{key}: low and high must be numbers with low < high, got {value!r}")
+            if value.get("log") and low <= 0:
+                raise ValueError(f"search.space.{key}: log: true needs low > 0, got low={low}")
+        return space
+
+    @model_validator(mode="after")
+    def _grid_is_categorical(self) -> "SearchConfig":
+        ranges = [k for k, v in self.space.items() if not isinstance(v, list)]
+        if self.sampler == "grid" and ranges:
+            raise ValueError(f"search.sampler: grid takes lists only; {ranges} are ranges (use random or tpe)")
+        return self
+
+
 class StudyConfig(StrictModel):
     name: str = "study"
     base: dict[str, Any]
@@ -364,6 +406,20 @@ class StudyConfig(StrictModel):
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
+    search: SearchConfig | None = None
+
+    @model_validator(mode="after")
+    def _search_alone(self) -> "StudyConfig":
+        """A search explores its own space: a grid, named arms or CV folds beside it would be a second design."""
+        if self.search is not None:
+            extra = [k for k, v in (("grid", self.grid), ("arms", self.arms), ("cv", self.cv)) if v]
+            if extra:
+                raise ValueError(f"search: cannot be combined with {'/'.join(extra)}; move those keys into "
+                                 "search.space or base")
+            if self.executor != "local":
+                raise ValueError("search: runs trials with the local executor (executor: local); share one search "
+                                 "across machines with search.storage set to a database URL")
+        return self
 
     @field_validator("grid")
     @classmethod

@@ -179,7 +179,18 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     if "selection_metric" in results and results["selection_metric"].notna().any():
         metric = results["selection_metric"].mode().iloc[0]  # as the runs resolved it (`auto` depends on the data)
     blocks: list = [("h1", f"Study: {meta['name']}")]
+    pruned = results.iloc[0:0]
+    if "status" in results:  # a search: pruned trials are listed apart and never compared
+        pruned = results[results["status"] != "complete"]
+        results = results[results["status"] == "complete"]
+    if meta.get("search"):
+        from unfreeze.report.search_views import optuna_blocks, pruned_blocks
+
+        search_blocks = pruned_blocks(pruned, metric) + optuna_blocks(meta)
+    else:
+        search_blocks = []
     if results.empty:
+        blocks += search_blocks
         return blocks + [("p", "No run has finished yet.")]
     names = headline_metrics(meta["task"], metric, results)
     groups = test_groups(results, meta["task"])
@@ -218,7 +229,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"resident memory during the run)."))]
     if base is None:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
-    blocks += ensemble_blocks(study_dir, metric)
+    blocks += ensemble_blocks(study_dir, metric) + search_blocks
     failures = study_dir / "failures.json"
     if failures.exists() and read_json(failures):
         blocks += [("h2", "Failures"), ("table", ["run", "arm", "error"],

@@ -45,6 +45,14 @@ def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None)
         if not info_path.exists():
             continue
         rows.append(result_row(run_dir, read_json(info_path), read_json(metrics_path), meta.get("grid_keys", [])))
+    if meta.get("search"):  # a search: pruned trials are rows too, labelled, with no test metrics
+        for row in rows:
+            row["status"] = "complete"
+        for pruned_path in sorted((study_dir / "runs").glob("*/pruned.json")):
+            if (pruned_path.parent / "metrics.json").exists() or (wanted is not None
+                                                                  and pruned_path.parent.name not in wanted):
+                continue
+            rows.append(pruned_row(pruned_path.parent, read_json(pruned_path), meta.get("grid_keys", [])))
     frame = pd.DataFrame(rows)
     if not frame.empty:
         write_dataframe_csv(study_dir / "results.csv", frame)
@@ -73,6 +81,19 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
     for key in ("trainable_params", "total_params", "train_seconds", "peak_rss_mb", "peak_gpu_mb", "best_epoch",
                 "selection_metric", "test_fingerprint"):
         row[key] = metrics.get(key)
+    return row
+
+
+
+def pruned_row(run_dir: Path, pruned: dict, grid_keys: list[str]) -> dict:
+    """A search trial stopped by the pruner: where it stopped and its last validation score; never compared."""
+    info, last = pruned["info"], (pruned["history"] or [{}])[-1]
+    row = {"run_id": info["run_id"], "arm": info["arm"], "seed": info["seed"], "fold": info["fold"],
+           "path": str(run_dir), "status": f"pruned at epoch {pruned['epoch']:g}"}
+    for key in grid_keys:
+        row[key] = display_value(key, info["overrides"].get(key)) if key in info["overrides"] else None
+    row.update({k: v for k, v in last.items() if k.startswith("val_")})
+    row["selection_metric"] = pruned.get("metric")
     return row
 
 

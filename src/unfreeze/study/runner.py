@@ -9,7 +9,6 @@ interrupted has no run folder (only a staging folder under `runs/.unfinished/`),
 
 from __future__ import annotations
 
-import hashlib
 
 
 
@@ -28,11 +27,11 @@ import pandas as pd
 from unfreeze.config.schema import StudyConfig
 
 
-from unfreeze.io import read_json, write_json, write_text
 from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks
-from unfreeze.study.grid import PlannedRun, expand
+from unfreeze.study.grid import expand
 from unfreeze.study.pool import DataPool
 from unfreeze.study.results import collect_results
+from unfreeze.study.bookkeeping import record_failures, run_baseline, write_study_meta
 
 
 log = logging.getLogger(__name__)
@@ -91,6 +90,10 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     `track`: tracking backends to use besides the study file's `tracking.backends` (the CLI's `--track`)."""
     study_dir = Path(out_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
+    if study.search is not None:  # an Optuna search instead of a grid (tracking backends: not wired for it)
+        from unfreeze.study.search import run_search
+
+        return run_search(study, study_dir, progress, echo, study_text, command)
     jobs = expand(study)
     write_study_meta(study_dir, study, jobs, study_text, command)
     pool = DataPool(study.cv)
@@ -131,46 +134,3 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     tracking.close(results, status="FAILED" if failed else "FINISHED")
     echo(f"report: {html}")
     return results
-
-
-
-def write_study_meta(study_dir: Path, study: StudyConfig, jobs: list[PlannedRun], study_text, command) -> None:
-    from unfreeze.training.run_dir import versions
-
-    first = jobs[0].config
-    write_json(study_dir / "study.json", {
-        "name": study.name, "task": first.task, "grid_keys": list(study.grid), "arms": sorted({j.arm for j in jobs}),
-        "seeds": study.seeds, "selection_metric": first.selection_metric,
-        "cv": study.cv.model_dump() if study.cv else None, "command": command, "versions": versions(),
-        "runs": len(jobs), "run_ids": [j.run_id for j in jobs],
-    })
-    if study_text is not None:
-        write_text(study_dir / "study.yaml", study_text)
-
-
-
-def record_failures(study_dir: Path, failed: list[RunOutcome]) -> None:
-    path = study_dir / "failures.json"
-    previous = read_json(path) if path.exists() else []
-    merged = {f["run_id"]: f for f in previous}
-    for outcome in failed:
-        merged[outcome.run_id] = {"run_id": outcome.run_id, "arm": outcome.arm, "error": outcome.error}
-    finished = {p.parent.name for p in (study_dir / "runs").glob("*/metrics.json")}
-    current = [f for rid, f in merged.items() if rid not in finished]
-    if current or path.exists():
-        write_json(path, current)
-
-
-
-def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) -> None:
-    """TF-IDF + logistic regression on the same splits as the largest data config of the study. Keyed by that
-    data config: a study file whose data changed gets a new baseline, never a stale row."""
-    target = study_dir / "baseline" / "metrics.json"
-    config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
-    data_key = hashlib.sha1(pool.key(config).encode()).hexdigest()[:12]
-    if target.exists() and read_json(target).get("data_key") == data_key:
-        return
-    from unfreeze.study.baselines import run_study_baseline
-
-    run_study_baseline(study_dir, config, pool.get(config), data_key)
-    echo(f"baseline written to {target.parent}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
+from typing import Callable
+
 import numpy as np
 
 import torch
@@ -35,7 +37,7 @@ from unfreeze.config.schema import RunConfig
 
 from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 
-from unfreeze.errors import ConfigError, DataError, TrainingDivergedError, UnfreezeError
+from unfreeze.errors import ConfigError, DataError, Pruned, TrainingDivergedError, UnfreezeError
 
 from unfreeze.strategies import count_parameters, get_strategy, set_train_mode
 
@@ -128,12 +130,13 @@ class BestKeeper:
 
 def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True,
           data=None, cache_root: str | Path | None = None, cache_top_ks: set[int] | None = None,
-          run_info: dict | None = None) -> dict:
+          run_info: dict | None = None, on_eval: Callable[[dict], bool] | None = None) -> dict:
     """Run one configuration and write the run folder (layout in `training/run_dir.py`). Returns `metrics.json`'s dict.
 
     `data` lets a study pass splits it already loaded (or a CV fold); `cache_top_ks` lists every `top_k` of the
     study (0 = head) so one forward pass fills the activation cache for all of them; `run_info` is written to
-    `run.json` before the run is marked finished."""
+    `run.json` before the run is marked finished. `on_eval(row)` is called with each history row (a search's
+    pruner); returning True stops the run with `Pruned`, and nothing is written."""
     out = check_run_dir(out_dir, overwrite)
     started = time.perf_counter()
     reset_peak_memory()
@@ -189,6 +192,8 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
             row["embeddings_trainable"] = schedule.plan.embeddings_trainable
         history.append(row)
         keeper.update(val, row)
+        if on_eval is not None and on_eval(row):
+            raise Pruned(row["epoch"], step, history)
         if config.scheduler.name == "plateau":
             scheduler.step(val[metric])
         running, running_n = 0.0, 0

@@ -1,0 +1,113 @@
+"""Optuna searches: a killed search resumes without retraining finished trials, pruned trials are labelled and
+kept out of the comparisons, the report carries Optuna's views, and the space is checked before any trial."""
+import pandas as pd
+import pytest
+
+from tiny import run_config
+import unfreeze.study as study
+from unfreeze.config.schema import StudyConfig
+from unfreeze.errors import ConfigError
+
+optuna = pytest.importorskip("optuna")
+
+
+def make_search(model, data, **search):
+    base = run_config(model, data, train={"epochs": 1, "threads": 1, "save_model": False})
+    spec = {"sampler": "random", "trials": 4, "seed": 0,
+            "space": {"optim.lr": {"low": 1e-4, "high": 1e-2, "log": True}, "freeze": ["head", {"top_k": 1}]},
+            **search}
+    return StudyConfig.model_validate({"name": "s", "base": base, "baseline": False, "search": spec})
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in the search may catch it."""
+
+
+def test_killed_search_resumes_without_retraining(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    import unfreeze.training.run as training
+
+    s, out, calls = make_search(tiny_bert, sentiment_csv), tmp_path / "study", []
+    original = training.train
+
+    def dies_on_third(config, out_dir, **kw):
+        calls.append(out_dir.name)
+        if len(calls) == 3:
+            raise Killed()
+        return original(config, out_dir, **kw)
+
+    monkeypatch.setattr(training, "train", dies_on_third)
+    with pytest.raises(Killed):
+        study.run_study(s, out, progress=False, echo=lambda *_: None)
+    first_two, killed = calls[:2], calls[2]
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
+    assert [t.state.name for t in stored.trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+    calls.clear()
+    monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(out_dir.name) or original(
+        config, out_dir, **kw))
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert len(calls) == 2 and calls[0] == killed  # the killed trial is re-asked first, the finished never redone
+    assert not set(calls) & set(first_two)
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
+    states = [t.state.name for t in stored.trials]
+    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 1 and "RUNNING" not in states
+    assert len(results) == len({*first_two, *calls}) and set(results["status"]) == {"complete"}
+    assert "optim.lr" in results and "freeze" in results
+    html = (out / "report.html").read_text()
+    assert 'id="optuna_history"' in html and 'id="optuna_slice"' in html and 'id="optuna_importances"' in html
+
+    calls.clear()  # a finished search run again trains nothing
+    study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert calls == []
+
+
+def test_pruned_trials_are_labelled_and_never_compared(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    s = make_search(tiny_bert, sentiment_csv, pruner="median", trials=3)
+    s.base["train"].update(epochs=2, eval_every_steps=3)
+    monkeypatch.setattr("optuna.trial.Trial.should_prune", lambda self: self.number == 1)
+    out = tmp_path / "study"
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    pruned = results[results["status"] != "complete"]
+    assert len(pruned) == 1 and pruned["status"].iloc[0].startswith("pruned at epoch ")
+    assert pruned["test_f1_macro"].isna().all() if "test_f1_macro" in pruned else True
+    assert len(pd.read_csv(out / "results.csv")) == 3
+    report = (out / "report.md").read_text()
+    arms_table = report.split("## Results", 1)[1].split("\n\n")[1]
+    assert pruned["arm"].iloc[0] not in arms_table
+    assert "## Pruned trials" in report and "pruned at epoch" in report
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
+    assert [t.state.name for t in stored.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert len(stored.trials[0].intermediate_values) >= 2  # the pruner was fed every evaluation
+    assert len(stored.trials[1].intermediate_values) == 1  # and trial 1 stopped at its first
+
+
+def test_space_is_checked_before_any_trial(tiny_bert, sentiment_csv, tmp_path):
+    bad = make_search(tiny_bert, sentiment_csv, space={"optim.name": ["adamw", "adamx"]})
+    with pytest.raises(ConfigError, match="adamx"):
+        study.run_study(bad, tmp_path / "x", progress=False, echo=lambda *_: None)
+    with pytest.raises(Exception, match="grid takes lists only"):
+        make_search(tiny_bert, sentiment_csv, sampler="grid")
+    with pytest.raises(Exception, match="cannot be combined with grid"):
+        StudyConfig.model_validate({"base": run_config(tiny_bert, sentiment_csv), "grid": {"seed": [1]},
+                                    "search": {"space": {"optim.lr": [1e-3]}}})
+
+
+def test_best_trial_rerun_with_more_seeds_and_dry_run(tiny_bert, sentiment_csv, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    s = make_search(tiny_bert, sentiment_csv, trials=2, seeds=[1], top=1)
+    out = tmp_path / "study"
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert len(results) == 3 and sorted(results["seed"]) == [0, 0, 1]
+    trials = results.loc[results["seed"] == 0]
+    best_arms = set(trials.loc[trials["val_f1_macro"] == trials["val_f1_macro"].max(), "arm"])  # ties: either
+    assert results.loc[results["seed"] == 1, "arm"].iloc[0] in best_arms
+
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(s.model_dump(mode="json", exclude_defaults=True)))
+    shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "random sampler, 2 trials of seed 0" in shown.output and "2 trials in" in shown.output
