@@ -23,3 +23,19 @@ class AssetMissingError(UnfreezeError):
 
 class TrainingDivergedError(UnfreezeError):
     """The loss became NaN or infinite."""
+
+
+class DiskFullError(UnfreezeError):
+    """The file system ran out of space (or quota) while writing; nothing finished was changed."""
+
+
+class LockedError(UnfreezeError):
+    """Another live process holds the study folder (its `.lock`): one study process per folder."""
+
+
+class LockUnsupportedError(UnfreezeError):
+    """The study folder's file system cannot lock files."""
+
+
+class RunsFailedError(UnfreezeError):
+    """A study finished but some of its runs failed (the CLI exits 3 after the failure summary)."""

@@ -29,6 +29,8 @@ from unfreeze.config.schema import StudyConfig
 
 
 from unfreeze.io import read_json, write_json, write_text
+from unfreeze.io.lock import StudyLock
+from unfreeze.io.swap import recover_all
 from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks
 from unfreeze.study.grid import PlannedRun, expand
 from unfreeze.study.pool import DataPool
@@ -82,9 +84,19 @@ def make_executor(study: StudyConfig, name: str | None = None, address: str | No
 
 def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: bool = True, echo=print,
               study_text: str | None = None, command: str | None = None) -> pd.DataFrame:
-    """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report."""
+    """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report.
+
+    Holds `StudyLock(out_dir)` throughout: a second process on the same folder gets `LockedError` at once (one line
+    naming the holder's pid and host) instead of both writing the same runs. The returned frame's
+    ``attrs["failed_runs"]`` counts the runs that failed in this call (the CLI exits 3 when it is not 0)."""
     study_dir = Path(out_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    with StudyLock(study_dir, command=command):
+        recover_all(study_dir / "runs")  # finish run-folder swaps a killed process left half done
+        return _run_study_locked(study, study_dir, executor, progress, echo, study_text, command)
+
+
+def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, echo, study_text,
+                      command) -> pd.DataFrame:
     jobs = expand(study)
     write_study_meta(study_dir, study, jobs, study_text, command)
     pool = DataPool(study.cv)
@@ -114,7 +126,13 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
 
     _, html = build_report(study_dir, results)
     echo(f"report: {html}")
+    results.attrs["failed_runs"] = len(failed)
     return results
+
+
+def finished_runs(study_dir: str | Path) -> int:
+    """How many runs of the study folder have finished (their `metrics.json` exists)."""
+    return sum(1 for _ in (Path(study_dir) / "runs").glob("*/metrics.json"))
 
 
 

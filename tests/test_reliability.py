@@ -1,0 +1,103 @@
+"""Faults of issue #17 survived end to end: one study process per folder, exit codes that tell failure from
+success, run folders that are old-or-new after `kill -9` during `--overwrite`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from io_helpers import child_env
+from tiny import run_config
+from unfreeze.cli import app
+from unfreeze.config.schema import StudyConfig
+from unfreeze.errors import LockedError
+from unfreeze.study.runner import run_study
+
+
+def study_spec(model, data, **extra) -> dict:
+    base = run_config(model, data, train={"epochs": 1, "threads": 1, "save_model": False})
+    return {"name": "t", "base": base, "baseline": False, **extra}
+
+
+HOLDING_STUDY = """
+import sys, time
+from pathlib import Path
+from unfreeze.config.schema import StudyConfig
+from unfreeze.study.runner import run_study
+
+class SlowExecutor:  # stands in for hours of training while the lock is held
+    def run(self, jobs, study_dir, pool, top_ks, report):
+        (Path(study_dir) / "started").write_text("x")
+        time.sleep(60)
+        return []
+
+run_study(StudyConfig.model_validate_json(Path(sys.argv[1]).read_text()), sys.argv[2], executor=SlowExecutor(),
+          echo=lambda *_: None, command="unfreeze study first.yaml")
+"""
+
+
+def test_second_study_on_the_same_folder_fails_at_once_naming_the_pid(tiny_bert, sentiment_csv, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(StudyConfig.model_validate(study_spec(tiny_bert, sentiment_csv)).model_dump_json())
+    out = tmp_path / "study"
+    first = subprocess.Popen([sys.executable, "-c", HOLDING_STUDY, str(spec), str(out)], env=child_env(),
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "started").exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(LockedError, match=rf"pid {first.pid} on host .*first\.yaml"):
+            run_study(StudyConfig.model_validate_json(spec.read_text()), out, echo=lambda *_: None)
+        assert time.monotonic() - started < 5  # fails fast, does not wait for the holder
+    finally:
+        first.kill()
+        first.wait()
+    # kill -9 frees the lock: the folder is usable again (the flock died with its holder)
+    from unfreeze.io.lock import StudyLock, study_running
+
+    assert study_running(out) is None
+    with StudyLock(out):
+        pass
+
+
+def test_cli_second_study_is_one_line_and_rc_2(tiny_bert, sentiment_csv, tmp_path):
+    from unfreeze.io.lock import StudyLock
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(study_spec(tiny_bert, sentiment_csv)))
+    out = tmp_path / "study"
+    with StudyLock(out, command="unfreeze study other.yaml"):
+        result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "in use by pid" in result.output and "other.yaml" in result.output
+
+
+def test_study_with_a_failing_arm_exits_3_after_the_summary(tiny_bert, sentiment_csv, tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(study_spec(tiny_bert, sentiment_csv, grid={"freeze": ["head", {"top_k": 7}]})))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(out), "--quiet"])
+    assert result.exit_code == 3, result.output
+    assert "1 of 2 runs failed" in result.output and "only 2 layers" in result.output
+    assert len(list(out.glob("runs/*/metrics.json"))) == 1
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    import unfreeze.study.runner as runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_study", interrupted)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(study_spec(tiny_bert, sentiment_csv)))
+    result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(tmp_path / "study"), "--quiet"])
+    assert result.exit_code == 130
+    assert "interrupted: 0 runs finished and kept; rerun the same command to resume" in result.output
