@@ -2,6 +2,7 @@
 success, run folders that are old-or-new after `kill -9` during `--overwrite`."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -101,3 +102,38 @@ def test_ctrl_c_prints_one_line_and_exits_130(tiny_bert, sentiment_csv, tmp_path
     result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(tmp_path / "study"), "--quiet"])
     assert result.exit_code == 130
     assert "interrupted: 0 runs finished and kept; rerun the same command to resume" in result.output
+
+
+OVERWRITE_RUN = """
+import sys, yaml
+from unfreeze.config.schema import RunConfig
+from unfreeze.training.run import train
+train(RunConfig.model_validate(yaml.safe_load(open(sys.argv[1]))), sys.argv[2], overwrite=True, progress=False)
+"""
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("point", ["swap.new_staged", "swap.old_moved", "swap.new_installed"])
+def test_kill_9_during_the_run_swap_leaves_old_or_new(tiny_bert, sentiment_csv, tmp_path, point):
+    from unfreeze.config.schema import RunConfig
+    from unfreeze.training.run import train
+    from unfreeze.training.run_dir import check_run_dir, is_finished
+
+    def config(seed):
+        return run_config(tiny_bert, sentiment_csv, seed=seed, train={"epochs": 1, "threads": 1, "save_model": False})
+
+    out = tmp_path / "run"
+    old = train(RunConfig.model_validate(config(0)), out, progress=False)
+    new_cfg = tmp_path / "new.yaml"
+    new_cfg.write_text(yaml.safe_dump(config(1)))
+    killed = subprocess.run([sys.executable, "-c", OVERWRITE_RUN, str(new_cfg), str(out)],
+                            env=child_env(fault=point), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    check_run_dir(out, overwrite=True)  # finishes the interrupted swap (what `train --overwrite` does first)
+    assert is_finished(out)
+    seed = yaml.safe_load((out / "config.yaml").read_text())["seed"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    if point == "swap.new_staged":  # the journal exists: the new run wins
+        assert seed == 1
+    assert seed == 1 or metrics == json.loads(json.dumps(old))  # old run untouched, or the complete new one
+    assert not (tmp_path / ".swap").exists()  # recovery tidied up

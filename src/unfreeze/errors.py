@@ -35,7 +35,3 @@ class LockedError(UnfreezeError):
 
 class LockUnsupportedError(UnfreezeError):
     """The study folder's file system cannot lock files."""
-
-
-class RunsFailedError(UnfreezeError):
-    """A study finished but some of its runs failed (the CLI exits 3 after the failure summary)."""

@@ -3,7 +3,7 @@
 Layout of the study folder is documented in `docs/CONTRACTS.md`. A run's folder is named by a stable hash of
 its fully resolved config (+ fold), so editing the study file adds or removes runs without touching unrelated
 ones, and re-running skips every run whose `metrics.json` exists (written last, atomically). A run that was
-interrupted has no run folder (only a staging folder under `runs/.unfinished/`), or one without `metrics.json`
+interrupted has no run folder (only a staging folder under `runs/.unfinished/`, or a swap `recover_all` finishes), or one without `metrics.json`
 (older versions): it is redone from scratch.
 """
 
