@@ -137,3 +137,40 @@ def test_kill_9_during_the_run_swap_leaves_old_or_new(tiny_bert, sentiment_csv, 
         assert seed == 1
     assert seed == 1 or metrics == json.loads(json.dumps(old))  # old run untouched, or the complete new one
     assert not (tmp_path / ".swap").exists()  # recovery tidied up
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "zero_length", "no_manifest"])
+def test_corrupted_cache_shard_is_recomputed_and_metrics_equal_a_clean_run(tiny_bert, sentiment_csv, tmp_path,
+                                                                            monkeypatch, caplog, damage):
+    from unfreeze.config.schema import RunConfig
+    from unfreeze.training import cache
+    from unfreeze.training.run import train
+
+    cfg = RunConfig.model_validate(run_config(tiny_bert, sentiment_csv, freeze="head",
+                                              train={"epochs": 1, "threads": 1, "save_model": False}))
+    clean = train(cfg, tmp_path / "clean", progress=False, cache_root=tmp_path / "cache")
+    shards = sorted((tmp_path / "cache").glob("*/shard-*"))
+    assert shards and all((s / "manifest.json").is_file() for s in shards)
+    layer = next(shards[0].glob("layer*.npy"))
+    if damage == "truncated":
+        layer.write_bytes(layer.read_bytes()[:-100])
+    elif damage == "flipped":
+        monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "full")  # a flipped byte keeps lengths: only checksums see it
+        _flip(layer)
+    elif damage == "zero_length":
+        layer.write_bytes(b"")
+    else:
+        (shards[0] / "manifest.json").unlink()
+    cache.reset_memory()
+    before = cache.STATS["forward_examples"]
+    again = train(cfg, tmp_path / "again", progress=False, cache_root=tmp_path / "cache")
+    assert cache.STATS["forward_examples"] > before  # the damaged shard's examples were recomputed
+    warnings = [r for r in caplog.records if "damaged shard" in r.getMessage()]
+    assert len(warnings) == 1 and shards[0].name in warnings[0].getMessage()
+    assert again["val"] == clean["val"] and again["test"] == clean["test"]
