@@ -174,3 +174,24 @@ def test_corrupted_cache_shard_is_recomputed_and_metrics_equal_a_clean_run(tiny_
     warnings = [r for r in caplog.records if "damaged shard" in r.getMessage()]
     assert len(warnings) == 1 and shards[0].name in warnings[0].getMessage()
     assert again["val"] == clean["val"] and again["test"] == clean["test"]
+
+
+def test_quoted_tsv_with_tabs_and_newlines_keeps_every_row(tmp_path):
+    import pandas as pd
+
+    from unfreeze.data.sequence import read_table
+
+    frame = pd.DataFrame({"text": ["a\ttab", "two\nlines", 'say "hi"', "plain"], "label": ["x", "y", "x", "y"]})
+    path = tmp_path / "d.tsv"
+    frame.to_csv(path, sep="\t", index=False)
+    pd.testing.assert_frame_equal(read_table(path), frame)  # pandas' own writer is the reference
+
+
+def test_header_only_table_is_one_data_error(tmp_path):
+    from unfreeze.errors import DataError
+    from unfreeze.data.sequence import read_table
+
+    for name in ("h.csv", "h.tsv"):
+        (tmp_path / name).write_text("text,label\n" if name.endswith("csv") else "text\tlabel\n")
+        with pytest.raises(DataError, match="no data rows"):
+            read_table(tmp_path / name)
