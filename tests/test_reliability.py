@@ -195,3 +195,18 @@ def test_header_only_table_is_one_data_error(tmp_path):
         (tmp_path / name).write_text("text,label\n" if name.endswith("csv") else "text\tlabel\n")
         with pytest.raises(DataError, match="no data rows"):
             read_table(tmp_path / name)
+
+
+def test_dollar_and_html_in_labels_and_arm_names_render_a_report(tiny_bert, tmp_path):
+    from tiny import synthetic_frame
+
+    frame = synthetic_frame(120, classes=2)
+    names = sorted(frame["label"].unique())
+    frame["label"] = frame["label"].map({names[0]: "$\\frac{x$", names[1]: "<b>cost $5</b>"})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    spec = study_spec(tiny_bert, tmp_path / "d.csv", arms={"$\\nosuchcmd{$ <i>": {"optim.lr": 1e-3}})
+    run_study(StudyConfig.model_validate(spec), tmp_path / "study", echo=lambda *_: None, progress=False)
+    md = (tmp_path / "study" / "report.md").read_text()
+    assert "$\\nosuchcmd{$ &lt;i&gt;" in md and "<i>" not in md
+    page = (tmp_path / "study" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "<b>cost" not in page
