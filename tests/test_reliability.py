@@ -210,3 +210,18 @@ def test_dollar_and_html_in_labels_and_arm_names_render_a_report(tiny_bert, tmp_
     assert "$\\nosuchcmd{$ &lt;i&gt;" in md and "<i>" not in md
     page = (tmp_path / "study" / "report.html").read_text()
     assert "data:image/png;base64," in page and "<b>cost" not in page
+
+
+def test_dry_run_of_a_huge_grid_warns_and_summarises_per_arm(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    import unfreeze.study.estimate as estimate
+
+    monkeypatch.setattr(estimate, "estimate_job", lambda job: 1.0)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(study_spec(tiny_bert, sentiment_csv, grid={"optim.lr": [1e-3, 1e-2, 1e-4]},
+                                             seeds=list(range(70)))))
+    result = CliRunner().invoke(app, ["study", str(cfg), "--out", str(tmp_path / "s"), "--dry-run"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "210 runs (over 200)" in result.output
+    assert result.output.count(" 70 ") >= 3 and "to run" in result.output
+    assert len(result.output.splitlines()) < 40
