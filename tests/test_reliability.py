@@ -225,3 +225,12 @@ def test_dry_run_of_a_huge_grid_warns_and_summarises_per_arm(tiny_bert, sentimen
     assert "210 runs (over 200)" in result.output
     assert result.output.count(" 70 ") >= 3 and "to run" in result.output
     assert len(result.output.splitlines()) < 40
+
+
+def test_adapter_folder_with_only_a_pickle_is_refused_in_one_line(tmp_path):
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.model.checkpoint import _load_adapter
+
+    (tmp_path / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(UnfreezeError, match="only adapter_model.bin"):
+        _load_adapter(tmp_path, {"adapter_of": "x"})
