@@ -42,3 +42,28 @@ def sentiment_csv(tmp_path):
     path = tmp_path / "sentiment.csv"
     synthetic_frame(240, seed=0).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def child():
+    """Run Python code in a child process (optionally killed at a fault point), see `io_helpers.run_child`."""
+    from io_helpers import run_child
+
+    return run_child
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 1 MiB tmpfs mounted for the test (root only); skips where mounting is not allowed."""
+    import subprocess
+
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

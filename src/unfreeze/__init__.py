@@ -6,10 +6,21 @@ a config from plain data (same validation and error messages as the YAML loaders
 """
 __version__ = "0.1.0"
 
-from unfreeze.config.schema import RunConfig, StudyConfig  # noqa: E402
-from unfreeze.config.load import (load_run_config, load_study_config, parse_run_config,  # noqa: E402
-                                  parse_study_config)
 from unfreeze.errors import UnfreezeError  # noqa: E402
+
+# Loaded on first use (PEP 562): `import unfreeze.io` (fault-test child processes, the CLI's error path) must not
+# pay for pydantic + the config schema.
+_LAZY = {"RunConfig": "unfreeze.config.schema", "StudyConfig": "unfreeze.config.schema",
+         "load_run_config": "unfreeze.config.load", "load_study_config": "unfreeze.config.load",
+         "parse_run_config": "unfreeze.config.load", "parse_study_config": "unfreeze.config.load"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'unfreeze' has no attribute {name!r}")
 
 
 def train(config, out_dir, **kwargs):

@@ -24,6 +24,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err_console = Console(stderr=True)
 
+# Exit codes (README "Exit codes"): 0 everything finished, 2 bad input (one line on stderr), 3 a study finished
+# but some runs failed (summary printed, failures.json), 130 interrupted (finished runs kept, rerun resumes).
+EXIT_BAD_INPUT, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 2, 3, 130
+
 SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable).")
 TrackOption = typer.Option(None, "--track", help="Also log to mlflow, tensorboard or wandb (repeatable; adds to "
                                                  "the file's `tracking:`).")
@@ -50,7 +54,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UnfreezeError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(EXIT_BAD_INPUT)
 
     return wrapper
 
@@ -197,10 +201,20 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
         raise UnfreezeError(f"--address {address!r} is for the Ray executor: add --executor ray")
     from unfreeze.study.runner import make_executor
 
-    results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
-                        echo=console.print, study_text=config.read_text(encoding="utf-8"), command=_command_line(), track=track)
+    try:
+        results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
+                            echo=console.print, study_text=config.read_text(encoding="utf-8"),
+                            command=_command_line(), track=track)
+    except KeyboardInterrupt:
+        from unfreeze.study.runner import finished_runs
+
+        err_console.print(f"interrupted: {finished_runs(out)} runs finished and kept; rerun the same command to "
+                          "resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if not results.empty:
         print_arm_table(out)
+    if results.attrs.get("failed_runs"):
+        raise typer.Exit(EXIT_RUNS_FAILED)
 
 
 def print_arm_table(study_dir: Path) -> None:
@@ -222,6 +236,12 @@ def report(study_dir: Path = typer.Argument(..., help="A study folder.")):
 
     if not (study_dir / "study.json").is_file():
         raise UnfreezeError(f"{study_dir}: not a study folder (no study.json)")
+    from unfreeze.io.lock import study_running
+
+    holder = study_running(study_dir)
+    if holder:  # allowed on purpose: an interim report of a long study; every file is replaced atomically
+        err_console.print(f"note: a study is still running in {study_dir} ({holder}); this report shows the runs "
+                          "finished so far and the study rewrites it when it ends", highlight=False, soft_wrap=True)
     md, html = build_report(study_dir, collect_results(study_dir))
     console.print(f"wrote {md} and {html}")
 

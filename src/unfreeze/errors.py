@@ -32,3 +32,15 @@ class Pruned(Exception):
     def __init__(self, epoch: float, step: int, history: list[dict]):
         super().__init__(f"pruned at epoch {epoch:g} (step {step})")
         self.epoch, self.step, self.history = epoch, step, history
+
+
+class DiskFullError(UnfreezeError):
+    """The file system ran out of space (or quota) while writing; nothing finished was changed."""
+
+
+class LockedError(UnfreezeError):
+    """Another live process holds the study folder (its `.lock`): one study process per folder."""
+
+
+class LockUnsupportedError(UnfreezeError):
+    """The study folder's file system cannot lock files."""

@@ -79,10 +79,14 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame | dict[str, 
         raise DataError(f"{path}: file not found")
     fmt = detect_format(path, fmt)
     try:
-        if fmt == "csv":
-            return pd.read_csv(path)
-        if fmt == "tsv":
-            return pd.read_csv(path, sep="\t", quoting=3)
+        if fmt in ("csv", "tsv"):
+            # TSV with the csv default quoting, i.e. as `frame.to_csv(sep="\t")` writes it: a field holding a tab,
+            # a newline or a quote is quoted, and reading it back keeps every row (quoting=3 split such rows)
+            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+            if frame.empty:
+                raise DataError(f"{path}: no data rows (only a header with columns {list(frame.columns)}); "
+                                "add rows or point to another file")
+            return frame
         if fmt == "jsonl":
             return pd.read_json(path, lines=True)
         if fmt == "parquet":

@@ -38,7 +38,7 @@ def save_model(target: Path, run, model) -> None:
     backbone = model.backbone
     meta = model_meta(run)
     if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model
-        backbone.save_pretrained(tmp / "adapter")  # adapter_config.json + adapter_model.safetensors (MBs, not GBs)
+        backbone.save_pretrained(tmp / "adapter", safe_serialization=True)  # adapter_config.json + adapter_model.safetensors (MBs, not GBs)
         _save_head_and_meta(tmp / "adapter", run, model, {**meta, "adapter_of": run.config.model.name})
         backbone = backbone.merge_and_unload()
     if not _save_as_standard_classifier(tmp, run, model, backbone):
@@ -164,10 +164,15 @@ def load_model(best_dir: str | Path):
 def _load_adapter(adapter_dir: Path, meta: dict):
     """A LoRA adapter folder (`best/adapter`): the pretrained backbone it was trained on (loaded as the run
     loaded it: alias, folder or hub id, offline rules included) + the adapter, merged into plain weights."""
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        pickled = " (it has only adapter_model.bin, a pickle that can run code when loaded)" if (
+            adapter_dir / "adapter_model.bin").is_file() else ""
+        raise UnfreezeError(f"{adapter_dir}: no adapter_model.safetensors{pickled}; unfreeze loads safetensors only: "
+                            "convert it with safetensors or retrain the run")
     from peft import PeftModel
 
     from unfreeze.model.backbone import load_backbone
     from unfreeze.config.schema import ModelConfig
 
     base, _ = load_backbone(ModelConfig(**meta["model"]))
-    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    return PeftModel.from_pretrained(base, adapter_dir, use_safetensors=True).merge_and_unload()

@@ -289,22 +289,29 @@ def reproduce_blocks(study_dir: Path, meta: dict) -> list:
 # Rendering
 
 
+def _md_text(text: str) -> str:
+    """Arm, label and column names come from user files: escape HTML (markdown renderers pass raw HTML through),
+    as `render_html` does, so a label like `<script>` is shown, never run."""
+    return html.escape(str(text), quote=False)
+
+
 def render_markdown(blocks: list, plot_dir: str = "plots") -> str:
     out = []
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):
-            out.append(("# " if kind == "h1" else "## ") + block[1])
+            out.append(("# " if kind == "h1" else "## ") + _md_text(block[1]))
         elif kind == "p":
-            out.append(block[1])
+            out.append(_md_text(block[1]))
         elif kind == "table":
             header, rows = block[1], block[2]
-            out.append("\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                                 + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]))
+            out.append("\n".join(["| " + " | ".join(_md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+                                 + ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in row) + " |"
+                                    for row in rows]))
         elif kind == "pre":
             out.append("```\n" + block[1].rstrip() + "\n```")
         elif kind == "img":
-            out.append(f"### {block[2]}\n\n![{block[2]}]({plot_dir}/{block[1]}.png)")
+            out.append(f"### {_md_text(block[2])}\n\n![{_md_text(block[2])}]({plot_dir}/{block[1]}.png)")
     return "\n\n".join(out) + "\n"
 
 

@@ -9,6 +9,10 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Labels, arm names and titles come from user data: `$x$` or a lone `$` must be drawn as typed, not parsed as
+# mathtext (which raises on unbalanced `$` and would crash the report).
+plt.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 

@@ -34,16 +34,34 @@ def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int
     return scale * (train + frozen + evaluation)
 
 
+#: Above this many runs `--dry-run` prints a per-arm summary and a warning instead of one row per run.
+MAX_RUN_ROWS = 200
+
+
 def print_plan(study, jobs, out: Path, console) -> None:
     from unfreeze.training.run_dir import is_finished
 
     done = {j.run_id for j in jobs if is_finished(out / "runs" / j.run_id)}
-    table = Table(title=f"study {study.name}: {len(jobs)} runs, {len(done)} finished")
-    for col in ("run", "arm", "seed", "fold", "status"):
-        table.add_column(col)
-    for job in jobs:
-        table.add_row(job.run_id, job.arm, str(job.seed), "-" if job.fold < 0 else str(job.fold),
-                      "done" if job.run_id in done else "to run")
+    if len(jobs) > MAX_RUN_ROWS:  # a run-per-line table of thousands of rows helps nobody: one line per arm
+        console.print(f"warning: study {study.name} has {len(jobs)} runs (over {MAX_RUN_ROWS}); check the grid is "
+                      "the one you meant — showing one line per arm", highlight=False)
+        table = Table(title=f"study {study.name}: {len(jobs)} runs, {len(done)} finished")
+        for col in ("arm", "runs", "done", "to run"):
+            table.add_column(col)
+        per_arm: dict[str, list[int]] = {}
+        for job in jobs:
+            counts = per_arm.setdefault(job.arm, [0, 0])
+            counts[0] += 1
+            counts[1] += job.run_id in done
+        for arm, (runs, finished) in per_arm.items():
+            table.add_row(arm, str(runs), str(finished), str(runs - finished))
+    else:
+        table = Table(title=f"study {study.name}: {len(jobs)} runs, {len(done)} finished")
+        for col in ("run", "arm", "seed", "fold", "status"):
+            table.add_column(col)
+        for job in jobs:
+            table.add_row(job.run_id, job.arm, str(job.seed), "-" if job.fold < 0 else str(job.fold),
+                          "done" if job.run_id in done else "to run")
     console.print(table)
     arms = Counter(j.arm for j in jobs)
     console.print(f"{len(arms)} arms × seeds {study.seeds}" + (f" × {study.cv.folds} folds" if study.cv else ""))

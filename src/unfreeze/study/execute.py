@@ -23,7 +23,7 @@ from pathlib import Path
 from unfreeze.strategies import get_strategy
 from unfreeze.errors import UnfreezeError
 
-from unfreeze.io import read_json
+from unfreeze.io import read_json, recover_dir
 from unfreeze.study.grid import PlannedRun
 from unfreeze.study.pool import DataPool
 
@@ -64,6 +64,7 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
     from unfreeze.training.run import train
 
     run_dir = study_dir / "runs" / job.run_id
+    recover_dir(run_dir)  # a swap a killed process left half done: finish it before asking "finished?"
     if is_finished(run_dir):
         return RunOutcome(job.run_id, job.arm, ok=True, skipped=True, metrics=read_json(run_dir / "metrics.json"))
     if run_dir.exists():

@@ -3,7 +3,7 @@
 Layout of the study folder is documented in `docs/CONTRACTS.md`. A run's folder is named by a stable hash of
 its fully resolved config (+ fold), so editing the study file adds or removes runs without touching unrelated
 ones, and re-running skips every run whose `metrics.json` exists (written last, atomically). A run that was
-interrupted has no run folder (only a staging folder under `runs/.unfinished/`), or one without `metrics.json`
+interrupted has no run folder (only a staging folder under `runs/.unfinished/`, or a swap `recover_all` finishes), or one without `metrics.json`
 (older versions): it is redone from scratch.
 """
 
@@ -27,6 +27,8 @@ import pandas as pd
 from unfreeze.config.schema import StudyConfig
 
 
+from unfreeze.io.lock import StudyLock
+from unfreeze.io.swap import recover_all
 from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks
 from unfreeze.study.grid import expand
 from unfreeze.study.pool import DataPool
@@ -87,13 +89,22 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
               ) -> pd.DataFrame:
     """Run every unfinished run of the study, the baseline and CV ensembles; write results.csv and the report.
 
-    `track`: tracking backends to use besides the study file's `tracking.backends` (the CLI's `--track`)."""
+    `track`: tracking backends to use besides the study file's `tracking.backends` (the CLI's `--track`).
+    Holds `StudyLock(out_dir)` throughout: a second process on the same folder gets `LockedError` at once (one line
+    naming the holder's pid and host) instead of both writing the same runs. The returned frame's
+    ``attrs["failed_runs"]`` counts the runs that failed in this call (the CLI exits 3 when it is not 0)."""
     study_dir = Path(out_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    if study.search is not None:  # an Optuna search instead of a grid (tracking backends: not wired for it)
-        from unfreeze.study.search import run_search
+    with StudyLock(study_dir, command=command):
+        recover_all(study_dir / "runs")  # finish run-folder swaps a killed process left half done
+        if study.search is not None:  # an Optuna search instead of a grid (tracking backends: not wired for it)
+            from unfreeze.study.search import run_search
 
-        return run_search(study, study_dir, progress, echo, study_text, command)
+            return run_search(study, study_dir, progress, echo, study_text, command)
+        return _run_study_locked(study, study_dir, executor, progress, echo, study_text, command, track)
+
+
+def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, echo, study_text,
+                      command, track) -> pd.DataFrame:
     jobs = expand(study)
     write_study_meta(study_dir, study, jobs, study_text, command)
     pool = DataPool(study.cv)
@@ -133,4 +144,10 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     tracking.log_finished()
     tracking.close(results, status="FAILED" if failed else "FINISHED")
     echo(f"report: {html}")
+    results.attrs["failed_runs"] = len(failed)
     return results
+
+
+def finished_runs(study_dir: str | Path) -> int:
+    """How many runs of the study folder have finished (their `metrics.json` exists)."""
+    return sum(1 for _ in (Path(study_dir) / "runs").glob("*/metrics.json"))

@@ -18,7 +18,8 @@ sizes of a size study, and re-runs of the study. One *store* per (backbone weigh
 ```
 A run looks its examples up across shards and computes only what is missing — one forward pass with all hidden
 states fills every boundary the study asked for — as a new shard, written to a temp folder and renamed, so a
-crash never leaves a half shard that looks complete. Arrays up to `train.cache_ram_mb` (per process) are held in
+crash never leaves a half shard that looks complete; `manifest.json` (lengths + crc32, written last) lets every
+open check each shard's lengths and headers (`UNFREEZE_CACHE_VERIFY=full`: checksums too) and recompute a damaged one. Arrays up to `train.cache_ram_mb` (per process) are held in
 RAM; the rest are memory-mapped from disk.
 """
 from __future__ import annotations
@@ -32,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unfreeze.io.atomic import temp_name
+from unfreeze.io.integrity import open_memmap_guarded, verify, write_manifest
+from unfreeze.io.lock import stale_temp_cleanup
 from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.strategies import get_strategy
 from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
@@ -141,13 +145,27 @@ class StoreIndex:
     shards' small key files; shards written during the run are added as they appear. Any shard holding an
     example will do: the same key means the same token ids through the same weights."""
 
-    def __init__(self, store: Path):
+    def __init__(self, store: Path, checksums: bool | None = None):
         self.store = store
         self.rows: dict[int, dict[bytes, tuple[Path, int]]] = {}
         self._offsets: dict[Path, np.ndarray] = {}
+        if checksums is None:  # full checksums read every byte; lengths + .npy headers are enough for a crash
+            checksums = os.environ.get("UNFREEZE_CACHE_VERIFY", "") == "full"
+        if store.is_dir():
+            stale_temp_cleanup(store, ".shard-*.tmp")  # shards whose writer died before publishing them
+        bad = []
         for shard in sorted(store.glob("shard-*")) if store.is_dir() else []:
-            if shard.is_dir():
-                self.add(shard)
+            if not shard.is_dir():
+                continue
+            problems = verify(shard, checksums=checksums)
+            if problems:
+                bad.append(f"{shard.name} ({problems[0]})")
+                shutil.rmtree(shard, ignore_errors=True)  # its examples count as missing and are recomputed
+                continue
+            self.add(shard)
+        if bad:
+            log.warning("activation cache %s: %d damaged shard(s) deleted, their examples are recomputed: %s",
+                        store, len(bad), "; ".join(bad))
 
     def add(self, shard: Path) -> None:
         keys = [k.tobytes() for k in np.load(shard / "keys.npy")]
@@ -185,17 +203,19 @@ def write_shard(run, store: Path, enc, rows: np.ndarray, keys: np.ndarray, wante
     hidden = run.model.backbone.config.hidden_size
     dtype = run.config.train.cache_dtype
     name = "shard-" + hashlib.sha1(keys[rows].tobytes() + repr(wanted).encode()).hexdigest()[:16]
-    tmp = store / f".{name}.{os.getpid()}.{np.random.randint(1 << 30)}.tmp"
+    tmp = store / temp_name(name)  # carries the pid: `stale_temp_cleanup` removes it if this process dies
     tmp.mkdir(parents=True)
     try:
-        arrays = {b: np.lib.format.open_memmap(tmp / f"layer{b}.npy", mode="w+", dtype=_NUMPY_DTYPE[dtype],
-                                               shape=(int(offsets[-1]), hidden)) for b in wanted}
+        # blocks reserved up front: a full disk is one DiskFullError here, not a SIGBUS while filling the map
+        arrays = {b: open_memmap_guarded(tmp / f"layer{b}.npy", _NUMPY_DTYPE[dtype], (int(offsets[-1]), hidden))
+                  for b in wanted}
         compute_states(run, enc, rows, arrays, offsets, device, progress, split)
         for array in arrays.values():
             array.flush()
         del arrays
         np.save(tmp / "offsets.npy", offsets)
         np.save(tmp / "keys.npy", keys[rows])
+        write_manifest(tmp)  # last: a shard without a manifest was never finished
         try:
             tmp.rename(store / name)
         except OSError:  # another process wrote the same shard meanwhile: theirs is as good as ours

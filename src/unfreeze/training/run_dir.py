@@ -10,7 +10,8 @@ RUN/
   metrics.json           written LAST: its presence means the run finished
 ```
 Every file is written atomically (temp file + rename), and the whole folder too: a run writes into
-`<parent>/.unfinished/<name>/` and renames it to `RUN` when complete, so `--overwrite` keeps the previous run until
+`<parent>/.unfinished/.<name>.<pid>.<hex>.tmp/` and swaps it in as `RUN` when complete (`unfreeze.io.swap`: a
+journal makes `kill -9` at any moment leave the old or the new run), so `--overwrite` keeps the previous run until
 the new one is whole, and a study never sees a half-written run folder.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import platform
 
-import shutil
 
 import sys
 
@@ -37,7 +37,10 @@ from unfreeze.config.load import run_config_dict
 
 from unfreeze.errors import UnfreezeError
 
-from unfreeze.io import replace_dir, write_dataframe_csv, write_json, write_yaml
+from unfreeze.io import recover_dir, write_dataframe_csv, write_json, write_yaml
+from unfreeze.io.atomic import temp_name
+from unfreeze.io.lock import stale_temp_cleanup
+from unfreeze.io.swap import swap_dir
 from unfreeze.model.checkpoint import save_model
 from unfreeze.model.predict import prediction_frame
 
@@ -48,8 +51,10 @@ DONE_FILE = "metrics.json"
 
 
 def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`)."""
+    """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`). First finishes
+    a swap of `out_dir` that a killed process left half done, so the folder looked at is the old or the new run."""
     out = Path(out_dir)
+    recover_dir(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
     return out
@@ -57,9 +62,11 @@ def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
 
 
 def staging_dir(out: Path) -> Path:
-    """Where a run's files are written before they replace `out` in one rename. A hidden sibling folder, so the
-    study's `runs/*/metrics.json` never matches a half-swapped run."""
-    return out.parent / ".unfinished" / out.name
+    """Where a run's files are written before they replace `out` in one journaled swap. A hidden sibling folder,
+    so the study's `runs/*/metrics.json` never matches a half-swapped run; its name carries this process's pid
+    (`atomic.temp_name`), so two `unfreeze train --out X` never delete each other's staging, and a dead
+    process's staging is recognised and removed by `stale_temp_cleanup`."""
+    return out.parent / ".unfinished" / temp_name(out.name)
 
 
 
@@ -81,8 +88,8 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
     """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous
     run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it."""
     stage = staging_dir(out)
-    if stage.exists():
-        shutil.rmtree(stage)  # left by a run that died while writing
+    if stage.parent.is_dir():
+        stale_temp_cleanup(stage.parent)  # staging folders of runs that died while writing
     stage.mkdir(parents=True)
     write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
     if run_info is not None:
@@ -93,7 +100,7 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
     if run.config.train.save_model:
         save_model(stage / "best", run, model)
     write_json(stage / DONE_FILE, results)
-    replace_dir(stage, out)
+    swap_dir(stage, out)
     try:
         stage.parent.rmdir()
     except OSError:
