@@ -52,6 +52,9 @@ def test_racing_config():
     assert not StudyConfig.model_validate({"base": {}}).racing
     with pytest.raises(Exception, match="cv"):
         StudyConfig.model_validate({"base": {}, "racing": True, "cv": {"folds": 2}})
+    from unfreeze.report.build import racing_line
+
+    assert "every arm ran every seed" in racing_line({"looks": 0, "min_seeds": 3})
 
 
 def test_racing_stops_an_arm_that_cannot_learn(tiny_bert, sentiment_csv, tmp_path):

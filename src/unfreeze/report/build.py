@@ -242,6 +242,9 @@ METHOD = ("Test: a Welch t-test over independent seeds (runs not paired) whose v
 def racing_line(racing: dict) -> str:
     """What seed racing did, and why it cannot have chosen on test."""
     stopped = racing.get("stopped", {})
+    if not racing["looks"]:
+        return (f"Seed racing was on, but with no more seeds than the {racing['min_seeds']} an arm needs before it "
+                f"can be stopped, every arm ran every seed.")
     return (f"Seed racing: every arm ran {racing['min_seeds']} seeds; after each further seed, each running arm was "
             f"compared with the leader (best mean validation score) on the VALIDATION predictions with the same "
             f"seed-aware test, Holm-corrected across arms, and stopped when p < {racing['alpha']:g} / "
