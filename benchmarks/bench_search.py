@@ -47,7 +47,7 @@ def bbc_strategy_lr_study() -> dict:
 STUDIES = {"demo": demo_study, "bbc_strategy_lr": bbc_strategy_lr_study}
 
 
-def timed_study(config, out: Path) -> tuple[float, "object"]:
+def timed_study(config, out: Path) -> tuple[float, object]:
     from unfreeze.study.runner import run_study
     from unfreeze.training import cache
 

@@ -9,10 +9,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
-
-import unfreeze.study as study
 from calibration import IntConfusionMetric, _population
 from tiny import run_config
+
+from unfreeze import study
 from unfreeze.config.schema import StudyConfig
 from unfreeze.io import read_json
 from unfreeze.study.racing import racing_step

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
-from unfreeze.study.racing import stop_note
+from unfreeze.report import plots
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
+from unfreeze.study.racing import stop_note
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
 BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation

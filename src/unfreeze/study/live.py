@@ -35,7 +35,7 @@ class LiveReport:
             return
         try:
             self.build()
-        except Exception:  # noqa: BLE001 — a report that cannot be drawn yet must never stop the study
+        except Exception:
             log.warning("live report could not be rebuilt (the final one is built at the end)", exc_info=True)
         self.last_end = self.clock()
         self.last_cost = self.last_end - now
