@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install assets test demo bench bench-full clean
+.PHONY: install assets test demo bench bench-full gpu-check bench-search clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ bench: install assets
 
 bench-full: install assets
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md
+
+# On a CUDA machine (≤ 8 min on one GPU; install with a CUDA torch: make TORCH_SPEC='torch' gpu-check).
+# `python benchmarks/gpu_check.py --dry-run` checks the plan on CPU in seconds.
+gpu-check: install assets
+	$(BIN)/python benchmarks/gpu_check.py --out BENCHMARKS.md
+
+# Full study vs seed racing (benchmarks/search.json); long: the lead decides when to run it.
+bench-search: install assets
+	$(BIN)/python benchmarks/bench_search.py --out benchmarks/search.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -395,6 +395,13 @@ class SearchConfig(StrictModel):
         return self
 
 
+class RacingConfig(StrictModel):
+    """Seed racing (`study.racing`): more seeds only for arms not yet decisively worse than the leader on *val*."""
+    alpha: float = Field(0.05, gt=0, lt=1)  # family-wise, split over the looks (Bonferroni) and arms (Holm)
+    min_seeds: int = Field(3, ge=2)  # seeds an arm has before it can be stopped (the seed-aware test needs ≥ 3)
+    n_boot: int = Field(2000, ge=100)  # example bootstraps behind each racing comparison's test-set variance
+
+
 class StudyConfig(StrictModel):
     name: str = "study"
     base: dict[str, Any]
@@ -407,12 +414,29 @@ class StudyConfig(StrictModel):
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
     search: SearchConfig | None = None
+    racing: bool | RacingConfig = False
+
+    @field_validator("racing")
+    @classmethod
+    def _racing_settings(cls, value: bool | RacingConfig) -> RacingConfig | None:
+        """`racing: true` → the default settings; `racing: {alpha: 0.01}` → those; false → None."""
+        if value is True:
+            return RacingConfig()
+        return value or None
+
+    @model_validator(mode="after")
+    def _racing_without_cv(self):
+        if self.racing and self.cv:
+            raise ValueError("racing: true cannot be combined with cv: every fold has a different validation set, "
+                             "so the racing comparison has no shared examples; drop one of the two")
+        return self
 
     @model_validator(mode="after")
     def _search_alone(self) -> "StudyConfig":
         """A search explores its own space: a grid, named arms or CV folds beside it would be a second design."""
         if self.search is not None:
-            extra = [k for k, v in (("grid", self.grid), ("arms", self.arms), ("cv", self.cv)) if v]
+            extra = [k for k, v in (("grid", self.grid), ("arms", self.arms), ("cv", self.cv),
+                                    ("racing", self.racing)) if v]
             if extra:
                 raise ValueError(f"search: cannot be combined with {'/'.join(extra)}; move those keys into "
                                  "search.space or base")

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
+from unfreeze.report import plots
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
+from unfreeze.study.racing import stop_note
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
 BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation
@@ -49,7 +50,8 @@ def fmt(stats: dict, digits: int = 4) -> str:
 # Blocks
 
 
-def arms_table(results: pd.DataFrame, names: list[str], best: str | None, comparisons: dict) -> tuple[list, list]:
+def arms_table(results: pd.DataFrame, names: list[str], best: str | None, comparisons: dict,
+               stopped: dict | None = None) -> tuple[list, list]:
     metric = names[0]
     header = ["arm", "n", f"val {metric}", "val 95% CI", f"test {metric}", "test 95% CI"] + [
         f"test {m}" for m in names[1:]] + ["Δ vs best (p Holm)", "test-set only p", "trainable params", "train s",
@@ -62,7 +64,8 @@ def arms_table(results: pd.DataFrame, names: list[str], best: str | None, compar
         val, test = summarize(part[f"val_{metric}"]), summarize(part[f"test_{metric}"])
         comp = comparisons.get(arm)
         mark = significance_mark(comp)
-        rows.append([arm + mark, str(test["n"]), fmt(val), interval(part[f"val_{metric}"], bounded), fmt(test),
+        n = str(test["n"]) + (f" ({stop_note(stopped[arm])})" if arm in (stopped or {}) else "")
+        rows.append([arm + mark, n, fmt(val), interval(part[f"val_{metric}"], bounded), fmt(test),
                      interval(part[f"test_{metric}"], bounded)]
                     + [fmt(summarize(part[f"test_{m}"])) for m in names[1:]]
                     + [versus(arm, best, comp), secondary(comp), f"{int(part['trainable_params'].median()):,}",
@@ -200,10 +203,11 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
                             f"data.split_seed): one table per test set; arms are compared and ranked only within "
                             f"a table, never across tables."))
     base, first_best = None, None
+    racing = read_json(study_dir / "racing.json") if (study_dir / "racing.json").exists() else None
     for i, group in enumerate(groups):
         best, comparisons = significance(group, meta, metric)
         first_best = best if i == 0 else first_best
-        header, rows = arms_table(group, names, best, comparisons)
+        header, rows = arms_table(group, names, best, comparisons, (racing or {}).get("stopped"))
         if i == 0:
             base = baseline_row(study_dir, names, len(header))
             if base and len(groups) == 1:
@@ -227,6 +231,8 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
         f"Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, else the process's peak "
         f"resident memory during the run)."))]
+    if racing:
+        blocks.append(("p", racing_line(racing)))
     if base is None:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
     blocks += ensemble_blocks(study_dir, metric) + search_blocks
@@ -242,6 +248,21 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
 METHOD = ("Test: a Welch t-test over independent seeds (runs not paired) whose variance adds each arm's seed "
           "variance and the test-set variance of the seed-averaged difference (a bootstrap over test examples, "
           f"{N_BOOT:,} resamples), calibrated in docs/statistics.md;")
+
+
+def racing_line(racing: dict) -> str:
+    """What seed racing did, and why it cannot have chosen on test."""
+    stopped = racing.get("stopped", {})
+    if not racing["looks"]:
+        return (f"Seed racing was on, but with no more seeds than the {racing['min_seeds']} an arm needs before it "
+                f"can be stopped, every arm ran every seed.")
+    return (f"Seed racing: every arm ran {racing['min_seeds']} seeds; after each further seed, each running arm was "
+            f"compared with the leader (best mean validation score) on the VALIDATION predictions with the same "
+            f"seed-aware test, Holm-corrected across arms, and stopped when p < {racing['alpha']:g} / "
+            f"{racing['looks']} looks = {racing['alpha_per_look']:.3g} — never on test, so the test columns are not "
+            f"selected on. {len(stopped)} arm{'s' if len(stopped) != 1 else ''} stopped early ("
+            f"{racing['runs_not_run']} runs not run); a stopped arm shows the seeds it ran, and its n column says "
+            f"why it stopped.")
 
 
 def group_label(group: pd.DataFrame, meta: dict) -> str:

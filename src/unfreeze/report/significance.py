@@ -24,15 +24,25 @@ from unfreeze.metrics.stats import best_arm, compare_with_best
 N_BOOT = 10_000  # resamples behind every bootstrap the report prints (p-values never claim more than 1 / N_BOOT)
 
 
-def read_test_predictions(run_dir: Path, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predictions) of a run's test split, as object arrays (token tasks: one tag list per sentence)."""
+def read_test_predictions(run_dir: Path, task: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of a run's test (or `split`) predictions, as object arrays (token tasks: one tag list
+    per sentence)."""
     if task == "token":
-        rows = [json.loads(line) for line in (run_dir / "predictions_test.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (run_dir / f"predictions_{split}.jsonl").read_text().splitlines()]
         y, p = np.empty(len(rows), dtype=object), np.empty(len(rows), dtype=object)
         y[:], p[:] = [r["tags"] for r in rows], [r["pred"] for r in rows]
         return y, p
-    frame = pd.read_csv(run_dir / "predictions_test.csv", dtype={"label": str, "pred": str})
+    frame = pd.read_csv(run_dir / f"predictions_{split}.csv", dtype={"label": str, "pred": str})
     return frame["label"].to_numpy(), frame["pred"].to_numpy()
+
+
+def count_metric_of(run_dir: Path, task: str, metric: str, split: str = "test"):
+    """The count metric (`metrics.counts`) that recomputes `metric` from a run's `split` predictions."""
+    scored = read_json(run_dir / "metrics.json")[split]
+    if task == "token":
+        return token_metric(metric, scored["labels"], _run_config(run_dir)["data"]["ignore_labels"],
+                            scored.get("settings", {}).get("scheme", "iob2"))
+    return classification_metric(metric, scored["labels"], scored.get("positive_label"))
 
 
 def test_groups(results: pd.DataFrame, task: str) -> list[pd.DataFrame]:
@@ -76,12 +86,7 @@ def significance(results: pd.DataFrame, meta: dict, metric: str, n_boot: int = N
             run_dir = Path(run_dir)
             y, p = read_test_predictions(run_dir, meta.get("task", "sequence"))
             if fn is None:
-                test = read_json(run_dir / "metrics.json")["test"]
-                if meta.get("task") == "token":
-                    fn = token_metric(metric, test["labels"], _run_config(run_dir)["data"]["ignore_labels"],
-                                      test.get("settings", {}).get("scheme", "iob2"))
-                else:
-                    fn = classification_metric(metric, test["labels"], test.get("positive_label"))
+                fn = count_metric_of(run_dir, meta.get("task", "sequence"), metric)
             y_true = y if y_true is None else y_true
             preds[arm][(int(seed), int(fold))] = p
     if fn is None:

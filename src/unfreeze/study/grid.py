@@ -125,6 +125,8 @@ def config_hash(config: RunConfig, fold: int) -> str:
 
 
 def expand(study: StudyConfig) -> list[PlannedRun]:
+    """Every planned run, breadth-first: each arm's first seed (all folds) before any arm's second seed, so a study
+    stopped early (Ctrl-C, a time limit, seed racing) has one result for every arm instead of many for a few."""
     runs: list[PlannedRun] = []
     folds = range(study.cv.folds) if study.cv else [-1]
     seen: set[str] = set()
@@ -146,4 +148,5 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
                     raise ConfigError(f"study arm {arm!r} (seed {seed}) duplicates another arm's config")
                 seen.add(run_id)
                 runs.append(PlannedRun(run_id, arm, seed, fold, overrides, config))
-    return runs
+    seed_rank = {seed: i for i, seed in enumerate(study.seeds)}
+    return sorted(runs, key=lambda run: seed_rank[run.seed])  # stable: arm order, then folds, within a seed

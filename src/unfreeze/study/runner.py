@@ -120,9 +120,20 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
 
     tracking = StudyTracking(study, study_dir, jobs, track, study_text)
     reporter.listeners.append(tracking.on_outcome)
+    from unfreeze.study.live import LiveReport
+
+    live = LiveReport(study_dir, jobs)
+    reporter.listeners.append(live)
     executor = executor or make_executor(study)
     try:
-        outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
+        if not study.racing:
+            (study_dir / "racing.json").unlink(missing_ok=True)  # an earlier racing run's stops no longer hold
+        if study.racing:
+            from unfreeze.study.racing import run_racing
+
+            outcomes = run_racing(study, jobs, study_dir, pool, executor, cache_top_ks(jobs), reporter, echo)
+        else:
+            outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
     except BaseException:
         tracking.close(pd.DataFrame(), status="KILLED")
         raise
@@ -143,6 +154,9 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
     _, html = build_report(study_dir, results)
     tracking.log_finished()
     tracking.close(results, status="FAILED" if failed else "FINISHED")
+    if live.built:
+        echo(f"live report: rebuilt after {live.built} runs ({live.seconds:.1f}s in all), skipped after "
+             f"{live.skipped} (throttled)")
     echo(f"report: {html}")
     results.attrs["failed_runs"] = len(failed)
     return results
