@@ -291,7 +291,7 @@ def unfreeze_method(job: dict, data, t0: float) -> dict:
 
 def unfreeze_study(job: dict, data, t0: float) -> dict:
     """One `run_study` over every strategy (one arm each), sharing one activation cache; wall time end to end."""
-    from unfreeze.config.schema import StudyConfig
+    from unfreeze.config.study import StudyConfig
     from unfreeze.study.execute import LocalExecutor
     from unfreeze.study.runner import run_study
 

@@ -35,7 +35,7 @@ def study_spec(train_size: int, seeds: list[int], threads: int | None) -> dict:
 
 
 def timed_study(spec: dict, out: Path, executor) -> tuple[float, "object"]:
-    from unfreeze.config.schema import StudyConfig
+    from unfreeze.config.study import StudyConfig
     from unfreeze.study.runner import run_study
 
     started = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/ray.json"))
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from unfreeze.config.schema import RayConfig
+    from unfreeze.config.study import RayConfig
     from unfreeze.io import write_json
     from unfreeze.study.ray_executor import RayExecutor
     from unfreeze.study.execute import LocalExecutor

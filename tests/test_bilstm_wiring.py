@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from tiny import run_config
 from unfreeze.cli import app
 from unfreeze.config.load import load_study_config
-from unfreeze.config.schema import ModelConfig, RunConfig, StudyConfig
+from unfreeze.config.schema import ModelConfig, RunConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError
 from unfreeze.model.backbone import load_backbone, weights_fingerprint
 from unfreeze.model.bilstm import BiLSTMEncoder

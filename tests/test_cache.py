@@ -111,7 +111,7 @@ def test_cache_is_keyed_per_example_so_other_subsets_reuse_it(tiny_bert, sentime
 def test_cross_validation_computes_each_example_once(tiny_bert, sentiment_csv, tmp_path):
     """Folds re-shuffle one pool of examples: the frozen prefix is computed once per example, not once per fold."""
     import unfreeze.study as study
-    from unfreeze.config.schema import StudyConfig
+    from unfreeze.config.study import StudyConfig
 
     base = run_config(tiny_bert, sentiment_csv, freeze="head",
                       train={"epochs": 1, "threads": 1, "save_model": False, "cache_dtype": "float32"})

@@ -13,7 +13,7 @@ from calibration import IntConfusionMetric, _population
 from tiny import run_config
 
 from unfreeze import study
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json
 from unfreeze.study.racing import racing_step
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tiny import run_config
 import unfreeze.study as study
 from unfreeze.cli import app
-from unfreeze.config.schema import RayConfig, StudyConfig
+from unfreeze.config.study import RayConfig, StudyConfig
 from unfreeze.errors import UnfreezeError
 from unfreeze.study.ray_executor import CacheGate, RayExecutor
 

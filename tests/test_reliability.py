@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from io_helpers import child_env
 from tiny import run_config
 from unfreeze.cli import app
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.errors import LockedError
 from unfreeze.study.runner import run_study
 
@@ -27,7 +27,7 @@ def study_spec(model, data, **extra) -> dict:
 HOLDING_STUDY = """
 import sys, time
 from pathlib import Path
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.study.runner import run_study
 
 class SlowExecutor:  # stands in for hours of training while the lock is held

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from tiny import run_config, synthetic_frame
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.report.build import build_report
 from unfreeze.study.runner import run_study
 

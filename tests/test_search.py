@@ -5,7 +5,7 @@ import pytest
 
 from tiny import run_config
 import unfreeze.study as study
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError
 
 optuna = pytest.importorskip("optuna")

@@ -11,7 +11,7 @@ from unfreeze.training import prepare
 import unfreeze.study as study
 from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.cli import app
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 
 
 def make_study(model, data, **extra):

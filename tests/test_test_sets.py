@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tiny import run_config
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.errors import UnfreezeError
 from unfreeze.report.build import BETTER_MARK, SIG_MARK, build_report
 from unfreeze.study.runner import run_study

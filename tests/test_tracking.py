@@ -423,7 +423,7 @@ def test_study_logs_one_parent_and_four_children_and_a_rerun_adds_none(tiny_bert
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     from tiny import run_config
-    from unfreeze.config.schema import StudyConfig
+    from unfreeze.config.study import StudyConfig
     from unfreeze.study.runner import run_study
 
     base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})

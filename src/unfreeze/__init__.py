@@ -10,7 +10,7 @@ from unfreeze.errors import UnfreezeError  # noqa: E402
 
 # Loaded on first use (PEP 562): `import unfreeze.io` (fault-test child processes, the CLI's error path) must not
 # pay for pydantic + the config schema.
-_LAZY = {"RunConfig": "unfreeze.config.schema", "StudyConfig": "unfreeze.config.schema",
+_LAZY = {"RunConfig": "unfreeze.config.schema", "StudyConfig": "unfreeze.config.study",
          "load_run_config": "unfreeze.config.load", "load_study_config": "unfreeze.config.load",
          "parse_run_config": "unfreeze.config.load", "parse_study_config": "unfreeze.config.load"}
 

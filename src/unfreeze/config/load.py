@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from unfreeze.errors import ConfigError
-from unfreeze.config.schema import RunConfig, StudyConfig
+from unfreeze.config.schema import RunConfig
+from unfreeze.config.study import StudyConfig
 
 
 

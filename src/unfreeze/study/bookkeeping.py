@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json, write_json, write_text
 from unfreeze.study.execute import RunOutcome
 from unfreeze.study.grid import PlannedRun

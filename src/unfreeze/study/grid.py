@@ -21,7 +21,8 @@ from typing import Any
 
 
 
-from unfreeze.config.schema import FreezeConfig, RunConfig, StudyConfig
+from unfreeze.config.schema import FreezeConfig, RunConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.config.load import apply_overrides, describe_validation_error
 
 from unfreeze.errors import ConfigError

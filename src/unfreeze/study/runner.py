@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 
 
 from unfreeze.io.lock import StudyLock

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from unfreeze.config.load import describe_validation_error, set_dotted
-from unfreeze.config.schema import RunConfig, StudyConfig
+from unfreeze.config.schema import RunConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError, Pruned, UnfreezeError
 from unfreeze.io import read_json, write_json
 from unfreeze.metrics.classification import LOWER_IS_BETTER

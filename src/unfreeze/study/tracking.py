@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from unfreeze.config.load import run_config_dict
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json
 from unfreeze.study.execute import RunOutcome
 from unfreeze.study.grid import PlannedRun

@@ -1,0 +1,133 @@
+"""The study file's typed model: a run config under `base:` plus the design — grid, named arms, seeds, CV folds,
+racing, an Optuna search, the executor and its Ray resources, tracking."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from unfreeze.config.schema import StrictModel, TrackingConfig
+
+
+class CVConfig(StrictModel):
+    folds: int = Field(5, ge=2)
+    stratified: bool = True
+
+
+
+class RayConfig(StrictModel):
+    address: str | None = None
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    memory_mb: int | None = None
+    max_retries: int = Field(2, ge=0)
+    init_num_cpus: int | None = None
+
+
+
+class SearchConfig(StrictModel):
+    """`search:` in a study file: an Optuna search instead of a grid (study/search.py). `space` is written like
+    the grid: a list is a categorical choice, `{low, high, log}` a continuous (or integer, when both ends are
+    integers) range. Each trial runs the study's first seed; `seeds` re-runs the `top` best trials with more."""
+
+    sampler: Literal["grid", "random", "tpe"] = "tpe"
+    trials: int = Field(20, gt=0)
+    space: dict[str, Any]
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
+    seed: int = Field(0, ge=0)
+    storage: str | None = None  # default: sqlite:///<study folder>/optuna.db; a database URL shares one search
+    seeds: list[int] = []
+    top: int = Field(1, gt=0)
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise ValueError("search.space is empty: give at least one key, e.g. `optim.lr: {low: 1e-5, high: "
+                             "1e-3, log: true}`")
+        for key, value in space.items():
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError(f"search.space.{key} is an empty list")
+                continue
+            if not isinstance(value, dict) or not {"low", "high"} <= set(value) or set(value) - {"low", "high", "log"}:
+                raise ValueError(f"search.space.{key}: write a list of choices or {{low, high, log}}, got {value!r}")
+            low, high = value["low"], value["high"]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise ValueError(f"search.space.{key}: low and high must be numbers with low < high, got {value!r}")
+            if value.get("log") and low <= 0:
+                raise ValueError(f"search.space.{key}: log: true needs low > 0, got low={low}")
+        return space
+
+    @model_validator(mode="after")
+    def _grid_is_categorical(self) -> "SearchConfig":
+        ranges = [k for k, v in self.space.items() if not isinstance(v, list)]
+        if self.sampler == "grid" and ranges:
+            raise ValueError(f"search.sampler: grid takes lists only; {ranges} are ranges (use random or tpe)")
+        return self
+
+
+class RacingConfig(StrictModel):
+    """Seed racing (`study.racing`): more seeds only for arms not yet decisively worse than the leader on *val*."""
+    alpha: float = Field(0.05, gt=0, lt=1)  # family-wise, split over the looks (Bonferroni) and arms (Holm)
+    min_seeds: int = Field(3, ge=2)  # seeds an arm has before it can be stopped (the seed-aware test needs ≥ 3)
+    n_boot: int = Field(2000, ge=100)  # example bootstraps behind each racing comparison's test-set variance
+
+
+class StudyConfig(StrictModel):
+    name: str = "study"
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = {}
+    arms: dict[str, dict[str, Any]] = {}
+    seeds: list[int] = [0]
+    cv: CVConfig | None = None
+    baseline: bool = True
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    search: SearchConfig | None = None
+    racing: bool | RacingConfig = False
+
+    @field_validator("racing")
+    @classmethod
+    def _racing_settings(cls, value: bool | RacingConfig) -> RacingConfig | None:
+        """`racing: true` → the default settings; `racing: {alpha: 0.01}` → those; false → None."""
+        if value is True:
+            return RacingConfig()
+        return value or None
+
+    @model_validator(mode="after")
+    def _racing_without_cv(self):
+        if self.racing and self.cv:
+            raise ValueError("racing: true cannot be combined with cv: every fold has a different validation set, "
+                             "so the racing comparison has no shared examples; drop one of the two")
+        return self
+
+    @model_validator(mode="after")
+    def _search_alone(self) -> "StudyConfig":
+        """A search explores its own space: a grid, named arms or CV folds beside it would be a second design."""
+        if self.search is not None:
+            extra = [k for k, v in (("grid", self.grid), ("arms", self.arms), ("cv", self.cv),
+                                    ("racing", self.racing)) if v]
+            if extra:
+                raise ValueError(f"search: cannot be combined with {'/'.join(extra)}; move those keys into "
+                                 "search.space or base")
+            if self.executor != "local":
+                raise ValueError("search: runs trials with the local executor (executor: local); share one search "
+                                 "across machines with search.storage set to a database URL")
+        return self
+
+    @field_validator("grid")
+    @classmethod
+    def _nonempty_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} is an empty list")
+        return grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+        return seeds
