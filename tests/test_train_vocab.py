@@ -119,3 +119,20 @@ def test_token_task_counts_words_and_reloads(tmp_path):
     (tmp_path / "in.conll").write_text("小明\n住\n上海\n\n", encoding="utf-8")
     frame = predict_token_file(model, tok, meta, tmp_path / "in.conll", tmp_path / "out.conll")
     assert frame["pred"][0] == ["B-PER", "O", "B-LOC"]
+
+
+def test_chinese_example_compares_bilstm_arms_and_ends_on_the_full_training_split():
+    from pathlib import Path
+
+    from unfreeze.config.load import load_study_config
+    from unfreeze.study.grid import expand
+
+    runs = expand(load_study_config(Path(__file__).resolve().parents[1] / "examples" / "chinese_reviews.yaml"))
+    lstm = [r for r in runs if r.config.model.name == "bilstm"]
+    assert {r.config.model.tokenizer for r in lstm} == {"train", "minilm"}
+    assert all(r.config.freeze.strategy == "all" and r.config.optim.lr >= 1e-3 for r in lstm)
+    assert {r.config.freeze.strategy for r in runs if r.config.model.name == "minilm"} == {"head", "top_k", "all"}
+    sizes = {r.config.data.train_size for r in runs}
+    assert None in sizes and "train_size=full" in {r.arm.split(" · ")[-1] for r in runs}
+    # the study's baseline takes the largest data config: null (the full split) wins
+    assert max((r.config for r in runs), key=lambda c: c.data.train_size or float("inf")).data.train_size is None
