@@ -125,8 +125,11 @@ class ModelConfig(StrictModel):
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
     attention_dropout: float | None = Field(None, ge=0, lt=1)
     hidden_dropout: float | None = Field(None, ge=0, lt=1)
-    # `name: bilstm` only: a BiLSTM trained from scratch over this tokenizer's vocabulary (model/bilstm.py)
+    # `name: bilstm` only: a BiLSTM trained from scratch over this tokenizer's vocabulary (model/bilstm.py);
+    # `train`: a WordPiece vocabulary built from the training split (model/vocab.py), sized by the two keys below
     tokenizer: str = "minilm"
+    vocab_size: int = Field(20000, gt=5)
+    vocab_min_count: int = Field(2, ge=1)
     embedding_dim: int = Field(128, gt=0)
     lstm_hidden: int = Field(256, gt=0)  # output width = both directions concatenated (even)
     lstm_layers: int = Field(1, gt=0)

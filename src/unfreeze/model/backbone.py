@@ -19,6 +19,7 @@ from torch import nn
 
 from unfreeze.assets import MODELS, resolve_model_path
 from unfreeze.model.bilstm import BiLSTMConfig, build_bilstm, is_bilstm_name
+from unfreeze.model.vocab import TRAIN_VOCAB, is_train_vocab, train_tokenizer, training_texts
 from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import AssetMissingError, UnfreezeError
 
@@ -44,18 +45,20 @@ class EncoderLayout:
         return len(self.layers)
 
 
-def load_backbone(cfg: ModelConfig, seed: int = 0):
+def load_backbone(cfg: ModelConfig, seed: int = 0, training=None):
     """(model, tokenizer) from a built-in alias, a local folder or a hub id; never downloads when offline.
 
     `model.name: bilstm` builds a fresh BiLSTM over `model.tokenizer`'s vocabulary instead, its random weights
     drawn from `seed` (the run seed) without touching the global RNG, so the same config + seed gives the same
-    model whatever ran before it in the process."""
+    model whatever ran before it in the process. With `model.tokenizer: train` that vocabulary is built from
+    `training`, the TRAINING split (a sentence or token split; model/vocab.py): callers pass `data.train`, never
+    val/test. Transformers ignore `training`."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     if is_bilstm_name(cfg.name):
-        return _build_bilstm(cfg, seed)
+        return _build_bilstm(cfg, seed, training)
     source = resolve_model_path(cfg.name)
     local = Path(source).is_dir()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
@@ -71,9 +74,25 @@ def load_backbone(cfg: ModelConfig, seed: int = 0):
     return model, tokenizer
 
 
-def _build_bilstm(cfg: ModelConfig, seed: int):
+def _build_bilstm(cfg: ModelConfig, seed: int, training=None):
+    tokenizer = _bilstm_tokenizer(cfg, training)
+    sizes = BiLSTMConfig(embedding_dim=cfg.embedding_dim, hidden_size=cfg.lstm_hidden, num_layers=cfg.lstm_layers,
+                         dropout=0.1 if cfg.hidden_dropout is None else cfg.hidden_dropout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_bilstm(tokenizer, sizes)
+    return model, tokenizer
+
+
+def _bilstm_tokenizer(cfg: ModelConfig, training=None):
     from transformers import AutoTokenizer
 
+    if is_train_vocab(cfg.tokenizer):
+        if training is None:
+            raise UnfreezeError(f"model.tokenizer: {TRAIN_VOCAB} builds the vocabulary from the training split, "
+                                "which this command does not load; train the model (unfreeze run / study) or "
+                                "name a tokenizer (a built-in alias or a folder)")
+        return train_tokenizer(training_texts(training), cfg.vocab_size, cfg.vocab_min_count)
     source = resolve_model_path(cfg.tokenizer)
     local = Path(source).is_dir()
     try:
@@ -84,12 +103,7 @@ def _build_bilstm(cfg: ModelConfig, seed: int):
         raise AssetMissingError(f"model.tokenizer {cfg.tokenizer!r}: tokenizer {where} could not be loaded: "
                                 f"{first}. Use a built-in alias ({', '.join(MODELS)}) or a folder with tokenizer "
                                 "files") from None
-    sizes = BiLSTMConfig(embedding_dim=cfg.embedding_dim, hidden_size=cfg.lstm_hidden, num_layers=cfg.lstm_layers,
-                         dropout=0.1 if cfg.hidden_dropout is None else cfg.hidden_dropout)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_bilstm(tokenizer, sizes)
-    return model, tokenizer
+    return tokenizer
 
 
 def _missing_model_message(name: str, local: bool, offline: bool, exc: Exception) -> str:

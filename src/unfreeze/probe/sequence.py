@@ -60,7 +60,7 @@ def run_probe(config: RunConfig, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     data = load_data(config)
-    backbone, tokenizer = load_backbone(config.model, config.seed)
+    backbone, tokenizer = load_backbone(config.model, config.seed, training=data.train)
     encoded, _, _ = encode_sequence_splits(tokenizer, backbone, data, config)
     device = _device(config)
     pad = tokenizer.pad_token_id or 0

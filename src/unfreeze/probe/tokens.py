@@ -46,7 +46,7 @@ def run_token_probe(config: RunConfig, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     data = load_data(config)
-    backbone, tokenizer = load_backbone(config.model, config.seed)
+    backbone, tokenizer = load_backbone(config.model, config.seed, training=data.train)
     encoded, _, _ = encode_token_splits(tokenizer, data, config.data, model_max_positions(tokenizer, backbone))
     device = _device(config)
     pad = tokenizer.pad_token_id or 0

@@ -85,10 +85,10 @@ def estimate_job(job) -> float:
     from unfreeze.training.prepare import load_data
 
     cfg = job.config
-    key = cfg.model.name + cfg.data.model_dump_json()
+    key = cfg.model.name + cfg.model.tokenizer + cfg.data.model_dump_json()
     if key not in _TOKENS:
         data = load_data(cfg)
-        backbone, tokenizer = load_backbone(cfg.model)
+        backbone, tokenizer = load_backbone(cfg.model, training=data.train)
         cap = cfg.data.max_length if cfg.data.max_length != "auto" else cfg.data.max_length_cap
         if cfg.task == "token":
             lengths = lambda s: [min(cap, 1.3 * len(w) + 2) for w in s.words]  # noqa: E731

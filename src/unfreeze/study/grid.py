@@ -52,6 +52,8 @@ class PlannedRun:
 def display_value(key: str, value: Any) -> str:
     if key == "freeze":
         return FreezeConfig.model_validate(value).label
+    if key == "data.train_size" and value is None:
+        return "full"  # null: the whole training split
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list)):

@@ -60,7 +60,7 @@ def load_data(config: RunConfig):
 def prepare_run(config: RunConfig, data=None) -> PreparedRun:
     """`data` may be passed in (studies and folds load it once); the model is always loaded afresh."""
     data = data if data is not None else load_data(config)
-    backbone, tokenizer = load_backbone(config.model, config.seed)
+    backbone, tokenizer = load_backbone(config.model, config.seed, training=data.train)
     if config.task == "token":
         from unfreeze.data.windows import encode_token_splits
 
