@@ -76,17 +76,21 @@ def significance(results: pd.DataFrame, meta: dict, metric: str, n_boot: int = N
             run_dir = Path(run_dir)
             y, p = read_test_predictions(run_dir, meta.get("task", "sequence"))
             if fn is None:
-                test = read_json(run_dir / "metrics.json")["test"]
-                if meta.get("task") == "token":
-                    fn = token_metric(metric, test["labels"], _run_config(run_dir)["data"]["ignore_labels"],
-                                      test.get("settings", {}).get("scheme", "iob2"))
-                else:
-                    fn = classification_metric(metric, test["labels"], test.get("positive_label"))
+                fn = count_metric_of(run_dir, meta, metric)
             y_true = y if y_true is None else y_true
             preds[arm][(int(seed), int(fold))] = p
     if fn is None:
         return best, {}
     return best, compare_with_best(best, preds, y_true, fn, n_boot=n_boot)
+
+
+def count_metric_of(run_dir: Path, meta: dict, metric: str):
+    """The count metric (`metrics.counts`) that recomputes a run's test `metric` from its predictions."""
+    test = read_json(Path(run_dir) / "metrics.json")["test"]
+    if meta.get("task") == "token":
+        return token_metric(metric, test["labels"], _run_config(Path(run_dir))["data"]["ignore_labels"],
+                            test.get("settings", {}).get("scheme", "iob2"))
+    return classification_metric(metric, test["labels"], test.get("positive_label"))
 
 
 def runner_up(results: pd.DataFrame, metric: str, best: str | None) -> str | None:
