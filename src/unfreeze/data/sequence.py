@@ -281,6 +281,7 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     names = label_names_from(frames["train"])
     if len(names) < 2:
         raise DataError(f"{sources['train']}: only one class ({names[0]!r}) in column {cfg.label_column!r}")
+    names = _keep_unseen_labels(names, frames, sources, notes)
     index = {n: i for i, n in enumerate(names)}
     splits = {k: to_split(frames[k], index, sources.get(k, k)) for k in ("train", "val", "test")}
     if len(splits["val"]) == 0:
@@ -293,6 +294,31 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
         splits["train"] = splits["train"].subset(stratified_take(splits["train"].labels, cfg.train_size, cfg.split_seed))
     notes["sizes"] = {k: len(v) for k, v in splits.items()}
     return TaskData(splits["train"], splits["val"], splits["test"], names, notes)
+
+
+def _keep_unseen_labels(names: list[str], frames: dict[str, pd.DataFrame], sources: dict, notes: dict) -> list[str]:
+    """Labels of val/test that never occur in train are kept, not refused: the model never learns them, so each
+    such example counts as an error (what a deployed model would do). Appended after the training labels, listed in
+    ONE warning and in `notes["unseen_labels"]` ({label: {split: examples}}), which metrics.json["data"] carries."""
+    import warnings
+
+    known = set(names)
+    unseen: dict[str, dict[str, int]] = {}
+    for split in ("val", "test"):
+        for label, n in frames[split]["label"].value_counts().items():
+            if label not in known:
+                unseen.setdefault(str(label), {})[split] = int(n)
+    if not unseen:
+        return names
+    listing = "; ".join(f"{label!r} ({', '.join(f'{n} in {sp}' for sp, n in where.items())})"
+                        for label, where in sorted(unseen.items()))
+    message = (f"{len(unseen)} label(s) of val/test never occur in the training split {sources['train']}: {listing}. "
+               "They are kept and every such example counts as an error (a model cannot predict a label it never "
+               "saw); merge or drop them if that is not the question")
+    warnings.warn(message, stacklevel=3)
+    log.warning(message)
+    notes["unseen_labels"] = unseen
+    return names + sorted(unseen)
 
 
 def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dict[str, pd.DataFrame]:
