@@ -225,6 +225,7 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
                 notes.setdefault("leaks_removed", {})[name] = len(splits[name]) - len(kept)
             splits[name] = kept
             seen |= {tuple(s.words) for s in kept}
+    _near_duplicates(splits, cfg.near_duplicates, notes)
     for name in ("train", "val"):
         if not splits[name]:
             raise DataError(f"{sources.get(name, name)}: the {name} split is empty" + (
@@ -259,6 +260,25 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
         train_tag_counts={names[i]: int(c) for i, c in sorted(counts.items())},
     )
     return TokenTaskData(result["train"], result["val"], result["test"], names, notes)
+
+
+def _near_duplicates(splits: dict, policy: str, notes: dict) -> None:
+    """Val/test sentences equal to a training sentence once case, punctuation, whitespace and NFKC are ignored
+    (`data.near_duplicates`, `data.near_duplicates` module): counted in `notes["near_duplicates"]`, dropped with
+    policy "drop"."""
+    from unfreeze.data import near_duplicates as nd
+
+    train = nd.keys([" ".join(s.words) for s in splits["train"]])
+    counts: dict = {"policy": policy}
+    for name in ("val", "test"):
+        hit = nd.matches(train, nd.keys([" ".join(s.words) for s in splits[name]]))
+        counts[name] = int(sum(hit))
+        if any(hit):
+            log.warning("%s: %d sentence(s) equal a training sentence after normalisation%s", name, sum(hit),
+                        "; dropped" if policy == "drop" else "; kept (data.near_duplicates: keep)")
+            if policy == "drop":
+                splits[name] = [s for s, h in zip(splits[name], hit) if not h]
+    notes["near_duplicates"] = counts
 
 
 def _keep_unseen(names: list[str], splits: dict, sources: dict, notes: dict) -> tuple[list[str], dict[str, int]]:
