@@ -211,6 +211,10 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
         f"Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, else the process's peak "
         f"resident memory during the run)."))]
+    if meta.get("task") == "token":
+        blocks.append(("p", "Token macro averages run over the labels present in the test set (gold or predicted), "
+                            "not every training tag; tags of val/test never seen in training are kept and count as "
+                            "errors (listed in metrics.json → data → unseen_labels)."))
     if not shown:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
     else:
@@ -264,8 +268,11 @@ def ensemble_blocks(study_dir: Path, metric: str = "f1_macro") -> list:
     return [("h2", "Cross-validation ensembles"),
             ("table", ["arm", "seed", "folds"] + [f"out-of-fold {m}" for m in names]
              + [f"ensemble test {m}" for m in names], rows),
-            ("p", "Out-of-fold: every training example predicted by the model that did not train on it. Ensemble: "
-                  "test probabilities averaged over the fold models (`ensembles/<arm>-s<seed>/predictions_test.csv`).")]
+            ("p", "Out-of-fold: every training example predicted by the model that did not train on it. It is "
+                  "OPTIMISTIC: each fold's held-out part also chose that fold's best epoch (early stopping / best "
+                  "checkpoint), so it is not an untouched estimate — read the ensemble's test score for that. "
+                  "Ensemble: test probabilities averaged over the fold models "
+                  "(`ensembles/<arm>-s<seed>/predictions_test.csv`).")]
 
 
 def reproduce_blocks(study_dir: Path, meta: dict) -> list:
