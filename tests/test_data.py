@@ -75,13 +75,33 @@ def test_bad_rows_dropped_with_count_or_refused(tmp_path):
         load_sequence_data(DataConfig(path=str(path), bad_rows="error"))
 
 
-def test_label_unseen_in_train_is_an_error(tmp_path):
+def test_label_unseen_in_train_is_kept_and_warned_once(tmp_path):
+    """Changed with issue #12: an unseen val/test label used to be refused; now it is kept and counts as an error."""
+    from sklearn.metrics import f1_score
+
+    from unfreeze.metrics.classification import classification_metrics
+
     train = write(synthetic_frame(40), tmp_path / "train.csv")
     val = synthetic_frame(10, 1)
     val.loc[0, "label"] = "other"
+    val.loc[1, "label"] = "zzz"
     val_path = write(val, tmp_path / "val.csv")
-    with pytest.raises(DataError, match="val.csv: label 'other' never occurs in the training split"):
-        load_sequence_data(DataConfig(train=str(train), val=str(val_path), test=str(val_path)))
+    test = synthetic_frame(10, 2)
+    test["text"] = test["text"] + " t"
+    test.loc[0, "label"] = "other"
+    test.loc[1, "label"] = "zzz"
+    test_path = write(test, tmp_path / "test.csv")
+    with pytest.warns(UserWarning) as caught:
+        data = load_sequence_data(DataConfig(train=str(train), val=str(val_path), test=str(test_path)))
+    messages = [str(w.message) for w in caught if "never occur in the training split" in str(w.message)]
+    assert len(messages) == 1 and "'other' (1 in val, 1 in test)" in messages[0] and "'zzz'" in messages[0]
+    assert data.label_names == ["neg", "pos", "other", "zzz"]
+    assert data.notes["unseen_labels"]["zzz"] == {"val": 1, "test": 1}
+    y = data.test.labels
+    pred = np.where(y >= 2, 0, y)  # perfect on the known labels: the unseen ones are the only errors
+    m = classification_metrics(y, pred, data.label_names)
+    assert m["accuracy"] == pytest.approx(0.8)
+    assert m["f1_macro"] == pytest.approx(f1_score(y, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0))
 
 
 def test_single_class_is_an_error(tmp_path):

@@ -97,3 +97,4 @@ def test_token_study_report_has_entity_metrics_per_type_f1_both_matrices_and_its
     md = (tmp_path / "study" / "report.md").read_text()
     assert "test entity_f1_micro" in md and "test f1_macro_ignoring" in md
     assert "baseline: most frequent tag per word" in md
+    assert "Token macro averages run over the labels present in the test set" in md

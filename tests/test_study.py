@@ -98,7 +98,8 @@ def test_kfold_writes_out_of_fold_metrics_and_averaged_test_predictions(tiny_ber
     assert sorted(results["fold"]) == [0, 1, 2]
     ensemble = out / "ensembles" / "all-s0"
     metrics = json.loads((ensemble / "metrics.json").read_text())
-    assert metrics["folds"] == 3
+    assert metrics["folds"] == 3 and metrics["oof_note"].startswith("optimistic")
+    assert "OPTIMISTIC: each fold's held-out part also chose that fold's best epoch" in (out / "report.md").read_text()
     oof = pd.read_csv(ensemble / "oof_predictions.csv")
     assert len(oof) == 192 + 24 and oof["id"].is_unique  # every train+val example predicted exactly once
     result = CliRunner().invoke(app, ["predict", str(out), str(ensemble / "predictions_test.csv"), "--arm", "all",

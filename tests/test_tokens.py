@@ -170,12 +170,18 @@ def test_duplicates_removed_before_split_and_splits_seeded(tmp_path):
     assert len(small.train) == 25 and set(small.train.ids) <= set(a.train.ids) and small.test.ids == a.test.ids
 
 
-def test_tag_only_in_test_names_file_and_tag(tmp_path):
+def test_tag_only_in_test_is_kept_and_named_in_one_warning(tmp_path):
+    """Changed with issue #12: an unseen test tag used to be refused; now it is kept (every such word an error)."""
     train = write_conll(tmp_path / "train.conll", [(["alice", "x"], ["B-PER", "O"]), (["y"], ["O"])])
-    val = write_conll(tmp_path / "val.conll", [(["bob"], ["B-PER"])])
+    val = write_conll(tmp_path / "val.conll", [(["bob"], ["B-MISC"])])
     test = write_conll(tmp_path / "test.conll", [(["paris", "z"], ["B-LOC", "O"])])
-    with pytest.raises(DataError, match=r"test\.conll: tag 'B-LOC' \(first at .*test\.conll:1\) never occurs"):
-        load_token_data(DataConfig(train=str(train), val=str(val), test=str(test)))
+    with pytest.warns(UserWarning) as caught:
+        data = load_token_data(DataConfig(train=str(train), val=str(val), test=str(test)))
+    messages = [str(w.message) for w in caught if "never occur in the training split" in str(w.message)]
+    assert len(messages) == 1 and "'B-LOC' (1 words in test)" in messages[0] and "'B-MISC' (1 words in val)" in messages[0]
+    assert data.label_names[-2:] == ["B-LOC", "B-MISC"]
+    assert data.notes["unseen_labels"] == {"B-LOC": {"test": 1}, "B-MISC": {"val": 1}}
+    assert data.test.tags[0][0] == data.label_names.index("B-LOC")
 
 
 def test_unknown_ignore_label_is_an_error(tmp_path):

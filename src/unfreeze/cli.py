@@ -153,7 +153,7 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
                      max_length_percentile=percentile)
     report = inspect_data(cfg, model or None)
     table = Table(title=f"inspect {report['source']}", show_header=False)
-    for key in ("rows", "dropped_bad_rows", "duplicate_texts", "majority_share"):
+    for key in ("rows", "dropped_bad_rows", "duplicate_texts", "near_duplicate_texts", "majority_share"):
         table.add_row(key, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
     table.add_row("labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
     table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))

@@ -83,6 +83,7 @@ class DataConfig(StrictModel):
     max_length_cap: int = Field(512, gt=1)
     bad_rows: Literal["drop", "error"] = "drop"
     dedupe: bool = True
+    near_duplicates: Literal["drop", "keep"] = "drop"  # val/test texts equal to a train text once normalised
     tfidf_analyzer: Literal["auto", "word", "char"] = "auto"  # TF-IDF baselines; auto: characters for CJK script
     positive_label: str | None = None
     # token classification

@@ -17,6 +17,7 @@ import unicodedata
 import numpy as np
 
 from unfreeze.config.schema import DataConfig
+from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import choose_max_length, token_lengths
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
@@ -47,6 +48,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
         "rows": rows,
         "dropped_bad_rows": rows - len(clean),
         "duplicate_texts": int(clean.duplicated(subset=["text"]).sum()),
+        "near_duplicate_texts": near_duplicates.within(clean["text"].tolist()),
         "labels": {str(k): int(v) for k, v in counts.items()},
         "majority_share": float(counts.iloc[0] / counts.sum()),
         "chars": _percentiles(char_lengths(clean["text"])),

@@ -276,9 +276,11 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     assemble_splits(frames, sources, cfg, split_frame)
     if cfg.dedupe:
         frames = _drop_cross_split_leaks(frames, notes)
+    frames = _near_duplicates(frames, cfg.near_duplicates, notes)
     names = label_names_from(frames["train"])
     if len(names) < 2:
         raise DataError(f"{sources['train']}: only one class ({names[0]!r}) in column {cfg.label_column!r}")
+    names = _keep_unseen_labels(names, frames, sources, notes)
     index = {n: i for i, n in enumerate(names)}
     splits = {k: to_split(frames[k], index, sources.get(k, k)) for k in ("train", "val", "test")}
     if len(splits["val"]) == 0:
@@ -291,6 +293,31 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
         splits["train"] = splits["train"].subset(stratified_take(splits["train"].labels, cfg.train_size, cfg.split_seed))
     notes["sizes"] = {k: len(v) for k, v in splits.items()}
     return TaskData(splits["train"], splits["val"], splits["test"], names, notes)
+
+
+def _keep_unseen_labels(names: list[str], frames: dict[str, pd.DataFrame], sources: dict, notes: dict) -> list[str]:
+    """Labels of val/test that never occur in train are kept, not refused: the model never learns them, so each
+    such example counts as an error (what a deployed model would do). Appended after the training labels, listed in
+    ONE warning and in `notes["unseen_labels"]` ({label: {split: examples}}), which metrics.json["data"] carries."""
+    import warnings
+
+    known = set(names)
+    unseen: dict[str, dict[str, int]] = {}
+    for split in ("val", "test"):
+        for label, n in frames[split]["label"].value_counts().items():
+            if label not in known:
+                unseen.setdefault(str(label), {})[split] = int(n)
+    if not unseen:
+        return names
+    listing = "; ".join(f"{label!r} ({', '.join(f'{n} in {sp}' for sp, n in where.items())})"
+                        for label, where in sorted(unseen.items()))
+    message = (f"{len(unseen)} label(s) of val/test never occur in the training split {sources['train']}: {listing}. "
+               "They are kept and every such example counts as an error (a model cannot predict a label it never "
+               "saw); merge or drop them if that is not the question")
+    warnings.warn(message, stacklevel=3)
+    log.warning(message)
+    notes["unseen_labels"] = unseen
+    return names + sorted(unseen)
 
 
 def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dict[str, pd.DataFrame]:
@@ -308,4 +335,27 @@ def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dic
             notes.setdefault("leaks_removed", {})[name] = int(leaked.sum())
             frames[name] = frames[name][~leaked].reset_index(drop=True)
         seen |= set(keys(frames[name]))
+    return frames
+
+
+def _near_duplicates(frames: dict[str, pd.DataFrame], policy: str, notes: dict) -> dict[str, pd.DataFrame]:
+    """Count (and with `policy` "drop", remove) val/test texts equal to a training text after normalisation
+    (`data.near_duplicates`): `notes["near_duplicates"]` = {"val": n, "test": n, "policy"}."""
+    from unfreeze.data import near_duplicates as nd
+
+    def keys(frame: pd.DataFrame) -> list[str]:
+        return nd.keys(frame["text"].tolist(), frame["pair"].tolist() if "pair" in frame.columns else None)
+
+    train = keys(frames["train"])
+    counts: dict = {"policy": policy}
+    for name in ("val", "test"):
+        hit = np.array(nd.matches(train, keys(frames[name])), dtype=bool)
+        counts[name] = int(hit.sum())
+        if hit.any():
+            log.warning("%s: %d text(s) equal a training text after normalisation (case, punctuation, whitespace, "
+                        "NFKC)%s", name, int(hit.sum()), "; dropped" if policy == "drop" else
+                        "; kept (data.near_duplicates: keep)")
+            if policy == "drop":
+                frames[name] = frames[name][~hit].reset_index(drop=True)
+    notes["near_duplicates"] = counts
     return frames

@@ -231,6 +231,7 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
                 notes.setdefault("leaks_removed", {})[name] = len(splits[name]) - len(kept)
             splits[name] = kept
             seen |= {tuple(s.words) for s in kept}
+    _near_duplicates(splits, cfg.near_duplicates, notes)
     for name in ("train", "val"):
         if not splits[name]:
             raise DataError(f"{sources.get(name, name)}: the {name} split is empty" + (
@@ -238,14 +239,7 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
     names = sorted_labels(t for s in splits["train"] for t in s.tags)  # type: ignore[union-attr]
     if len(names) < 2:
         raise DataError(f"{sources['train']}: only one tag ({names[0]!r}) in the training split")
-    index = {n: i for i, n in enumerate(names)}
-    for name in ("val", "test"):
-        for s in splits[name]:
-            unseen = [t for t in s.tags if t not in index]  # type: ignore[union-attr]
-            if unseen:
-                raise DataError(f"{sources[name]}: tag {unseen[0]!r} (first at {s.where}) never occurs in the "
-                                f"training split {sources['train']}; a model cannot predict it — merge or drop the "
-                                "rare tag, or give train/val/test files")
+    names, index = _keep_unseen(names, splits, sources, notes)
     if cfg.train_size is not None:  # after the label list: a tag the subsample misses keeps its output
         if cfg.train_size > len(splits["train"]):
             raise DataError(f"data.train_size={cfg.train_size} exceeds the {len(splits['train'])} training "
@@ -272,6 +266,53 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
         train_tag_counts={names[i]: int(c) for i, c in sorted(counts.items())},
     )
     return TokenTaskData(result["train"], result["val"], result["test"], names, notes)
+
+
+def _near_duplicates(splits: dict, policy: str, notes: dict) -> None:
+    """Val/test sentences equal to a training sentence once case, punctuation, whitespace and NFKC are ignored
+    (`data.near_duplicates`, `data.near_duplicates` module): counted in `notes["near_duplicates"]`, dropped with
+    policy "drop"."""
+    from unfreeze.data import near_duplicates as nd
+
+    train = nd.keys([" ".join(s.words) for s in splits["train"]])
+    counts: dict = {"policy": policy}
+    for name in ("val", "test"):
+        hit = nd.matches(train, nd.keys([" ".join(s.words) for s in splits[name]]))
+        counts[name] = int(sum(hit))
+        if any(hit):
+            log.warning("%s: %d sentence(s) equal a training sentence after normalisation%s", name, sum(hit),
+                        "; dropped" if policy == "drop" else "; kept (data.near_duplicates: keep)")
+            if policy == "drop":
+                splits[name] = [s for s, h in zip(splits[name], hit) if not h]
+    notes["near_duplicates"] = counts
+
+
+def _keep_unseen(names: list[str], splits: dict, sources: dict, notes: dict) -> tuple[list[str], dict[str, int]]:
+    """Tags of val/test that never occur in train are kept, not refused: the model never learns them, so every
+    word carrying one counts as an error — exactly what a user deploying the model would see. They are appended
+    after the training tags (indices ≥ the training tags' count), listed in ONE warning and in
+    `notes["unseen_labels"]` ({tag: {split: words}}), which metrics.json["data"] carries."""
+    import warnings
+
+    known = set(names)
+    unseen: dict[str, dict[str, int]] = {}
+    for name in ("val", "test"):
+        for s in splits[name]:
+            for t in s.tags:  # type: ignore[union-attr]
+                if t not in known:
+                    unseen.setdefault(t, {}).setdefault(name, 0)
+                    unseen[t][name] += 1
+    if unseen:
+        listing = "; ".join(f"{t!r} ({', '.join(f'{n} words in {sp}' for sp, n in where.items())})"
+                            for t, where in sorted(unseen.items()))
+        message = (f"{len(unseen)} tag(s) of val/test never occur in the training split {sources['train']}: "
+                   f"{listing}. They are kept and every such word counts as an error (a model cannot predict a "
+                   "tag it never saw); merge or drop them if that is not the question")
+        warnings.warn(message, stacklevel=3)
+        log.warning(message)
+        notes["unseen_labels"] = unseen
+        names = names + sorted(unseen)
+    return names, {n: i for i, n in enumerate(names)}
 
 
 def _to_split(sentences: list[Sentence], index: dict[str, int]) -> TokenSplit:

@@ -50,6 +50,7 @@ from unfreeze.errors import UnfreezeError
 __all__ = [
     "CountMetricLike",
     "bounded_interval",
+    "compare_with_fixed",
     "format_p",
     "seed_aware_compare",
     "seeds_needed",
@@ -139,6 +140,51 @@ def seed_aware_compare(y_true: np.ndarray, preds_best: Mapping[Hashable, np.ndar
                      f"= seed variance of each arm / seeds + test-set variance of the seed-averaged Δ "
                      f"({n_boot} example bootstraps)")
     return out
+
+
+def compare_with_fixed(y_true: np.ndarray, preds_arm: Mapping[Hashable, np.ndarray], pred_fixed: np.ndarray,
+                       metric: CountMetricLike, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """A fine-tuned arm (several seeds) against a deterministic model (one prediction vector: the TF-IDF baseline).
+
+    The same decomposition as `seed_aware_compare` with the fixed model's seed variance 0: Var(Δ) = s²_arm / n_arm
+    + V_test, V_test the test-set variance of the seed-averaged Δ (count bootstrap over test examples, the arm's
+    seed × example noise removed), df by Welch–Satterthwaite. With one seed of the arm there is no seed variance to
+    estimate: the test is the bootstrap over test examples alone (labelled so). `delta` = mean over the arm's seeds
+    − the fixed model's score (> 0: the arm is better). Returns {"delta", "p_value", "ci_low", "ci_high", "se",
+    "df", "seeds", "n_boot", "method"}.
+    """
+    y = np.asarray(y_true)
+    counts_arm = _run_counts(y, preds_arm, metric, "arm")
+    counts_fixed = _run_counts(y, {0: pred_fixed}, metric, "fixed model")
+    n_a = len(counts_arm)
+    if n_a == 0:
+        raise UnfreezeError("compare_with_fixed: the arm has no runs; pass at least one prediction vector")
+    scores_a = np.asarray(metric.from_totals(counts_arm.sum(1)), dtype=float)
+    score_f = float(np.asarray(metric.from_totals(counts_fixed.sum(1)), dtype=float)[0])
+    delta = float(scores_a.mean() - score_f)
+    boot = _bootstrap_scores(np.concatenate([counts_arm, counts_fixed]), metric, n_boot, seed)
+    boot_a, boot_f = boot[:, :n_a], boot[:, n_a]
+    v_boot = float((boot_a.mean(1) - boot_f).var(ddof=1))
+    if n_a >= 2:
+        n = counts_arm.shape[1]
+        noise = float((boot_a - scores_a).var(axis=1, ddof=1).mean())
+        v_test = max(v_boot - noise / n_a, 0.0)
+        var_a = max(float(scores_a.var(ddof=1)), noise + float(scores_a.var(ddof=1)) / n)
+        variance = var_a / n_a + v_test
+        df = _satterthwaite([(var_a / n_a, n_a - 1), (v_test, n_boot - 1)])
+        method = (f"Welch t, {n_a} seeds vs a deterministic baseline (its seed variance 0; df {df:.1f}): variance = "
+                  f"seed variance / seeds + test-set variance of Δ ({n_boot} example bootstraps)")
+    else:
+        variance, df = v_boot, float(n_boot - 1)
+        method = f"1 seed: bootstrap over test examples only ({n_boot} resamples; no seed variance to count)"
+    if variance > 0:
+        se = math.sqrt(variance)
+        p_value = float(min(1.0, 2 * sps.t.sf(abs(delta) / se, df)))
+        half = float(sps.t.ppf(0.975, df) * se)
+    else:
+        se, half, p_value = 0.0, 0.0, 1.0 if delta == 0 else 0.0
+    return {"delta": delta, "p_value": p_value, "ci_low": delta - half, "ci_high": delta + half, "se": se,
+            "df": df, "seeds": n_a, "n_boot": int(n_boot), "method": method}
 
 
 def _run_counts(y: np.ndarray, preds: Mapping[Hashable, np.ndarray], metric: CountMetricLike,

@@ -39,8 +39,10 @@ def _confusion_rows(codes_true: np.ndarray, codes_pred: np.ndarray, k: int) -> n
     return rows
 
 
-def _from_confusion(metric: str, k: int, kept: list[int], positive: int | None):
-    """Metric of (..., k*k) confusion counts (rows true, columns predicted), over the label indices `kept`."""
+def _from_confusion(metric: str, k: int, kept: list[int], positive: int | None, present_only: bool = False):
+    """Metric of (..., k*k) confusion counts (rows true, columns predicted), over the label indices `kept`.
+    `present_only`: macro averages over the kept labels present in the (resampled) gold or predictions — the token
+    metrics' reading (`metrics.tagging.tag_metrics`)."""
 
     def value(totals: np.ndarray) -> np.ndarray:
         cm = totals.reshape(*totals.shape[:-1], k, k)
@@ -58,6 +60,9 @@ def _from_confusion(metric: str, k: int, kept: list[int], positive: int | None):
             return per_class[..., positive]
         if average == "weighted":
             return _div((per_class[..., kept] * true[..., kept]).sum(-1), true[..., kept].sum(-1))
+        if present_only:
+            mask = (predicted + true)[..., kept] > 0
+            return _div((per_class[..., kept] * mask).sum(-1), mask.sum(-1))
         return per_class[..., kept].mean(-1)
 
     return value
@@ -110,7 +115,7 @@ def token_metric(metric: str, labels: list[str], ignore: list[str], scheme: str 
                 rows[i] = np.bincount(code(tags) * k + code(preds), minlength=k * k)
             return rows
 
-        return CountMetric(metric, counts, _from_confusion("f1_macro", k, kept, None))
+        return CountMetric(metric, counts, _from_confusion("f1_macro", k, kept, None, present_only=True))
     return None
 
 

@@ -49,9 +49,11 @@ def tag_metrics(
 ) -> dict:
     """All token-task metrics from per-sentence gold/predicted tag indices (one per word).
 
-    `ignore_labels` are names; labels not in `label_names` are ignored here (the data loader already refused
-    unknown names). All labels are always passed to sklearn (`labels=`), so a label absent from a split still
-    counts in macro averages with F1 0 instead of silently vanishing.
+    `ignore_labels` are names; labels not in `label_names` are ignored here. Macro averages run over the labels
+    *present* in this split — in the gold tags or the predictions (scikit-learn's `labels=` given exactly that
+    set) — as users read them: a training tag absent from the test set, and never predicted, is not a 0 that drags
+    the average down. A label predicted but absent from gold still counts (F1 0: false positives), and a gold tag
+    the model never saw in training (`data.tokens` keeps them) counts with recall 0. `per_class` lists every label.
     """
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
@@ -64,21 +66,25 @@ def tag_metrics(
     everything = list(range(len(names)))
     ignored = set(ignore_labels)
     kept = [i for i, n in enumerate(names) if n not in ignored]
+    present = set(np.unique(y_true).tolist()) | set(np.unique(y_pred).tolist())
+    averaged = {"all": [i for i in everything if i in present] or everything,
+                "ignoring": [i for i in kept if i in present] or kept}
 
     out: dict = {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0}
     for average in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=everything, average=average,
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=averaged["all"], average=average,
                                                      zero_division=0)
         if average == "weighted":
             out["f1_weighted"] = float(f)
             continue
         out[f"precision_{average}"], out[f"recall_{average}"], out[f"f1_{average}"] = float(p), float(r), float(f)
     for average in ("macro", "micro"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=kept, average=average, zero_division=0)
+        labels = averaged["ignoring"] if average == "macro" else kept
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
         out[f"precision_{average}_ignoring"] = float(p)
         out[f"recall_{average}_ignoring"] = float(r)
         out[f"f1_{average}_ignoring"] = float(f)
-        out[f"fbeta_{average}_ignoring"] = float(fbeta_score(y_true, y_pred, beta=beta, labels=kept,
+        out[f"fbeta_{average}_ignoring"] = float(fbeta_score(y_true, y_pred, beta=beta, labels=labels,
                                                              average=average, zero_division=0))
     entity = entity_metrics(_names(gold, names), _names(pred, names), scheme, ignored)
     out.update(entity.pop("scalars"))
@@ -98,7 +104,8 @@ def tag_metrics(
     if entity["per_type"] is not None:
         out["counts"].update(gold_entities=entity["gold_entities"], pred_entities=entity["pred_entities"])
     out["settings"] = {"scheme": scheme, "entity_spans": "none" if scheme == "plain" else "strict",
-                       "ignore_labels": sorted(ignored & set(names)), "fbeta_beta": float(beta)}
+                       "ignore_labels": sorted(ignored & set(names)), "fbeta_beta": float(beta),
+                       "macro_over": "labels present in gold or predictions of this split"}
     return out
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from unfreeze.report import baseline as baselines_of
+from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
-from unfreeze.report import plots
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
 from unfreeze.study.racing import stop_note
 
@@ -126,18 +127,6 @@ def _peak_memory(part: pd.DataFrame) -> str:
     return "–"
 
 
-def baseline_row(study_dir: Path, names: list[str], width: int) -> list | None:
-    path = study_dir / "baseline" / "metrics.json"
-    if not path.exists():
-        return None
-    base = read_json(path)
-    cells = [f"baseline: {base['method']}", "1", f"{base['val'].get(names[0], float('nan')):.4f}", "–",
-             f"{base['test'].get(names[0], float('nan')):.4f}", "–"]
-    cells += [f"{base['test'].get(m, float('nan')):.4f}" for m in names[1:]]
-    cells += ["–", "–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}", "–"]
-    return cells[:width]
-
-
 def histories(results: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
     out: dict[str, list[pd.DataFrame]] = {}
     for arm, part in results.groupby("arm"):
@@ -145,14 +134,15 @@ def histories(results: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
     return out
 
 
-def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str, best: str | None) -> list:
+def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str, best: str | None,
+                baseline_sizes: dict[float, float] | None = None) -> list:
     grid = meta.get("grid_keys", [])
     other = next((k for k in grid if k not in ("freeze",) and results[k].nunique() > 1), None) if grid else None
     candidates = [
         ("learning_curves", "Learning curves", plots.learning_curves(histories(results), metric)),
         ("layers", "Metric vs number of unfrozen layers",
          plots.metric_vs_layers(results, metric, other) if "freeze" in grid else None),
-        ("train_size", "Metric vs training-set size", plots.metric_vs_size(results, metric)),
+        ("train_size", "Metric vs training-set size", plots.metric_vs_size(results, metric, baseline_sizes)),
         ("optimizer_lr", "Optimizer × learning rate", plots.optimizer_lr_heatmap(results, metric)),
     ]
     if best is not None:
@@ -202,19 +192,24 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         blocks.append(("p", f"The runs were scored on {len(groups)} different test sets (e.g. a grid over "
                             f"data.split_seed): one table per test set; arms are compared and ranked only within "
                             f"a table, never across tables."))
-    base, first_best = None, None
+    first_best, all_baselines = None, baselines_of.load_baselines(study_dir)
     racing = read_json(study_dir / "racing.json") if (study_dir / "racing.json").exists() else None
+    shown: list[dict] = []
     for i, group in enumerate(groups):
         best, comparisons = significance(group, meta, metric)
         first_best = best if i == 0 else first_best
         header, rows = arms_table(group, names, best, comparisons, (racing or {}).get("stopped"))
-        if i == 0:
-            base = baseline_row(study_dir, names, len(header))
-            if base and len(groups) == 1:
-                rows.append(base)
+        bases = baselines_of.for_group(all_baselines, group, len(groups) == 1)
+        lines, deltas, wins = baselines_of.verdict(group, best, bases, meta, metric)
+        if wins:
+            rows = [[c.replace("best (by val)", "best fine-tuned (by val)") for c in row] for row in rows]
+        rows += baselines_of.rows(bases, names, len(header), deltas)
+        shown += bases
         if len(groups) > 1:
             blocks.append(("p", f"Test set {i + 1} of {len(groups)} ({group_label(group, meta)}):"))
+        blocks += [("p", line) for line in lines[:1]]
         blocks.append(("table", header, rows))
+        blocks += [("p", line) for line in lines[1:]]
         plan = plan_line(group, metric, best, comparisons)
         if plan:
             blocks.append(("p", plan))
@@ -233,14 +228,25 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"resident memory during the run)."))]
     if racing:
         blocks.append(("p", racing_line(racing)))
-    if base is None:
+    if meta.get("task") == "token":
+        blocks.append(("p", "Token macro averages run over the labels present in the test set (gold or predicted), "
+                            "not every training tag; tags of val/test never seen in training are kept and count as "
+                            "errors (listed in metrics.json → data → unseen_labels)."))
+    if not shown:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
+    else:
+        blocks.append(("p", "Baseline rows: one per distinct training set, trained on exactly the runs' splits; the "
+                            "baseline competes in 'best by validation', and the best fine-tuned arm is compared with "
+                            "the baseline of its own training set on test (the baseline is deterministic: its seed "
+                            "variance is 0; the arm's seed variance and the test set count, as above). The baseline "
+                            "row's Δ is its test score minus the best fine-tuned arm's."))
     blocks += ensemble_blocks(study_dir, metric) + search_blocks
     failures = study_dir / "failures.json"
     if failures.exists() and read_json(failures):
         blocks += [("h2", "Failures"), ("table", ["run", "arm", "error"],
                                         [[f["run_id"], f["arm"], f["error"]] for f in read_json(failures)])]
-    blocks += [("h2", "Plots")] + plot_blocks(study_dir, results, meta, metric, first_best)
+    blocks += [("h2", "Plots")] + plot_blocks(study_dir, results, meta, metric, first_best,
+                                              baselines_of.size_points(shown, metric))
     blocks += reproduce_blocks(study_dir, meta)
     return blocks
 
@@ -294,8 +300,11 @@ def ensemble_blocks(study_dir: Path, metric: str = "f1_macro") -> list:
     return [("h2", "Cross-validation ensembles"),
             ("table", ["arm", "seed", "folds"] + [f"out-of-fold {m}" for m in names]
              + [f"ensemble test {m}" for m in names], rows),
-            ("p", "Out-of-fold: every training example predicted by the model that did not train on it. Ensemble: "
-                  "test probabilities averaged over the fold models (`ensembles/<arm>-s<seed>/predictions_test.csv`).")]
+            ("p", "Out-of-fold: every training example predicted by the model that did not train on it. It is "
+                  "OPTIMISTIC: each fold's held-out part also chose that fold's best epoch (early stopping / best "
+                  "checkpoint), so it is not an untouched estimate — read the ensemble's test score for that. "
+                  "Ensemble: test probabilities averaged over the fold models "
+                  "(`ensembles/<arm>-s<seed>/predictions_test.csv`).")]
 
 
 def reproduce_blocks(study_dir: Path, meta: dict) -> list:

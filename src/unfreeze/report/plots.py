@@ -87,8 +87,9 @@ def metric_vs_layers(results: pd.DataFrame, metric: str, other: str | None) -> b
     return _png(fig)
 
 
-def metric_vs_size(results: pd.DataFrame, metric: str) -> bytes | None:
-    """Seed 001's question: how does each strategy scale with training-set size?"""
+def metric_vs_size(results: pd.DataFrame, metric: str, baseline: dict[float, float] | None = None) -> bytes | None:
+    """Seed 001's question: how does each strategy scale with training-set size? `baseline`: {size: test
+    metric} of the baseline trained on each size, drawn as a dashed line (the floor each size must beat)."""
     column = f"test_{metric}"
     if "data.train_size" not in results or results["data.train_size"].nunique() < 2:
         return None
@@ -96,6 +97,10 @@ def metric_vs_size(results: pd.DataFrame, metric: str) -> bytes | None:
     frame["size"] = frame["data.train_size"].astype(float)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     _error_lines(ax, frame, "size", column, "strategy")
+    if baseline:
+        sizes = sorted(baseline)
+        ax.plot(sizes, [baseline[s] for s in sizes], linestyle="--", marker="x", color="grey",
+                label="baseline (same training set)")
     ax.set_xscale("log")
     ax.set(title=f"Test {metric} vs training-set size (mean ± std)", xlabel="training examples (log scale)",
            ylabel=f"test {metric}")

@@ -91,9 +91,16 @@ def split_pairs(data) -> tuple | None:
     return tuple(getattr(data, s).pairs for s in ("train", "val", "test"))
 
 
-def run_study_baseline(study_dir: Path, config, data, data_key: str | None = None) -> dict:
-    """Write `STUDY/baseline/metrics.json` and test predictions for the study's data."""
-    out = Path(study_dir) / "baseline"
+def run_study_baseline(study_dir: Path, config, data, data_key: str | None = None, out: Path | None = None,
+                       run_ids: Sequence[str] = ()) -> dict:
+    """Write `metrics.json` and test predictions of the baseline for one data config into `out` (default
+    `STUDY/baseline`). `run_ids`: the study's runs trained on exactly this data (the report pairs them with it);
+    `test_fingerprint` says which test set it was scored on (`training.run_dir.test_fingerprint`)."""
+    from types import SimpleNamespace
+
+    from unfreeze.training.run_dir import test_fingerprint
+
+    out = Path(out) if out is not None else Path(study_dir) / "baseline"
     if config.task == "token":
         from unfreeze.study.baselines import most_frequent_tag_results
         from unfreeze.training.tokens import write_tag_predictions
@@ -113,6 +120,10 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
         write_dataframe_csv(out / "predictions_test.csv", frame)
     result["train_size"] = len(data.train)
     result["data_key"] = data_key
+    result["config_train_size"] = config.data.train_size
+    result["run_ids"] = list(run_ids)
+    result["test_fingerprint"] = test_fingerprint(SimpleNamespace(data=data, config=config,
+                                                                  label_names=data.label_names))
     write_json(out / "metrics.json", result)
     return result
 

@@ -42,14 +42,24 @@ def record_failures(study_dir: Path, failed: list[RunOutcome]) -> None:
 
 
 def run_baseline(study_dir: Path, jobs: list[PlannedRun], pool: DataPool, echo) -> None:
-    """TF-IDF + logistic regression on the same splits as the largest data config of the study. Keyed by that
-    data config: a study file whose data changed gets a new baseline, never a stale row."""
-    target = study_dir / "baseline" / "metrics.json"
-    config = max((j.config for j in jobs), key=lambda c: c.data.train_size or float("inf"))
-    data_key = hashlib.sha1(pool.key(config).encode()).hexdigest()[:12]
-    if target.exists() and read_json(target).get("data_key") == data_key:
-        return
+    """The TF-IDF (token tasks: most-frequent-tag) baseline once per distinct data config of the study, in
+    `baseline/<data_key>/` (a grid over `data.train_size` gets one baseline per size, so each size's arms are
+    judged against the floor trained on the same examples). The largest config's is also written to `baseline/`
+    itself (the layout older reports read). Keyed by the data config: a study file whose data changed gets a new
+    baseline, never a stale row."""
     from unfreeze.study.baselines import run_study_baseline
 
-    run_study_baseline(study_dir, config, pool.get(config), data_key)
-    echo(f"baseline written to {target.parent}")
+    by_key: dict[str, list[PlannedRun]] = {}
+    for job in jobs:
+        by_key.setdefault(hashlib.sha1(pool.key(job.config).encode()).hexdigest()[:12], []).append(job)
+    largest = max(by_key, key=lambda k: by_key[k][0].config.data.train_size or float("inf"))
+    for data_key, members in by_key.items():
+        config, run_ids = members[0].config, sorted({j.run_id for j in members})
+        outs = [study_dir / "baseline" / data_key] + ([study_dir / "baseline"] if data_key == largest else [])
+        for out in outs:
+            target = out / "metrics.json"
+            if target.exists() and read_json(target).get("data_key") == data_key \
+                    and sorted(read_json(target).get("run_ids", [])) == run_ids:
+                continue
+            run_study_baseline(study_dir, config, pool.get(config), data_key, out=out, run_ids=run_ids)
+            echo(f"baseline written to {out}")

@@ -52,6 +52,8 @@ def write_ensemble(target: Path, run_dirs: list[Path], labels: list[str], positi
         "arm": arm, "seed": seed, "folds": len(run_dirs),
         "oof": _metrics(oof, index, labels, positive_label),
         "test": _metrics(test, index, labels, positive_label),
+        "oof_note": "optimistic: each fold's held-out part also picked that fold's best epoch; the ensemble's test "
+                    "score is the untouched estimate",
     }
     write_dataframe_csv(target / "predictions_test.csv", test)
     write_dataframe_csv(target / "oof_predictions.csv", oof)

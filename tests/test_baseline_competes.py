@@ -1,0 +1,73 @@
+"""The baseline competes (issue #12): it takes part in 'best by validation', the best fine-tuned arm is compared
+with it on test, and a grid over data.train_size gets one baseline per training set."""
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from tiny import run_config, synthetic_frame
+from unfreeze.config.schema import StudyConfig
+from unfreeze.metrics.compare import compare_with_fixed
+from unfreeze.metrics.counts import classification_metric
+from unfreeze.study.runner import run_study
+
+
+def test_compare_with_fixed_delta_is_sklearn_and_detects_a_clear_gap():
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 150)
+    fixed = y.copy()
+    fixed[:30] = np.where(fixed[:30] == "a", "b", "a")  # 90 % right
+    arm = {}
+    for seed in range(3):
+        p = y.copy()
+        wrong = rng.choice(len(y), 120, replace=False)  # 60 % right
+        p[wrong] = np.where(p[wrong] == "a", "b", "a")
+        arm[seed] = p
+    metric = classification_metric("f1_macro", ["a", "b"])
+    out = compare_with_fixed(y, arm, fixed, metric, n_boot=2000)
+    expected = np.mean([f1_score(y, p, average="macro") for p in arm.values()]) - f1_score(y, fixed, average="macro")
+    assert out["delta"] == pytest.approx(expected)
+    assert out["p_value"] < 0.001 and out["ci_high"] < 0 and "deterministic baseline" in out["method"]
+    same = compare_with_fixed(y, {0: fixed}, fixed, metric, n_boot=500)
+    assert same["delta"] == 0 and same["p_value"] == 1.0 and "1 seed" in same["method"]
+
+
+@pytest.fixture(scope="module")
+def lexical_study(tiny_models, tmp_path_factory):
+    """Cue-word data (TF-IDF is perfect on it) and an encoder that barely trains: the baseline must win."""
+    root = tmp_path_factory.mktemp("competes")
+    synthetic_frame(300, classes=3).to_csv(root / "d.csv", index=False)
+    base = run_config(tiny_models["bert"], root / "d.csv", freeze="head", optim={"lr": 1e-6},
+                      train={"epochs": 1, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "lexical", "base": base, "seeds": [0, 1, 2],
+                                        "grid": {"data.train_size": [60, 150]}})
+    run_study(study, root / "study", progress=False, echo=lambda *_: None)
+    return root / "study"
+
+
+def test_baseline_wins_the_verdict_and_is_compared_on_test(lexical_study):
+    md = (lexical_study / "report.md").read_text()
+    verdict = next(line for line in md.splitlines() if line.startswith("Verdict:"))
+    assert "fine-tuning did not beat TF-IDF here (val f1_macro" in verdict
+    val_base, val_best = (float(x) for x in verdict.split("val f1_macro ")[1].split(" for")[0].split(" vs "))
+    assert val_base > val_best
+    assert "best fine-tuned (by val)" in md and "| best (by val)" not in md
+    test_line = next(line for line in md.splitlines() if line.startswith("On test, "))
+    assert "3 seeds vs a deterministic baseline" in test_line and "p " in test_line
+
+
+def test_one_baseline_per_training_set_in_the_table_and_on_the_size_curve(lexical_study):
+    per_key = sorted(lexical_study.glob("baseline/*/metrics.json"))
+    sizes = sorted(json.loads(p.read_text())["train_size"] for p in per_key)
+    assert sizes == [60, 150]
+    for path in per_key:
+        base = json.loads(path.read_text())
+        assert len(base["run_ids"]) == 3 and base["test_fingerprint"]
+        runs = [json.loads((lexical_study / "runs" / r / "metrics.json").read_text()) for r in base["run_ids"]]
+        assert all(r["test_fingerprint"] == base["test_fingerprint"] for r in runs)
+    md = (lexical_study / "report.md").read_text()
+    assert "| baseline (train size 60): TF-IDF" in md and "| baseline (train size 150): TF-IDF" in md
+    assert (lexical_study / "plots" / "train_size.png").exists()
+    legacy = json.loads((lexical_study / "baseline" / "metrics.json").read_text())
+    assert legacy["train_size"] == 150  # the largest, where older readers look
