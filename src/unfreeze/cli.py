@@ -150,7 +150,9 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
 @user_errors
 def study(config: Path = typer.Argument(..., help="Study YAML."),
           out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default studies/<config name>)."),
-          overrides: Optional[list[str]] = SetOption,
+          overrides: Optional[list[str]] = typer.Option(
+              None, "--set", help="Override a key (repeatable): a study key (seeds=[0,1], grid.freeze=[head]) as "
+                                  "written, a run key (train.epochs=1, data.train_size=500) applies to `base`."),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and a cost estimate; run nothing."),
           executor: Optional[str] = typer.Option(None, "--executor", help="local (default) or ray."),
           address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
