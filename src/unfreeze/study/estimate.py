@@ -24,15 +24,22 @@ def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int
     """Seconds for one run: trainable layers pay forward+backward every epoch; frozen layers pay one forward
     (cached) or one per epoch; evaluation pays a forward of the trainable part per epoch. `throughput`: this
     machine's measured rates for this model (`study.throughput`); None: the MiniLM constants, scaled."""
+    freeze = config.freeze
+    strategy = get_strategy(freeze.strategy)
+    trained = strategy.trained_layers(freeze, layers) or 0
+    cached = strategy.cached_top(freeze) is not None and config.train.cache != "off"
+    return pass_seconds(trained, layers, hidden, config.train.epochs, n_train_tokens, n_eval_tokens, cached,
+                        throughput)
+
+
+def pass_seconds(trained_layers: int, layers: int, hidden: int, epochs: int, n_train_tokens: float,
+                 n_eval_tokens: float, cached: bool, throughput: dict | None = None) -> float:
+    """`run_seconds` without a config: what the one-line planner (`study.plan`) calls with plain numbers."""
     if throughput:
         scale, train_rate, forward_rate = 1.0, throughput["train_tokens_per_s"], throughput["forward_tokens_per_s"]
     else:
         scale, train_rate, forward_rate = layers * hidden ** 2 / MINILM_SIZE, TRAIN_TOKENS_PER_S, FORWARD_TOKENS_PER_S
-    freeze = config.freeze
-    strategy = get_strategy(freeze.strategy)
-    trainable_share = (strategy.trained_layers(freeze, layers) or 0) / layers
-    cached = strategy.cached_top(freeze) is not None and config.train.cache != "off"
-    epochs = config.train.epochs
+    trainable_share = trained_layers / layers
     train = n_train_tokens * epochs * trainable_share / train_rate
     frozen_passes = 1 if cached else epochs
     frozen = (n_train_tokens + n_eval_tokens) * frozen_passes * (1 - trainable_share) / forward_rate
