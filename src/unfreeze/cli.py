@@ -174,7 +174,7 @@ def print_inspect_report(report: dict, percentile: float) -> None:
 
 @app.command()
 @user_errors
-def study(config: Path = typer.Argument(..., help="Study YAML."),
+def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or none, with --data: a one-line study)."),
           out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default studies/<config name>)."),
           overrides: Optional[list[str]] = typer.Option(
               None, "--set", help="Override a key (repeatable): a study key (seeds=[0,1], grid.freeze=[head]) as "
@@ -183,9 +183,42 @@ def study(config: Path = typer.Argument(..., help="Study YAML."),
           executor: Optional[str] = typer.Option(None, "--executor", help="local (default) or ray."),
           address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
           quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars."),
-          track: Optional[list[str]] = TrackOption):
-    """Run (or resume) every run of a study, the baseline, and write the report."""
+          track: Optional[list[str]] = TrackOption,
+          data: Optional[Path] = typer.Option(None, "--data", help="One-line study: the training data file "
+                                                                    "(planned to fit --budget; no YAML needed)."),
+          test: Optional[Path] = typer.Option(None, "--test", help="One-line study: a separate test file."),
+          text_column: Optional[str] = typer.Option(None, "--text-column", help="One-line study: text column."),
+          label_column: Optional[str] = typer.Option(None, "--label-column", help="One-line study: label column."),
+          budget: Optional[str] = typer.Option(None, "--budget", help="One-line study: time budget (20m, 1h)."),
+          model: str = typer.Option("minilm", "--model", help="One-line study: the encoder.")):
+    """Run (or resume) every run of a study, the baseline, and write the report.
+
+    `unfreeze study --data train.csv --budget 20m` plans the study instead (strategies, data size, max_length,
+    epochs, seeds within the budget), prints the plan and what it traded away, writes it to OUT/study.yaml and
+    runs it (--dry-run: plan and write only)."""
     _setup()
+    if data is not None or budget is not None:
+        if config is not None or data is None or budget is None:
+            raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
+        from unfreeze.study.oneline import plan_from_data, print_one_line_plan
+
+        out = out or Path("studies") / data.stem
+        plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem)
+        print_one_line_plan(plan, budget, console)
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        config = out / "study.yaml"
+        config.write_text(yaml.safe_dump(plan.study, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        console.print(f"wrote {config}", highlight=False)
+        if dry_run:  # validate what was written (every arm), run nothing
+            from unfreeze.config.load import load_study_config
+            from unfreeze.study.grid import expand
+
+            expand(load_study_config(config, overrides))
+            return
+    elif config is None:
+        raise UnfreezeError("give a study YAML, or --data FILE --budget 20m for a one-line study")
     from unfreeze.config.load import load_study_config
     from unfreeze.study.grid import expand
     from unfreeze.study.runner import run_study

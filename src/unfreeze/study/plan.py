@@ -119,10 +119,23 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
         lambda: _set(state, "epochs", 1, traded, "epochs 2 → 1") if state["epochs"] > 1 else False,
         lambda: _halve_train(state, 100, traded, facts.n_train),
     ]
+    once = {1}  # the "one run of it is over a third of the budget" drop applies to the costliest strategy only
     i = 0
     while total() > usable and i < len(steps):
-        if not steps[i]():
+        if not steps[i]() or i in once:
             i += 1
+    dropped = [s for s in _distinct_depths(STRATEGIES, layers) if s not in state["strategies"]]
+    for freeze in sorted(dropped, key=per_run):  # slack after the other trades: take a dropped arm back
+        state["strategies"].append(freeze)
+        if total() <= usable:
+            traded[:] = [t for t in traded if not t.startswith(f"{_label(freeze)} dropped")]
+        else:
+            state["strategies"].remove(freeze)
+    order = _distinct_depths(STRATEGIES, layers)
+    state["strategies"].sort(key=order.index)
+    for freeze in (s for s in order if s not in state["strategies"]):  # the cost at the settings finally planned
+        note = f"{_label(freeze)} dropped"
+        traded[:] = [f"{note}: {per_run(freeze) / 60:.1f} min per run" if t.startswith(note) else t for t in traded]
     while state["seeds"] < 5 and total() * (state["seeds"] + 1) / state["seeds"] <= usable:
         state["seeds"] += 1
     data = dict(base.get("data", {}))
