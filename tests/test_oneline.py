@@ -1,7 +1,6 @@
 """`unfreeze study --data … --budget …` on the tiny model: a plan is printed, a study YAML written that validates
 (and, without --dry-run, runs with its baseline row)."""
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from unfreeze.cli import app
@@ -29,7 +28,7 @@ def test_one_line_study_plans_writes_and_validates(tiny_bert, sentiment_csv, tmp
     assert "plan for a 2m budget" in result.output and "baseline: TF-IDF" in result.output
     assert "min per run" in result.output
     path = out / "study.yaml"
-    kind, errors, cfg = validate_file(path)
+    kind, errors, _ = validate_file(path)
     assert kind == "study" and not errors
     study = load_study_config(path)
     assert study.baseline and "head" in study.grid["freeze"] and expand(study)

@@ -34,7 +34,7 @@ def test_estimate_matches_the_cost_model_and_fits_the_budget():
     n = data.get("train_size", 2000)
     mean = 40.0
     expected = pass_seconds(0, 6, 384, plan.study["base"]["train"]["epochs"], mean * n, mean * 400, True, FAST)
-    assert dict((a, s) for a, _, s in plan.arms)["head"] == pytest.approx(expected)
+    assert {a: s for a, _, s in plan.arms}["head"] == pytest.approx(expected)
 
 
 def test_tight_budget_trades_things_away_and_says_so():

@@ -74,10 +74,10 @@ def setup_blocks(results: pd.DataFrame) -> list:
     rows = setup_rows(results)
     if not rows:
         return []
-    return [("h2", "Setup"), ("table", ["what", "value"], rows),
-            ("p", "Read from the runs' metrics.json and config.yaml; where arms differ, each value is listed with "
-                  "its number of runs. Training labels: counts in one run's training set (the same across arms "
-                  "unless data settings are in the grid).")]
+    note = ("Read from the runs' metrics.json and config.yaml; where arms differ, each value is listed with its "
+            "number of runs. Training labels: counts in one run's training set (the same across arms unless data "
+            "settings are in the grid).")
+    return [("h2", "Setup"), ("table", ["what", "value"], rows), ("p", note)]
 
 
 def per_class_over_seeds(results: pd.DataFrame, arm: str, key: str = "per_class",

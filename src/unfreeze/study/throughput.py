@@ -65,7 +65,7 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
         return known[key]
     try:
         result = _time_model(model_cfg, texts, max_length)
-    except Exception as exc:  # an estimate must never block a plan
+    except Exception as exc:  # noqa: BLE001 (an estimate must never block a plan)
         log.warning("could not measure throughput of %s: %s", model_cfg.name, exc)
         return None
     result["key"] = key
