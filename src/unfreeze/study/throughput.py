@@ -3,8 +3,9 @@
 Estimates built on constants measured once on someone else's laptop are wrong by 10× on a GPU and by 2× on a
 busier CPU. So the first estimate for a model times a few real batches (a few seconds) and remembers the result
 in the user cache dir (`$UNFREEZE_CACHE_DIR/throughput.json`, else `~/.cache/unfreeze/throughput.json`), keyed by
-model + device + torch threads; later dry runs and plans read it back. Tokens are counted as *padded* tokens per
-batch (what the encoder actually processes). A model that cannot be timed (no weights, an unusual output) gets
+model + device + torch threads; later dry runs and plans read it back. `UNFREEZE_REMEASURE=1` measures again:
+the figure is the machine's speed under the load of that moment, so one taken while other jobs ran is too low.
+Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed (no weights, an unusual output) gets
 None, and callers fall back to the documented MiniLM constants.
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
         torch.set_num_threads(threads)
     key = cache_key(model_cfg.name, threads)
     known = _read()
+    refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
     if key in known and not refresh:
         return known[key]
     try:
