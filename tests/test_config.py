@@ -105,3 +105,23 @@ def test_every_shipped_example_file_loads():
             load_study_config(file)
         else:
             load_run_config(file)
+
+
+def test_study_set_applies_run_keys_to_base(tmp_path):
+    import yaml
+
+    from unfreeze.config.load import load_study_config
+    from unfreeze.errors import ConfigError
+
+    file = tmp_path / "s.yaml"
+    file.write_text(yaml.safe_dump({"base": {"data": {"dataset": "x"}, "train": {"epochs": 3}},
+                                    "grid": {"freeze": ["head", "all"]}}))
+    cfg = load_study_config(file, ["train.epochs=1", "seeds=[0, 1]", "data.train_size=50"])
+    assert cfg.base["train"]["epochs"] == 1 and cfg.base["data"] == {"dataset": "x", "train_size": 50}
+    assert cfg.seeds == [0, 1] and "train" not in cfg.model_dump(exclude_unset=True)
+    with pytest.raises(ConfigError, match=r"did you mean `train.epochs`"):
+        load_study_config(file, ["trian.epochs=1"])
+    with pytest.raises(ConfigError, match=r"did you mean `train.epochs`"):
+        load_study_config(file, ["train.epocs=1"])
+    with pytest.raises(ConfigError, match=r"did you mean `seeds`"):
+        load_study_config(file, ["seds=[1]"])

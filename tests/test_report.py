@@ -98,3 +98,27 @@ def test_token_study_report_has_entity_metrics_per_type_f1_both_matrices_and_its
     assert "test entity_f1_micro" in md and "test f1_macro_ignoring" in md
     assert "baseline: most frequent tag per word" in md
     assert "Token macro averages run over the labels present in the test set" in md
+
+
+def test_report_states_its_setup_and_per_class_f1_over_seeds(study_dir):
+    import numpy as np
+    import pandas as pd
+
+    from unfreeze.report.setup import per_class_over_seeds
+
+    md = (study_dir / "report.md").read_text()
+    assert md.index("## Setup") < md.index("## Results")
+    setup = md[md.index("## Setup"):md.index("## Results")]
+    for line in ("split sizes (train / val / test) | 192 / 24 / 24", "max_length | ", "truncates",
+                 "training labels | ", "seeds | 0, 1", "torch threads", "CPUs"):
+        assert line in setup, (line, setup)
+    results = pd.read_csv(study_dir / "results.csv")
+    arm = results["arm"].iloc[0]
+    paths = results.loc[results["arm"] == arm, "path"]
+    label = next(iter(json.loads((study_dir / "runs" / paths.iloc[0].split("/")[-1] / "metrics.json")
+                                 .read_text())["test"]["labels"]))
+    seeds = [json.loads((__import__("pathlib").Path(p) / "metrics.json").read_text())["test"]["per_class"][label]["f1"]
+             for p in paths]
+    got = per_class_over_seeds(results, arm)[label]
+    assert got["n"] == 2 and got["f1"] == pytest.approx(np.mean(seeds)) and got["std"] == pytest.approx(np.std(seeds, ddof=1))
+    assert "mean ± std over 2 runs" in md

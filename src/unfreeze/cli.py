@@ -141,42 +141,105 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
             dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in data set instead of a file."),
             text: str = typer.Option("text", "--text"), label: str = typer.Option("label", "--label"),
             model: Optional[str] = typer.Option("minilm", "--model", help="Tokenizer for token lengths ('' to skip)."),
-            percentile: float = typer.Option(95.0, "--percentile")):
-    """Label balance, duplicates, token-length percentiles and a suggested max_length."""
+            percentile: float = typer.Option(95.0, "--percentile"),
+            task: Optional[str] = typer.Option(None, "--task", help="token or sequence (default: detected — "
+                                                                     "CoNLL / token JSONL / wnut16 / msra_ner are token)")):
+    """Label balance, duplicates, token-length percentiles, a max_length table and a suggested max_length."""
     _setup()
     from unfreeze.config.schema import DataConfig
     from unfreeze.data.inspect import inspect_data
 
     if (data is None) == (dataset is None):
         raise UnfreezeError("give a data file or --dataset NAME")
+    if task not in (None, "token", "sequence"):
+        raise UnfreezeError(f"--task {task!r}: choose token or sequence")
     cfg = DataConfig(dataset=dataset, path=str(data) if data else None, text_column=text, label_column=label,
                      max_length_percentile=percentile)
-    report = inspect_data(cfg, model or None)
-    table = Table(title=f"inspect {report['source']}", show_header=False)
+    report = inspect_data(cfg, model or None, task)
+    print_inspect_report(report, percentile)
+
+
+def print_inspect_report(report: dict, percentile: float) -> None:
+    table = Table(title=f"inspect {report['source']} ({report['task']} task)", show_header=False)
+    sentences = report["task"] == "token"
     for key in ("rows", "dropped_bad_rows", "duplicate_texts", "near_duplicate_texts", "majority_share"):
-        table.add_row(key, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
-    table.add_row("labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
-    table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))
+        if key not in report:
+            continue
+        name = key.replace("rows", "sentences") if sentences and key == "rows" else key
+        table.add_row(name, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
+    table.add_row("tags" if sentences else "labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
+    if sentences:
+        table.add_row("entities", f"{report['tag_scheme']}: " + ", ".join(
+            f"{k}: {v}" for k, v in report["entities"].items()))
+        table.add_row("words per sentence", ", ".join(f"{k} {v}" for k, v in report["words"].items()))
+    else:
+        table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))
     if "tokens" in report:
         table.add_row("tokens", ", ".join(f"{k} {v}" for k, v in report["tokens"].items() if k != "truncated_share"))
         table.add_row("suggested max_length", f"{report['suggested_max_length']} (p{percentile:g}, "
                                               f"truncates {100 * report['tokens']['truncated_share']:.1f}%)")
         table.add_row("padding wasted at 512", f"{100 * report['padding_waste_at_512']:.0f}%")
     console.print(table)
+    if "max_length_table" in report:
+        lengths = Table(title="max_length: truncated share and relative cost (tokens processed per epoch, batches "
+                              "of 32 in random order padded to their longest example; 1.00 = max_length 512)")
+        for col in ("max_length", "truncated", "relative cost"):
+            lengths.add_column(col, justify="right")
+        for row in report["max_length_table"]:
+            lengths.add_row(str(row["max_length"]), f"{100 * row['truncated_share']:.1f}%",
+                            f"{row['relative_cost']:.2f}")
+        console.print(lengths)
+    if report.get("imbalance_hint"):
+        console.print(f"hint: {report['imbalance_hint']}", highlight=False)
 
 
 @app.command()
 @user_errors
-def study(config: Path = typer.Argument(..., help="Study YAML."),
+def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or none, with --data: a one-line study)."),
           out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default studies/<config name>)."),
-          overrides: Optional[list[str]] = SetOption,
+          overrides: Optional[list[str]] = typer.Option(
+              None, "--set", help="Override a key (repeatable): a study key (seeds=[0,1], grid.freeze=[head]) as "
+                                  "written, a run key (train.epochs=1, data.train_size=500) applies to `base`."),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and a cost estimate; run nothing."),
           executor: Optional[str] = typer.Option(None, "--executor", help="local (default) or ray."),
           address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
           quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars."),
-          track: Optional[list[str]] = TrackOption):
-    """Run (or resume) every run of a study, the baseline, and write the report."""
+          track: Optional[list[str]] = TrackOption,
+          data: Optional[Path] = typer.Option(None, "--data", help="One-line study: the training data file "
+                                                                    "(planned to fit --budget; no YAML needed)."),
+          test: Optional[Path] = typer.Option(None, "--test", help="One-line study: a separate test file."),
+          text_column: Optional[str] = typer.Option(None, "--text-column", help="One-line study: text column."),
+          label_column: Optional[str] = typer.Option(None, "--label-column", help="One-line study: label column."),
+          budget: Optional[str] = typer.Option(None, "--budget", help="One-line study: time budget (20m, 1h)."),
+          model: str = typer.Option("minilm", "--model", help="One-line study: the encoder.")):
+    """Run (or resume) every run of a study, the baseline, and write the report.
+
+    `unfreeze study --data train.csv --budget 20m` plans the study instead (strategies, data size, max_length,
+    epochs, seeds within the budget), prints the plan and what it traded away, writes it to OUT/study.yaml and
+    runs it (--dry-run: plan and write only)."""
     _setup()
+    if data is not None or budget is not None:
+        if config is not None or data is None or budget is None:
+            raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
+        from unfreeze.study.oneline import plan_from_data, print_one_line_plan
+
+        out = out or Path("studies") / data.stem
+        plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem)
+        print_one_line_plan(plan, budget, console)
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        config = out / "study.yaml"
+        config.write_text(yaml.safe_dump(plan.study, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        console.print(f"wrote {config}", highlight=False)
+        if dry_run:  # validate what was written (every arm), run nothing
+            from unfreeze.config.load import load_study_config
+            from unfreeze.study.grid import expand
+
+            expand(load_study_config(config, overrides))
+            return
+    elif config is None:
+        raise UnfreezeError("give a study YAML, or --data FILE --budget 20m for a one-line study")
     from unfreeze.config.load import load_study_config
     from unfreeze.study.grid import expand
     from unfreeze.study.runner import run_study

@@ -82,7 +82,33 @@ def parse_study_config(data: dict, source: str = "study") -> StudyConfig:
 
 
 def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
-    return parse_study_config(apply_overrides(read_yaml(path), overrides), str(path))
+    return parse_study_config(apply_overrides(read_yaml(path), study_overrides(overrides)), str(path))
+
+
+def study_overrides(overrides: list[str] | None) -> list[str]:
+    """`--set` on a study: a study key (`seeds=[0,1]`, `grid.freeze=[head]`) applies as written; a run key
+    (`train.epochs=1`) goes under `base.` — what a user means, since a study has no `train:` of its own. A key
+    that is neither is an error suggesting the closest study or run key."""
+    out = []
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+        key, raw = item.split("=", 1)
+        top = key.strip().split(".")[0]
+        if top in StudyConfig.model_fields:
+            out.append(item)
+        elif top in RunConfig.model_fields:
+            _check_run_key(key.strip(), item)
+            out.append(f"base.{key.strip()}={raw}")
+        else:
+            candidates = list(StudyConfig.model_fields) + list(RunConfig.model_fields)
+            close = difflib.get_close_matches(top, candidates, n=1, cutoff=0.5)
+            rest = key.strip()[len(top):]
+            hint = (f"did you mean `{close[0]}{rest}`?" if close else
+                    f"study keys: {', '.join(StudyConfig.model_fields)}; run keys (applied to base): "
+                    f"{', '.join(RunConfig.model_fields)}")
+            raise ConfigError(f"--set {item!r}: `{top}` is neither a study key nor a run key; {hint}")
+    return out
 
 
 def validate_file(path: str | Path) -> tuple[str, list[str], RunConfig | StudyConfig | None]:
@@ -96,6 +122,20 @@ def validate_file(path: str | Path) -> tuple[str, list[str], RunConfig | StudyCo
     except ValidationError as exc:
         return kind, describe_validation_errors(exc, model, str(path)), None
 
+
+
+def _check_run_key(key: str, item: str) -> None:
+    """Catch `train.epocs` at the command line (a study's `base` is free-form until its arms are expanded)."""
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        parent = _model_at(RunConfig, parts[:depth])
+        if parent is None or getattr(parent, "model_config", {}).get("extra") != "forbid":
+            return
+        if parts[depth] not in parent.model_fields:
+            close = difflib.get_close_matches(parts[depth], list(parent.model_fields), n=1, cutoff=0.5)
+            hint = (f"did you mean `{'.'.join(parts[:depth] + close)}`?" if close
+                    else f"valid keys here: {', '.join(parent.model_fields)}")
+            raise ConfigError(f"--set {item!r}: unknown run key `{key}` (applied to the study's base); {hint}")
 
 
 def run_config_dict(config: RunConfig) -> dict:

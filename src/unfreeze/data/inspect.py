@@ -20,10 +20,14 @@ from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import choose_max_length, token_lengths
+from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_table
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
-def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
+def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | None = None) -> dict:
+    """The inspect report; `task` None detects token data (CoNLL, token JSONL, wnut16/msra_ner) from the source."""
+    if (task or detect_task(cfg)) == "token":
+        return inspect_tokens(cfg, model_name)
     notes: dict = {}
     if cfg.dataset is not None:
         from unfreeze.assets import load_builtin_frame
@@ -44,6 +48,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
     clean = clean_frame(frame, cfg.model_copy(update={"bad_rows": "drop"}), str(source), notes)
     counts = clean["label"].value_counts()
     report = {
+        "task": "sequence",
         "source": str(source),
         "rows": rows,
         "dropped_bad_rows": rows - len(clean),
@@ -53,6 +58,9 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
         "majority_share": float(counts.iloc[0] / counts.sum()),
         "chars": _percentiles(char_lengths(clean["text"])),
     }
+    hint = imbalance_hint(report["labels"])
+    if hint:
+        report["imbalance_hint"] = hint
     texts = clean["text"].tolist() + (clean["pair"].tolist() if "pair" in clean else [])
     share = cjk_share(texts)
     report["script"] = {"cjk_share": round(share, 4), "cjk": share >= CJK_THRESHOLD}
@@ -73,6 +81,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None) -> dict:
                                              model_max_positions(tokenizer, backbone))
         report["tokens"] = stats
         report["suggested_max_length"] = suggested
+        report["max_length_table"] = length_table(lengths)
         report["padding_waste_at_512"] = float(1 - lengths.clip(max=512).mean() / 512)
     return report
 

@@ -20,6 +20,7 @@ from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
+from unfreeze.report.setup import per_class_over_seeds, setup_blocks
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
 from unfreeze.study.racing import stop_note
 
@@ -157,12 +158,15 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
                                                 f"{first['seed']}, test)",
                                plots.confusion_matrix_plot(test["confusion_matrix"], test["labels"],
                                                            f"{best}: test confusion matrix, every label")))
-        per_class = {k: v for k, v in test.get("per_class", {}).items() if k in labels}
-        candidates.append(("per_class", f"Per-class F1 of the best arm ({best}, test)",
-                           plots.per_class_f1(per_class, f"{best}: per-class test F1")))
+        per_class = per_class_over_seeds(results, best, "per_class", labels)
+        n = max((v["n"] for v in per_class.values()), default=0)
+        candidates.append(("per_class", f"Per-class F1 of the best arm ({best}, test, mean ± std over {n} runs)",
+                           plots.per_class_f1(per_class, f"{best}: per-class test F1 (mean ± std, {n} runs)")))
         if test.get("per_entity_type"):
-            candidates.append(("per_entity", f"Entity-level F1 per type of the best arm ({best}, test, seqeval)",
-                               plots.per_class_f1(test["per_entity_type"], f"{best}: entity F1 per type (test)")))
+            per_type = per_class_over_seeds(results, best, "per_entity_type")
+            candidates.append(("per_entity", f"Entity-level F1 per type of the best arm ({best}, test, seqeval, "
+                                             f"mean ± std over {n} runs)",
+                               plots.per_class_f1(per_type, f"{best}: entity F1 per type (test, mean ± std)")))
     return [("img", name, title, png) for name, title, png in candidates if png is not None]
 
 
@@ -187,6 +191,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         return blocks + [("p", "No run has finished yet.")]
     names = headline_metrics(meta["task"], metric, results)
     groups = test_groups(results, meta["task"])
+    blocks += setup_blocks(results)
     blocks.append(("h2", "Results"))
     if len(groups) > 1:
         blocks.append(("p", f"The runs were scored on {len(groups)} different test sets (e.g. a grid over "

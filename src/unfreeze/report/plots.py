@@ -120,7 +120,7 @@ def optimizer_lr_heatmap(results: pd.DataFrame, metric: str) -> bytes | None:
         table = part.pivot_table(index="optim.name", columns="optim.lr", values=f"test_{metric}", aggfunc="mean")
         table = table[sorted(table.columns, key=float)]
         image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(table.columns)), table.columns)
+        ax.set_xticks(range(len(table.columns)), table.columns, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(table.index)), table.index)
         for (i, j), value in np.ndenumerate(table.to_numpy()):
             ax.text(j, i, "–" if np.isnan(value) else f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
@@ -135,7 +135,7 @@ def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], title: str
     size = max(4, 0.6 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(labels)), labels)
     for (i, j), value in np.ndenumerate(cm):
         ax.text(j, i, str(value), ha="center", va="center", color="white" if value > cm.max() / 2 else "black",
@@ -146,12 +146,15 @@ def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], title: str
 
 
 def per_class_f1(per_class: dict[str, dict], title: str) -> bytes | None:
+    """Bars of F1 per class; error bars where `per_class[name]` carries a `std` (mean ± std over seeds). Labels are
+    rotated about their right end (`rotation_mode="anchor"`) so each sits under its own bar, not the neighbour's."""
     if len(per_class) < 3:
         return None
     names = list(per_class)
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.8))
-    ax.bar(names, [per_class[n]["f1"] for n in names], color="tab:blue", label="F1")
-    ax.set(title=title, xlabel="class", ylabel="F1", ylim=(0, 1))
-    ax.tick_params(axis="x", rotation=45)
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 4.2))
+    stds = [per_class[n].get("std", 0.0) for n in names]
+    x = np.arange(len(names))
+    ax.bar(x, [per_class[n]["f1"] for n in names], yerr=stds if any(stds) else None, capsize=3, color="tab:blue")
+    ax.set_xticks(x, names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set(title=title, xlabel="class", ylabel="F1 (mean ± std over seeds)" if any(stds) else "F1", ylim=(0, 1.05))
     return _png(fig)

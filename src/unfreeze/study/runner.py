@@ -41,10 +41,17 @@ log = logging.getLogger(__name__)
 
 
 class ProgressReporter:
-    """One line per finished run: done / total, the run's headline metric, and an ETA from the runs so far."""
+    """One line per finished run: done / total, the run's headline metric, and an ETA from the runs so far.
 
-    def __init__(self, total: int, already_done: int, metric: str, echo=print, show_run_progress: bool = True):
+    The ETA comes from measured run times per arm kind: each run still to do is charged the mean time of the
+    finished runs of its arm, else of its freeze strategy (head, top-2, all … cost very different amounts), else
+    of all finished runs; the sum is scaled by wall time / summed run time (parallel executors, overheads)."""
+
+    def __init__(self, total: int, already_done: int, metric: str, echo=print, show_run_progress: bool = True,
+                 kinds: dict[str, tuple[str, str]] | None = None):
         self.total, self.done, self.metric, self.echo = total, already_done, metric, echo
+        self.pending = dict(kinds or {})  # run_id -> (arm, strategy) of the runs still to do
+        self.seconds: dict[str, list[float]] = {}
         self.show_run_progress = show_run_progress
         self.failed = 0
         self.running: int | None = None  # set by executors that run several at once
@@ -62,7 +69,7 @@ class ProgressReporter:
         if not outcome.ok:
             self.failed += 1
         elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.ran * (self.total - self.done)
+        eta = self.eta(outcome, elapsed)
         if outcome.ok:
             value = outcome.metrics.get("val", {}).get(self.metric)
             what = f"val {self.metric} {value:.4f}" if isinstance(value, float) else "done"
@@ -71,6 +78,26 @@ class ProgressReporter:
         running = f" · running {self.running}" if self.running is not None else ""
         self.echo(f"[{self.done}/{self.total}] {outcome.arm} ({outcome.run_id}) {what} in {outcome.seconds:.0f}s"
                   f"{running} · failed {self.failed} · ETA {eta / 60:.1f} min")
+
+
+
+    def eta(self, outcome: RunOutcome, elapsed: float) -> float:
+        kind = self.pending.pop(outcome.run_id, None)
+        if kind is None:  # no kinds known (an executor's own reporter): the plain average
+            return elapsed / self.ran * (self.total - self.done)
+        if outcome.ok and outcome.seconds > 0:
+            for key in (f"arm:{kind[0]}", f"strategy:{kind[1]}", "all"):
+                self.seconds.setdefault(key, []).append(outcome.seconds)
+        measured = sum(self.seconds.get("all", []))
+        if not self.pending or not measured:
+            return elapsed / self.ran * len(self.pending)
+
+        def mean(key: str) -> float | None:
+            values = self.seconds.get(key)
+            return sum(values) / len(values) if values else None
+
+        todo = sum(mean(f"arm:{a}") or mean(f"strategy:{s}") or mean("all") for a, s in self.pending.values())
+        return todo * elapsed / measured
 
 
 
@@ -115,7 +142,8 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
     todo = [j for j in jobs if not is_finished(study_dir / "runs" / j.run_id)]
     echo(f"study {study.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, {len(todo)} to run")
     metric = jobs[0].config.selection_metric
-    reporter = ProgressReporter(len(jobs), len(jobs) - len(todo), metric, echo, show_run_progress=progress)
+    reporter = ProgressReporter(len(jobs), len(jobs) - len(todo), metric, echo, show_run_progress=progress,
+                                kinds={j.run_id: (j.arm, j.config.freeze.label) for j in todo})
     from unfreeze.study.tracking import StudyTracking
 
     tracking = StudyTracking(study, study_dir, jobs, track, study_text)

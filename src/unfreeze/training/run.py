@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from unfreeze.training.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
-from unfreeze.training.run_dir import check_run_dir, test_fingerprint, write_run
+from unfreeze.training.run_dir import (check_run_dir, machine_info, test_fingerprint, train_label_counts,
+                                        write_run)
 
 from unfreeze.config.schema import RunConfig
 
@@ -268,6 +269,8 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "peak_gpu_mb": peak_gpu_mb(),
         "parameter_groups": describe_groups(groups),
         "test_fingerprint": test_fingerprint(run),
+        "machine": machine_info(),
+        "train_label_counts": train_label_counts(run.data),
     }
     if accelerator.is_main_process:
         write_run(out, run, run.model, results,

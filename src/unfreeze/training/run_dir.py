@@ -83,6 +83,25 @@ def versions() -> dict:
 
 
 
+def machine_info() -> dict:
+    """What ran the run, for the report's setup section and for reading train_seconds: CPU count, torch's intra-op
+    threads, and the GPU's name where one was used."""
+    import os
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu}
+
+
+def train_label_counts(data) -> dict[str, int]:
+    """Training-set label (sequence) or tag (token) counts by name: the report's label distribution."""
+    names = list(data.label_names)
+    labels = getattr(data.train, "labels", None)
+    flat = np.asarray(labels if labels is not None else [t for row in data.train.tags for t in row], dtype=int)
+    flat = flat[(flat >= 0) & (flat < len(names))]
+    counts = np.bincount(flat, minlength=len(names))
+    return {names[i]: int(c) for i, c in enumerate(counts)}
+
+
 def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
               run_info: dict | None = None) -> None:
     """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous

@@ -1,0 +1,132 @@
+"""This machine's measured throughput for one model: forward (eval) and forward+backward (train) tokens per second.
+
+Estimates built on constants measured once on someone else's laptop are wrong by 10× on a GPU and by 2× on a
+busier CPU. So the first estimate for a model times a few real batches (a few seconds) and remembers the result
+in the user cache dir (`$UNFREEZE_CACHE_DIR/throughput.json`, else `~/.cache/unfreeze/throughput.json`), keyed by
+model + device + torch threads; later dry runs and plans read it back. `UNFREEZE_REMEASURE=1` measures again:
+the figure is the machine's speed under the load of that moment, so one taken while other jobs ran is too low.
+Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed (no weights, an unusual output) gets
+None, and callers fall back to the documented MiniLM constants.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 16
+MIN_SECONDS = 1.0  # per mode: keep timing batches until this much time has passed (or MAX_BATCHES ran)
+MAX_BATCHES = 4
+
+
+def cache_file() -> Path:
+    env = os.environ.get("UNFREEZE_CACHE_DIR")
+    root = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "unfreeze"
+    return root / "throughput.json"
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def cache_key(model_name: str, threads: int | None = None) -> str:
+    import torch
+
+    return f"{model_name}|{device_name()}|threads={threads or torch.get_num_threads()}"
+
+
+def _read() -> dict:
+    try:
+        return json.loads(cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_throughput(model_name: str, threads: int | None = None) -> dict | None:
+    return _read().get(cache_key(model_name, threads))
+
+
+def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threads: int | None = None,
+                       refresh: bool = False) -> dict | None:
+    """{"forward_tokens_per_s", "train_tokens_per_s", "layers", "hidden", "key"} for `model_cfg` on this machine,
+    measured on batches of `texts` truncated at `max_length` (from the cache unless `refresh`); None on failure."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    key = cache_key(model_cfg.name, threads)
+    known = _read()
+    refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
+    if key in known and not refresh:
+        return known[key]
+    try:
+        result = _time_model(model_cfg, texts, max_length)
+    except Exception as exc:  # noqa: BLE001 (an estimate must never block a plan)
+        log.warning("could not measure throughput of %s: %s", model_cfg.name, exc)
+        return None
+    result["key"] = key
+    known[key] = result
+    from unfreeze.io import write_json
+
+    cache_file().parent.mkdir(parents=True, exist_ok=True)
+    write_json(cache_file(), known)
+    return result
+
+
+def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
+    import torch
+
+    from unfreeze.model.backbone import load_backbone
+
+    model, tokenizer = load_backbone(model_cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    texts = [t for t in texts if t][:BATCH_SIZE * MAX_BATCHES] or ["a short example text"] * BATCH_SIZE
+    batches = [tokenizer(texts[i:i + BATCH_SIZE], truncation=True, max_length=max_length, padding=True,
+                         return_tensors="pt") for i in range(0, len(texts), BATCH_SIZE)]
+    batches = [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
+
+    def hidden(batch):
+        out = model(**batch)
+        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
+        return out.float()
+
+    def timed(step) -> float:
+        step(batches[0])  # warm-up (allocations, kernel selection)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tokens, started, i = 0, time.perf_counter(), 0
+        while i < MAX_BATCHES and (i == 0 or time.perf_counter() - started < MIN_SECONDS):
+            batch = batches[i % len(batches)]
+            step(batch)
+            tokens += int(batch["input_ids"].numel())
+            i += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return tokens / max(time.perf_counter() - started, 1e-9)
+
+    def forward(batch):
+        with torch.no_grad():
+            hidden(batch)
+
+    def train_step(batch):
+        model.zero_grad(set_to_none=True)
+        hidden(batch).pow(2).mean().backward()
+
+    model.eval()
+    forward_rate = timed(forward)
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    train_rate = timed(train_step)
+    config = getattr(model, "config", None)
+    return {"forward_tokens_per_s": round(forward_rate, 1), "train_tokens_per_s": round(train_rate, 1),
+            "layers": int(getattr(config, "num_hidden_layers", 0) or 0),
+            "hidden": int(getattr(config, "hidden_size", 0) or 0), "device": device_name(),
+            "threads": torch.get_num_threads(), "max_length": max_length}

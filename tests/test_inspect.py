@@ -1,0 +1,92 @@
+"""`unfreeze inspect` on every format and task: token files (CoNLL, tab-separated .txt, token JSONL) are detected
+and reported in sentences/tags/entities; the max_length table and the imbalance hint are computed as documented."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from unfreeze.cli import app
+from unfreeze.config.schema import DataConfig
+from unfreeze.data.inspect import inspect_data
+from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, length_table
+
+runner = CliRunner()
+SENTENCES = [(["alice", "was", "in", "paris"], ["B-PER", "O", "O", "B-LOC"]),
+             (["bob", "love", "london", "."], ["B-PER", "O", "B-LOC", "O"]),
+             (["the", "movie", "was", "good"], ["O", "O", "O", "O"]),
+             (["google", "and", "acme"], ["B-ORG", "O", "B-ORG"])] * 3 + [(["alice", "alice"], ["B-PER", "I-PER"])]
+
+
+def _write_conll(path, sep="\t"):
+    path.write_text("\n\n".join("\n".join(f"{w}{sep}{t}" for w, t in zip(ws, ts)) for ws, ts in SENTENCES) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def _check_token_report(report, tokens=True):
+    assert report["task"] == "token" and report["rows"] == len(SENTENCES)
+    assert report["duplicate_texts"] == 8
+    assert report["labels"]["O"] == sum(t == "O" for _, ts in SENTENCES for t in ts)
+    assert report["entities"] == {"PER": 7, "LOC": 6, "ORG": 6}
+    if tokens:
+        assert report["max_length_table"][0]["max_length"] == 64
+        assert all(row["truncated_share"] == 0 for row in report["max_length_table"])
+
+
+@pytest.mark.parametrize("name", ["train.conll", "train.txt"])
+def test_conll_and_tab_separated_txt_are_token_data(tmp_path, tiny_bert, name):
+    path = _write_conll(tmp_path / name)
+    assert detect_task(DataConfig(path=str(path))) == "token"
+    _check_token_report(inspect_data(DataConfig(path=str(path)), tiny_bert))
+
+
+def test_token_jsonl_detected_and_sequence_jsonl_not(tmp_path, tiny_bert):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"tokens": ws, "tags": ts}) + "\n" for ws, ts in SENTENCES), encoding="utf-8")
+    _check_token_report(inspect_data(DataConfig(path=str(path)), None), tokens=False)
+    seq = tmp_path / "seq.jsonl"
+    seq.write_text(json.dumps({"text": "a b", "label": "x"}) + "\n", encoding="utf-8")
+    assert detect_task(DataConfig(path=str(seq))) == "sequence"
+    tsv = tmp_path / "seq.tsv"
+    tsv.write_text("text\tlabel\nthe movie was good\tpos\nbad film\tneg\n", encoding="utf-8")
+    assert detect_task(DataConfig(path=str(tsv))) == "sequence"
+
+
+def test_cli_inspect_token_file_forced_task_and_table(tmp_path, tiny_bert):
+    path = _write_conll(tmp_path / "ner.txt", sep=" ")  # space-separated: not detected, forced
+    assert detect_task(DataConfig(path=str(path))) == "sequence"
+    result = runner.invoke(app, ["inspect", str(path), "--model", tiny_bert, "--task", "token"])
+    assert result.exit_code == 0, result.output
+    assert "token task" in result.output and "entities" in result.output and "relative cost" in result.output
+
+
+def test_length_table_counts_padded_tokens_per_batch():
+    lengths = np.array([10] * 31 + [600])  # one batch of 32 padded to its longest example
+    table = {row["max_length"]: row for row in length_table(lengths)}
+    assert table[64]["truncated_share"] == pytest.approx(1 / 32) and table[512]["truncated_share"] == pytest.approx(1 / 32)
+    assert table[64]["relative_cost"] == pytest.approx(64 / 512) and table[512]["relative_cost"] == 1.0
+    many = np.arange(1, 65)  # two random batches; cost at 64 = sum of each batch's max × its size
+    order = np.random.default_rng(0).permutation(64)
+    expected = sum(32 * many[order[i:i + 32]].max() for i in (0, 32)) / sum(32 * many[order[i:i + 32]].max() for i in (0, 32))
+    assert {r["max_length"]: r for r in length_table(many)}[512]["relative_cost"] == expected == 1.0
+    assert {r["max_length"]: r for r in length_table(many)}[64]["relative_cost"] == 1.0
+
+
+def test_imbalance_hint_below_ten_percent(tmp_path, tiny_bert):
+    assert imbalance_hint({"a": 91, "b": 9}) and "balanced" in imbalance_hint({"a": 91, "b": 9})
+    assert imbalance_hint({"a": 90, "b": 10}) is None
+    path = tmp_path / "spam.csv"
+    pd.DataFrame({"text": [f"the movie {i}" for i in range(100)], "label": ["ham"] * 95 + ["spam"] * 5}).to_csv(path, index=False)
+    result = runner.invoke(app, ["inspect", str(path), "--model", tiny_bert])
+    assert result.exit_code == 0, result.output
+    assert "class_weights: balanced" in result.output and "'spam' is 5.0%" in result.output
+    assert "relative cost" in result.output
+
+
+@pytest.mark.assets
+@pytest.mark.parametrize("name", ["wnut16", "msra_ner"])
+def test_builtin_token_datasets(name):
+    report = inspect_data(DataConfig(dataset=name), None)
+    assert report["task"] == "token" and report["rows"] > 100 and report["entities"]
