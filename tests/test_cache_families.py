@@ -1,7 +1,8 @@
 """The activation cache changes speed, not numbers, for every encoder family it claims, at every boundary.
 
 For each family a 3-layer tiny model is trained with `top_k` 0, 1, 2 (boundaries 3, 2, 1) once from an fp32
-cache and once with `cache: off`; the per-example test probabilities and the test loss must agree to 1e-5.
+cache and once with `cache: off`; the per-epoch train and val losses (the val pass runs the cached forward), the
+per-example test probabilities and the test loss must agree to 1e-5.
 DeBERTa-v2 with `conv_kernel_size > 0` is the case that needs the layer list to keep its indices: transformers
 mixes a convolution of the embeddings into layer 0's output.
 """
@@ -43,3 +44,7 @@ def test_cached_equals_uncached_at_every_boundary(arch, small_csv, tmp_path):
         assert probs, plain_pred.columns
         diff = (cached_pred[probs] - plain_pred[probs]).abs().to_numpy().max()
         assert diff <= 1e-5, (arch, top_k, diff)
+        # per-epoch evaluation runs the cached forward itself (the final pass runs the full one)
+        for a, b in zip(cached["history"], plain["history"], strict=True):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5), (arch, top_k)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5), (arch, top_k)
