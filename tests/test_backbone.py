@@ -32,6 +32,7 @@ def test_start_at_layer_reproduces_the_full_forward(arch, tiny_models):
             mask = enc["attention_mask"].bool()
             assert torch.allclose(partial[mask], full.last_hidden_state[mask], atol=1e-5)
     assert len(layout.layers) == 2  # restored after the context
+    assert not any("forward" in vars(layer) for layer in layout.layers)  # no pass-through left behind
 
 
 def test_dropout_overrides_reach_the_config(tiny_bert):

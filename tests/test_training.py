@@ -21,7 +21,7 @@ def data_400(tmp_path):
 
 
 def metrics_without_time(result):
-    return {k: v for k, v in result.items() if k not in ("train_seconds", "peak_rss_mb")} | {
+    return {k: v for k, v in result.items() if k not in ("train_seconds", "final_eval_seconds", "peak_rss_mb")} | {
         "history": [{k: v for k, v in row.items() if k != "seconds"} for row in result["history"]]}
 
 

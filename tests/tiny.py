@@ -16,31 +16,48 @@ LETTERS = list("abcdefghijklmnopqrstuvwxyz")
 VOCAB = SPECIAL + POSITIVE + NEGATIVE + NEUTRAL + ENTITIES + LETTERS + [f"##{c}" for c in LETTERS] + [".", ",", "!"]
 
 ARCHITECTURES = ("bert", "distilbert", "roberta", "electra", "deberta-v2")
+#: every encoder family the activation cache claims, incl. DeBERTa-v2 with its layer-0 convolution
+CACHE_FAMILIES = ARCHITECTURES + ("xlm-roberta", "mpnet", "deberta-v2-conv")
 
 
-def tiny_config(arch: str):
-    from transformers import (BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig)
+def tiny_config(arch: str, layers: int = 2):
+    from transformers import (AlbertConfig, BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig,
+                              MPNetConfig, RobertaConfig, XLMRobertaConfig)
 
     common = dict(vocab_size=len(VOCAB), max_position_embeddings=128, pad_token_id=0)
+    if arch == "xlm-roberta":
+        return XLMRobertaConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                                intermediate_size=64, type_vocab_size=1, **common)
+    if arch == "mpnet":
+        return MPNetConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
+                           **common)
+    if arch == "deberta-v2-conv":
+        config = tiny_config("deberta-v2", layers)
+        config.conv_kernel_size, config.conv_act = 3, "gelu"
+        return config
+    if arch == "albert":  # one layer group shared by every depth
+        return AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                            intermediate_size=64, **common)
     if arch == "bert":
-        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common)
+        return BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
+                          **common)
     if arch == "distilbert":
-        return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
+        return DistilBertConfig(dim=32, n_layers=layers, n_heads=2, hidden_dim=64, **common)
     if arch == "roberta":
-        return RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        return RobertaConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
                              type_vocab_size=1, **common)
     if arch == "electra":
-        return ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        return ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                              intermediate_size=64, **common)
     if arch == "deberta-v2":
-        return DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        return DebertaV2Config(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
                                relative_attention=True, position_buckets=16, max_relative_positions=32,
                                pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
                                type_vocab_size=0, **common)
     raise ValueError(arch)
 
 
-def make_tiny_model(arch: str, folder: Path, seed: int = 0) -> str:
+def make_tiny_model(arch: str, folder: Path, seed: int = 0, layers: int = 2) -> str:
     """Write a random tiny model + WordPiece tokenizer to `folder`; return the folder as a string."""
     from transformers import AutoModel, BertTokenizerFast
 
@@ -49,7 +66,7 @@ def make_tiny_model(arch: str, folder: Path, seed: int = 0) -> str:
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True, model_max_length=128)
     torch.manual_seed(seed)
-    model = AutoModel.from_config(tiny_config(arch))
+    model = AutoModel.from_config(tiny_config(arch, layers))
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return str(folder)

@@ -39,6 +39,11 @@ class EncoderLayout:
     before: list[nn.Module] = field(default_factory=list)  # run before/with the layers (ELECTRA projection, DeBERTa rel. embeddings)
     after: list[nn.Module] = field(default_factory=list)  # run after the last layer (final norms)
     pooler: nn.Module | None = None
+    #: how a layer returns its output: 0 = the hidden states tensor, n = a tuple of n items, states first
+    layer_output: int = 0
+    #: the layer stack runs the same parameters at several depths (ALBERT: one layer group called L times), so
+    #: no depth can be frozen or trained apart from the others
+    shared_depths: bool = False
 
     @property
     def num_layers(self) -> int:
@@ -143,8 +148,10 @@ def discover_layout(model: nn.Module) -> EncoderLayout:
     pooler = pooler if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()) else None
     covered = {id(p) for m in (embeddings, layers, pooler) if m is not None for p in m.parameters()}
     loose = _loose_modules(model, covered)
-    before, after = _place_loose_modules(model, layers, loose)
-    return EncoderLayout(embeddings, layers, owner, attr, before, after, pooler)
+    trace = _trace(model, layers, loose)
+    before, after = _place_loose_modules(trace, layers, loose)
+    return EncoderLayout(embeddings, layers, owner, attr, before, after, pooler,
+                         layer_output=trace.layer_output, shared_depths=_shares_depths(model, layers, trace))
 
 
 def check_is_encoder(model: nn.Module) -> None:
@@ -204,12 +211,25 @@ def _loose_modules(model: nn.Module, covered: set[int]) -> list[nn.Module]:
     return found
 
 
-def _place_loose_modules(model, layers, loose) -> tuple[list[nn.Module], list[nn.Module]]:
-    """Trace one tiny forward: a loose module first called after the last layer is `after`, else `before`."""
-    if not loose:
-        return [], []
+@dataclass
+class _Trace:
+    order: list[int]  # ids of the watched modules, in call order
+    layer_output: int  # see EncoderLayout.layer_output
+
+
+def _trace(model, layers, loose) -> _Trace:
+    """One tiny eval-mode forward, recording the call order of the loose modules and every layer, and the form
+    of a layer's output."""
     order: list[int] = []
-    hooks = [m.register_forward_hook(lambda mod, *_: order.append(id(mod))) for m in [*loose, layers[-1]]]
+    forms: list[int] = []
+
+    def seen(mod, args, out):
+        order.append(id(mod))
+        if mod is layers[0] and not forms:
+            forms.append(len(out) if isinstance(out, tuple) else 0)
+
+    watched = list({id(m): m for m in [*loose, *layers]}.values())
+    hooks = [m.register_forward_hook(seen) for m in watched]
     try:
         was_training = model.training
         model.eval()
@@ -220,6 +240,23 @@ def _place_loose_modules(model, layers, loose) -> tuple[list[nn.Module], list[nn
     finally:
         for h in hooks:
             h.remove()
+    return _Trace(order, forms[0] if forms else 0)
+
+
+def _shares_depths(model, layers, trace: _Trace) -> bool:
+    """True when one set of layer parameters serves several depths: a layer module runs more than once in one
+    forward, or two positions of the stack hold the same parameter tensors."""
+    if any(trace.order.count(id(layer)) > 1 for layer in layers):
+        return True
+    params = [id(p) for layer in layers for p in layer.parameters()]
+    return len(params) != len(set(params))
+
+
+def _place_loose_modules(trace: _Trace, layers, loose) -> tuple[list[nn.Module], list[nn.Module]]:
+    """A loose module first called after the last layer is `after`, else `before`."""
+    if not loose:
+        return [], []
+    order = trace.order
     last_layer = max((i for i, x in enumerate(order) if x == id(layers[-1])), default=-1)
     first_call = {}
     for i, x in enumerate(order):
@@ -238,25 +275,70 @@ def start_at_layer(layout: EncoderLayout, start: int, hidden_states: torch.Tenso
     """Within this context a normal forward of the model skips layers `< start` and feeds `hidden_states` to
     layer `start` instead of what the (cheap, frozen) embeddings computed.
 
-    The model's own forward still builds the attention mask, relative positions etc., so this works for every
-    architecture whose layers take the hidden states as their first argument (all encoders we support).
+    The layer list keeps its length and order: the skipped layers are passed through (they return their input
+    without computing anything), so code that acts on a layer *index* still sees the right one — DeBERTa-v2 with
+    `conv_kernel_size > 0` mixes a convolution of the embeddings into layer 0's output, and a re-indexed list
+    made it mix it into layer `start`'s. Layer `start`'s input is replaced by `hidden_states`, so whatever the
+    passed-through layers (and that convolution) produced below it is discarded. The model's own forward still
+    builds the attention mask, relative positions etc., so this works for every architecture whose layers take
+    the hidden states as their first argument (all encoders we support).
     """
-    full = layout.layers
-    kept = nn.ModuleList(list(full)[start:])
-
     def inject(module, args, kwargs):
         if args:
             return (hidden_states, *args[1:]), kwargs
         key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
         return args, {**kwargs, key: hidden_states}
 
-    handle = kept[0].register_forward_pre_hook(inject, with_kwargs=True)
-    setattr(layout.layers_owner, layout.layers_attr, kept)
+    layers = list(layout.layers)
+    handle = layers[start].register_forward_pre_hook(inject, with_kwargs=True)
+    try:
+        with pass_through(layout, layers[:start]):
+            yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def stop_at_layer(layout: EncoderLayout, stop: int):
+    """Within this context layers `>= stop` are passed through; yields a one-item list that receives the hidden
+    states entering layer `stop` (exactly `output_hidden_states[stop]` of a full forward, before any final norm)
+    once the model has run. `stop == num_layers` passes nothing through and captures nothing."""
+    captured: list[torch.Tensor] = []
+    layers = list(layout.layers)
+    if stop >= len(layers):
+        yield captured
+        return
+
+    def capture(module, args, kwargs):
+        captured.append(args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))))
+
+    handle = layers[stop].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with pass_through(layout, layers[stop:]):
+            yield captured
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def pass_through(layout: EncoderLayout, layers: list[nn.Module]):
+    """Make `layers` return their input hidden states unchanged (in the output form a real layer of this model
+    returns, see `EncoderLayout.layer_output`), without computing anything. Forward pre-hooks still run."""
+    def skip(*args, **kwargs):
+        states = args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
+        return states if layout.layer_output == 0 else (states, *([None] * (layout.layer_output - 1)))
+
+    saved = [layer.__dict__.get("forward") for layer in layers]
+    for layer in layers:
+        layer.forward = skip
     try:
         yield
     finally:
-        handle.remove()
-        setattr(layout.layers_owner, layout.layers_attr, full)
+        for layer, own in zip(layers, saved):
+            if own is None:
+                del layer.forward
+            else:
+                layer.forward = own
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -74,6 +74,7 @@ def model_meta(run) -> dict:
         "fallback_tag": run.data.notes.get("fallback_tag"),
         "tokens_column": run.config.data.tokens_column,
         "tag_scheme": run.data.notes.get("scheme"),
+        "stop_at": getattr(run.model, "stop_at", None),  # freeze `layer: k`: the head reads layer k's input
     }
 
 
@@ -86,6 +87,8 @@ def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
     keep the backbone-only folder."""
     cfg = run.config.model
     if cfg.hidden or not standard_class_name(run.config.task, cfg.pooling):
+        return False
+    if getattr(model, "stop_at", None) is not None:  # a stock classifier would run every layer
         return False
     import transformers
 
@@ -156,6 +159,7 @@ def load_model(best_dir: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)
     model = EncoderClassifier(backbone, discover_layout(backbone), len(meta["labels"]),
                               ModelConfig(**meta["model"]), meta["task"])
+    model.stop_at = meta.get("stop_at")  # freeze `layer: k`: stop where the run stopped
     model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
     model.eval()
     return model, tokenizer, meta

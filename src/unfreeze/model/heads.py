@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unfreeze.model.backbone import EncoderLayout, hidden_size, start_at_layer
+from unfreeze.model.backbone import EncoderLayout, hidden_size, start_at_layer, stop_at_layer
 from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import ConfigError
 
@@ -55,18 +55,25 @@ class EncoderClassifier(nn.Module):
         self.task = task
         self.pooling = cfg.pooling
         self.head = ClassificationHead(hidden_size(backbone), num_labels, cfg)
+        #: the head reads the hidden states entering this layer (freeze `layer: k`); None = the encoder's output
+        self.stop_at: int | None = None
 
     def encode(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
-        """Final token states (batch, tokens, hidden)."""
+        """Final token states (batch, tokens, hidden): the encoder's output, or the states entering layer
+        `stop_at` (the layers above are not run)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        if cached_states is None:
-            return self.backbone(**kwargs).last_hidden_state
-        if cached_from >= self.layout.num_layers:
-            return cached_states  # the whole encoder is frozen: the cache already holds its output
-        with start_at_layer(self.layout, cached_from, cached_states):
-            return self.backbone(**kwargs).last_hidden_state
+        stop = self.layout.num_layers if self.stop_at is None else self.stop_at
+        if cached_states is not None and cached_from >= stop:
+            return cached_states  # everything up to the stop is frozen: the cache already holds its output
+        with stop_at_layer(self.layout, stop) as captured:
+            if cached_states is None:
+                out = self.backbone(**kwargs).last_hidden_state
+            else:
+                with start_at_layer(self.layout, cached_from, cached_states):
+                    out = self.backbone(**kwargs).last_hidden_state
+        return captured[0] if captured else out
 
     def features(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.task == "token":

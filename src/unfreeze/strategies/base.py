@@ -55,6 +55,9 @@ class Strategy:
     #: only meaningful on pretrained layers (freezing, decaying or adapting them); False where it also makes sense
     #: for an encoder trained from scratch (`model.name: bilstm`)
     needs_pretrained_layers: ClassVar[bool] = True
+    #: treats layers at different depths differently (freezes some, decays their LR, stops at one), which is
+    #: impossible where one set of weights serves every depth (ALBERT); such models are refused
+    needs_distinct_layers: ClassVar[bool] = False
 
     def from_text(self, text: str) -> dict | None:
         """The config dict a YAML string means for this strategy (`head`, `top_3` …), or None if not ours."""
@@ -129,6 +132,11 @@ def apply_freeze(model, cfg) -> FreezePlan:
         strategy.check(cfg)  # configs are checked when parsed; this guards callers that build one by hand
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if strategy.needs_distinct_layers and getattr(model.layout, "shared_depths", False):
+        kind = getattr(getattr(model.backbone, "config", None), "model_type", type(model.backbone).__name__)
+        raise ConfigError(f"freeze: `{strategy.label(cfg)}` on model type {kind!r}: it shares one layer's weights "
+                          "across depth (ALBERT-style): top_k / gradual / llrd / layer cannot freeze part of it; "
+                          "use head, all, bitfit or lora")
     model.backbone.requires_grad_(False)
     model.head.requires_grad_(True)
     plan = strategy.apply(model, cfg)
@@ -165,6 +173,13 @@ def set_train_mode(model, plan: FreezePlan) -> None:
     for i, layer in enumerate(layout.layers):
         if i not in trainable:
             layer.eval()
+    # Any other frozen part too: a module whose parameters all stay frozen (DeBERTa-v2's layer-0 convolution
+    # block holds its own dropout and is neither embeddings nor a layer) must not add dropout noise — the
+    # activation cache computes it in eval mode, and the uncached path must give the same numbers.
+    for module in model.backbone.modules():
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Gradual(Strategy):
     name = "gradual"
     changes_frozen_set = True
+    needs_distinct_layers = True
     one_process_reason = ("layers unfrozen after the start are not synchronised by data-parallel training); drop "
                           "`accelerate launch`, or use top_k / llrd / all")
 

@@ -15,6 +15,7 @@ class LLRD(Strategy):
     name = "llrd"
     main_field = "decay"
     takes_bitfit_flag = True
+    needs_distinct_layers = True
 
     def label(self, cfg) -> str:
         return f"llrd-{cfg.decay:g}" + ("-bitfit" if cfg.bitfit else "")

@@ -14,6 +14,7 @@ class TopK(Strategy):
     name = "top_k"
     main_field = "k"
     depth_only = True
+    needs_distinct_layers = True
 
     def from_text(self, text: str) -> dict | None:
         if text.startswith("top_") and text[4:].isdigit():
@@ -54,6 +55,7 @@ class TopK(Strategy):
 class Head(TopK):
     name = "head"
     main_field = None
+    needs_distinct_layers = False  # everything in the encoder stays frozen: shared layers are fine
 
     def from_text(self, text: str) -> dict | None:
         return {"strategy": self.name} if text == self.name else None

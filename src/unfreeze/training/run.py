@@ -247,8 +247,17 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
             break
     train_seconds = time.perf_counter() - started
     keeper.restore()
-    val_logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]))
-    test_logits = collect_logits(model, loaders.test, accelerator, cached_from, len(run.encoded["test"]))
+    final, final_from = loaders, cached_from
+    if cached_from is not None:
+        # The reported val/test numbers are those of the saved model: a full forward in the model's own dtype,
+        # not the (possibly fp16) cached prefix — `unfreeze predict best/` then reproduces predictions_test.csv.
+        # The cache has already paid off: it served every training epoch and every per-epoch evaluation.
+        final, final_from = make_loaders(run, None), None
+        final.val, final.test = accelerator.prepare(final.val, final.test)
+    eval_started = time.perf_counter()
+    val_logits = collect_logits(model, final.val, accelerator, final_from, len(run.encoded["val"]))
+    test_logits = collect_logits(model, final.test, accelerator, final_from, len(run.encoded["test"]))
+    final_eval_seconds = time.perf_counter() - eval_started
     results = {
         "val": evaluate_split(run, "val", val_logits, weight),
         "test": evaluate_split(run, "test", test_logits, weight),
@@ -261,6 +270,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "trainable_params_at_start": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
+        "final_eval_seconds": round(final_eval_seconds, 3),
         "max_length": run.max_length,
         "token_lengths": run.length_stats,
         "data": run.data.notes,
