@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from tiny import run_config, synthetic_frame
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.metrics.compare import compare_with_fixed
 from unfreeze.metrics.counts import classification_metric
 from unfreeze.study.runner import run_study

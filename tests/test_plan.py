@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unfreeze.config.schema import StudyConfig
+from unfreeze.config.study import StudyConfig
 from unfreeze.study.estimate import pass_seconds
 from unfreeze.study.plan import DataFacts, plan_study
 
