@@ -234,3 +234,55 @@ def test_adapter_folder_with_only_a_pickle_is_refused_in_one_line(tmp_path):
     (tmp_path / "adapter_model.bin").write_bytes(b"not loaded")
     with pytest.raises(UnfreezeError, match="only adapter_model.bin"):
         _load_adapter(tmp_path, {"adapter_of": "x"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input found before any work: --set values, output locations, broken saved models
+
+
+def _config_file(tiny_bert, sentiment_csv, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1})))
+    return path
+
+
+def test_invalid_yaml_in_set_is_one_line_rc_2(tiny_bert, sentiment_csv, tmp_path):
+    cfg = _config_file(tiny_bert, sentiment_csv, tmp_path)
+    result = CliRunner().invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r"), "--set", "train.epochs=[1"])
+    assert result.exit_code == 2, result.output
+    assert "--set 'train.epochs=[1'" in result.output and "not valid YAML" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "dot"])
+def test_unusable_out_is_refused_before_training(tiny_bert, sentiment_csv, tmp_path, monkeypatch, where):
+    cfg = _config_file(tiny_bert, sentiment_csv, tmp_path)
+    calls = []
+    import unfreeze.training.run as training
+
+    monkeypatch.setattr(training, "prepare_run", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        AssertionError("training started")))
+    if where == "file":
+        target = tmp_path / "taken.txt"
+        target.write_text("not a folder")
+        out = str(target)
+    else:
+        monkeypatch.chdir(tmp_path)  # tmp_path holds run.yaml: `--out .` names a non-empty folder
+        out = "."
+    result = CliRunner().invoke(app, ["train", str(cfg), "--out", out])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and calls == []
+    assert ("is a file" in result.output) if where == "file" else ("not empty" in result.output)
+
+
+def test_predict_on_a_broken_saved_model_is_one_line_rc_2(tmp_path):
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "unfreeze.json").write_text("{not json")
+    texts = tmp_path / "in.csv"
+    texts.write_text("text\nhello\n")
+    result = CliRunner().invoke(app, ["predict", str(best), str(texts), "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 2 and "malformed" in result.output and "Traceback" not in result.output
+    (best / "unfreeze.json").write_text(json.dumps({"labels": ["a", "b"], "model": {}, "task": "sequence"}))
+    result = CliRunner().invoke(app, ["predict", str(best), str(texts), "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 2 and "no model.safetensors" in result.output

@@ -42,7 +42,13 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
         key, raw = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({first}); quote text values, e.g. "
+                              f"--set '{key.strip()}=\"{raw}\"'") from None
+        set_dotted(data, key.strip(), value)
     return data
 
 

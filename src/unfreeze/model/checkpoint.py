@@ -149,7 +149,17 @@ def load_model(best_dir: str | Path):
     best = Path(best_dir)
     if not (best / MODEL_META).is_file():
         raise UnfreezeError(f"{best}: not a saved unfreeze model (no {MODEL_META}); pass a run's best/ folder")
-    meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
+    try:
+        meta = json.loads((best / MODEL_META).read_text(encoding="utf-8"))
+        for key in ("labels", "model", "task"):
+            meta[key]  # noqa: B018 — a KeyError names the missing key
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnfreezeError(f"{best / MODEL_META}: malformed ({type(exc).__name__}: {exc}); it is written by a run — "
+                            "re-run it or restore the file") from None
+    weights = [best / "model.safetensors", best / "adapter_model.safetensors"]
+    if not meta.get("adapter_of") and not any(w.is_file() for w in weights) and not list(best.glob("*.safetensors")):
+        raise UnfreezeError(f"{best}: no model.safetensors (the weights); the folder is incomplete — re-run the run "
+                            "or point at another best/ folder")
     if meta.get("adapter_of"):
         backbone = _load_adapter(best, meta)
     elif is_bilstm_folder(best):  # AutoModel does not know the bilstm model type

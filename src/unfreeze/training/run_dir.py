@@ -17,6 +17,8 @@ the new one is whole, and a study never sees a half-written run folder.
 
 from __future__ import annotations
 
+import os
+
 
 import platform
 
@@ -53,7 +55,16 @@ DONE_FILE = "metrics.json"
 def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
     """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`). First finishes
     a swap of `out_dir` that a killed process left half done, so the folder looked at is the old or the new run."""
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()
+    if out.name in ("", ".", "..") or out == Path(out.anchor):
+        raise UnfreezeError(f"--out {str(out_dir)!r}: a run needs a folder of its own (it is written beside it and "
+                            "renamed into place); give a new folder name, e.g. --out runs/my-run")
+    if out.exists() and not out.is_dir():
+        raise UnfreezeError(f"--out {out}: exists and is a file, not a folder; choose another --out")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UnfreezeError(f"--out {out}: {parent} is not a writable folder; choose an --out you can write to "
+                            "(checked before training, so no work is lost)")
     recover_dir(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
