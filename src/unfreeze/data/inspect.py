@@ -19,8 +19,8 @@ import numpy as np
 from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
-from unfreeze.data.encode import choose_max_length, token_lengths
-from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_table
+from unfreeze.data.encode import token_lengths
+from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_report
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
@@ -77,12 +77,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
         backbone, tokenizer = load_backbone(ModelConfig(name=model_name))
         lengths = token_lengths(tokenizer, clean["text"].tolist(),
                                 clean["pair"].tolist() if "pair" in clean else None)
-        suggested, stats = choose_max_length(lengths, cfg.model_copy(update={"max_length": "auto"}),
-                                             model_max_positions(tokenizer, backbone))
-        report["tokens"] = stats
-        report["suggested_max_length"] = suggested
-        report["max_length_table"] = length_table(lengths)
-        report["padding_waste_at_512"] = float(1 - lengths.clip(max=512).mean() / 512)
+        report.update(length_report(lengths, cfg, model_max_positions(tokenizer, backbone)))
     return report
 
 

@@ -107,6 +107,16 @@ def read_sentences(cfg: DataConfig) -> tuple[list, str]:
     return parts.get("train", [s for part in parts.values() for s in part]), str(source)
 
 
+def length_report(lengths: np.ndarray, cfg, max_positions: int) -> dict:
+    """What inspect says about token lengths (texts or tagged sentences alike): the percentiles, the max_length
+    a run would choose, the truncation/cost table and the padding a fixed 512 would waste."""
+    from unfreeze.data.encode import choose_max_length
+
+    suggested, stats = choose_max_length(lengths, cfg.model_copy(update={"max_length": "auto"}), max_positions)
+    return {"tokens": stats, "suggested_max_length": suggested, "max_length_table": length_table(lengths),
+            "padding_waste_at_512": float(1 - lengths.clip(max=512).mean() / 512)}
+
+
 def inspect_tokens(cfg: DataConfig, model_name: str | None = None) -> dict:
     from unfreeze.data.tag_schemes import detect_scheme, entity_spans
 
@@ -135,17 +145,12 @@ def inspect_tokens(cfg: DataConfig, model_name: str | None = None) -> dict:
         report["imbalance_hint"] = hint
     if model_name and good:
         from unfreeze.config.schema import ModelConfig
-        from unfreeze.data.encode import choose_max_length, model_max_positions
+        from unfreeze.data.encode import model_max_positions
         from unfreeze.model.backbone import load_backbone
 
         backbone, tokenizer = load_backbone(ModelConfig(name=model_name))
         enc = tokenizer([s.words for s in good], is_split_into_words=True, add_special_tokens=True,
                         truncation=False, verbose=False)
         lengths = np.array([len(ids) for ids in enc["input_ids"]])
-        suggested, stats = choose_max_length(lengths, cfg.model_copy(update={"max_length": "auto"}),
-                                             model_max_positions(tokenizer, backbone))
-        report["tokens"] = stats
-        report["suggested_max_length"] = suggested
-        report["max_length_table"] = length_table(lengths)
-        report["padding_waste_at_512"] = float(1 - lengths.clip(max=512).mean() / 512)
+        report.update(length_report(lengths, cfg, model_max_positions(tokenizer, backbone)))
     return report

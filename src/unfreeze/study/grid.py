@@ -127,6 +127,21 @@ def config_hash(config: RunConfig, fold: int) -> str:
 
 
 
+def run_config_of(study, overrides: dict[str, Any], seed: int, source: str) -> RunConfig:
+    """The run config of one arm (or search trial) and seed: the study's base with `overrides` set at their
+    dotted keys; a config the overrides make invalid is one line naming `source`."""
+    from unfreeze.config.load import set_dotted
+
+    data = apply_overrides(study.base, [])
+    for key, value in overrides.items():
+        set_dotted(data, key, value)
+    data["seed"] = seed
+    try:
+        return RunConfig.model_validate(data)
+    except Exception as exc:  # pydantic ValidationError
+        raise ConfigError(describe_validation_error(exc, RunConfig, source)) from None
+
+
 def expand(study: StudyConfig) -> list[PlannedRun]:
     """Every planned run, breadth-first: each arm's first seed (all folds) before any arm's second seed, so a study
     stopped early (Ctrl-C, a time limit, seed racing) has one result for every arm instead of many for a few."""
@@ -135,16 +150,7 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
     seen: set[str] = set()
     for arm, overrides in arm_overrides(study):
         for seed in study.seeds:
-            data = apply_overrides(study.base, [])
-            for key, value in overrides.items():
-                from unfreeze.config.load import set_dotted
-
-                set_dotted(data, key, value)
-            data["seed"] = seed
-            try:
-                config = RunConfig.model_validate(data)
-            except Exception as exc:  # pydantic ValidationError
-                raise ConfigError(describe_validation_error(exc, RunConfig, f"study arm {arm!r}")) from None
+            config = run_config_of(study, overrides, seed, f"study arm {arm!r}")
             for fold in folds:
                 run_id = config_hash(config, fold)
                 if run_id in seen:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from unfreeze.config.load import describe_validation_error, set_dotted
 from unfreeze.config.schema import RunConfig
 from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError, Pruned, UnfreezeError
@@ -26,7 +25,7 @@ from unfreeze.io import read_json, write_json
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.study.bookkeeping import record_failures, run_baseline, write_study_meta
 from unfreeze.study.execute import execute_run
-from unfreeze.study.grid import PlannedRun, arm_name, config_hash
+from unfreeze.study.grid import PlannedRun, arm_name, config_hash, run_config_of
 from unfreeze.study.pool import DataPool
 
 log = logging.getLogger(__name__)
@@ -68,14 +67,7 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
 
 def planned(study: StudyConfig, overrides: dict[str, Any], seed: int) -> PlannedRun:
     """The run of one trial: base + the trial's values, identified by the same hash as a grid run."""
-    data = json.loads(json.dumps(study.base))
-    for key, value in overrides.items():
-        set_dotted(data, key, value)
-    data["seed"] = seed
-    try:
-        config = RunConfig.model_validate(data)
-    except Exception as exc:  # pydantic ValidationError
-        raise ConfigError(describe_validation_error(exc, RunConfig, f"search values {overrides}")) from None
+    config = run_config_of(study, overrides, seed, f"search values {overrides}")
     return PlannedRun(config_hash(config, -1), arm_name(overrides), seed, -1, overrides, config)
 
 
