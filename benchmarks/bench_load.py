@@ -60,6 +60,7 @@ def main() -> None:
 
     import torch
     from tiny import make_tiny_model, synthetic_frame
+
     from unfreeze.config.study import StudyConfig
     from unfreeze.report.build import build_report
     from unfreeze.study.grid import expand

@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
-
 from tiny import run_config
-import unfreeze.study as study
+
+from unfreeze import study
 from unfreeze.config.study import RayConfig, StudyConfig
 from unfreeze.study.ray_executor import RayExecutor
 
