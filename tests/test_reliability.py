@@ -286,3 +286,32 @@ def test_predict_on_a_broken_saved_model_is_one_line_rc_2(tmp_path):
     (best / "unfreeze.json").write_text(json.dumps({"labels": ["a", "b"], "model": {}, "task": "sequence"}))
     result = CliRunner().invoke(app, ["predict", str(best), str(texts), "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 2 and "no model.safetensors" in result.output
+
+
+def test_disk_full_while_saving_best_is_one_line_and_keeps_the_previous_run(tiny_bert, sentiment_csv, tmp_path,
+                                                                              monkeypatch):
+    """ENOSPC inside transformers' own save (not our atomic writes) must still be one DiskFullError line, with the
+    half-written staging folder removed and the run already at --out left as it was."""
+    import errno
+
+    import unfreeze.training.run_dir as run_dir
+    from unfreeze.config.load import parse_run_config
+    from unfreeze.errors import DiskFullError
+    from unfreeze.training.run import train
+
+    config = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1}))
+    out = tmp_path / "run"
+    train(config, out, progress=False)
+    before = (out / "metrics.json").read_bytes()
+
+    def full(target, *args, **kwargs):
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_dir, "save_model", full)
+    with pytest.raises(DiskFullError, match="disk full while writing"):
+        train(config, out, overwrite=True, progress=False)
+    assert (out / "metrics.json").read_bytes() == before
+    staging = tmp_path / ".unfinished"
+    assert not staging.exists() or not any(staging.iterdir())

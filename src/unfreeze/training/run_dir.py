@@ -18,6 +18,7 @@ the new one is whole, and a study never sees a half-written run folder.
 from __future__ import annotations
 
 import os
+import shutil
 
 
 import platform
@@ -35,6 +36,7 @@ import torch
 
 from unfreeze import __version__
 
+from unfreeze.io.atomic import disk_full_error, is_disk_full
 from unfreeze.config.load import run_config_dict
 
 from unfreeze.errors import UnfreezeError
@@ -121,15 +123,21 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
     if stage.parent.is_dir():
         stale_temp_cleanup(stage.parent)  # staging folders of runs that died while writing
     stage.mkdir(parents=True)
-    write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
-    if run_info is not None:
-        write_json(stage / "run.json", run_info)
-    write_dataframe_csv(stage / "history.csv", pd.DataFrame(results["history"]))
-    for split, split_logits in logits.items():
-        write_predictions(stage, run, split, split_logits)
-    if run.config.train.save_model:
-        save_model(stage / "best", run, model)
-    write_json(stage / DONE_FILE, results)
+    try:
+        write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+        if run_info is not None:
+            write_json(stage / "run.json", run_info)
+        write_dataframe_csv(stage / "history.csv", pd.DataFrame(results["history"]))
+        for split, split_logits in logits.items():
+            write_predictions(stage, run, split, split_logits)
+        if run.config.train.save_model:
+            save_model(stage / "best", run, model)  # transformers / safetensors write these files themselves
+        write_json(stage / DONE_FILE, results)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)  # half a run is never counted; the previous `out` is untouched
+        if is_disk_full(exc):
+            raise disk_full_error(stage, exc) from None
+        raise
     swap_dir(stage, out)
     try:
         stage.parent.rmdir()
