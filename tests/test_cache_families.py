@@ -13,6 +13,8 @@ from tiny import CACHE_FAMILIES, make_tiny_model, run_config, synthetic_frame
 from unfreeze.config.load import parse_run_config
 from unfreeze.training.run import train
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores; `make test` runs it
+
 LAYERS = 3
 
 

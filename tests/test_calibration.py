@@ -26,6 +26,8 @@ from unfreeze.metrics import counts as count_metrics
 from unfreeze.metrics import stats
 from unfreeze.metrics.compare import _bootstrap_scores, bounded_interval, format_p, seed_aware_compare, seeds_needed
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores; `make test` runs it
+
 STUDIES = 500
 N_BOOT_SIM = 100
 ACC = IntConfusionMetric("accuracy", 2)

@@ -17,6 +17,8 @@ from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json
 from unfreeze.study.racing import racing_step
 
+pytestmark = pytest.mark.slow  # over ~20 s on 2 cores; `make test` runs it
+
 
 def make_study(model, data, train=None, **extra):
     base = run_config(model, data, train={"epochs": 1, "threads": 1, "save_model": False, **(train or {})})
