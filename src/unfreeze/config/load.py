@@ -66,11 +66,16 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
 
 
 
-def parse_run_config(data: dict, source: str = "config") -> RunConfig:
+def _validated(model, data: dict, source: str):
+    """`model` validated from plain data; the first problem as one ConfigError line naming `source`."""
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, RunConfig, source)) from None
+        raise ConfigError(describe_validation_error(exc, model, source)) from None
+
+
+def parse_run_config(data: dict, source: str = "config") -> RunConfig:
+    return _validated(RunConfig, data, source)
 
 
 
@@ -81,10 +86,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 def parse_study_config(data: dict, source: str = "study") -> StudyConfig:
     """A study config from plain data (what a study YAML holds); errors name `source`."""
-    try:
-        return StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, StudyConfig, source)) from None
+    return _validated(StudyConfig, data, source)
 
 
 def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
