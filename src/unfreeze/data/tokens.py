@@ -213,8 +213,9 @@ def load_token_data(cfg: DataConfig) -> TokenTaskData:
 
     Order of operations (each step reported in `notes`): read → drop sentences without tokens/tags
     (`bad_rows`) → remove exact duplicates per source → carve test, then val, by fraction when not given →
-    remove val/test sentences also in train (separate files) → label names from train (val/test tags unseen in training are
-    kept, counted as errors and listed in one warning) → `train_size` subsample (seeded by `split_seed`) → scheme detect/check on the final splits."""
+    remove val/test sentences also in train (separate files) → label names from train (val/test tags unseen in
+    training are kept, counted as errors and listed in one warning) → `train_size` subsample (seeded by
+    `split_seed`) → scheme detect/check on the final splits."""
     notes: dict = {"dropped": {}, "duplicates_removed": {}}
     raw = _raw_sentences(cfg)
     splits = {name: _drop_bad(s, cfg, src, notes) for name, (s, src) in raw.items()}
