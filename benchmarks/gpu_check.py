@@ -124,14 +124,15 @@ def render(result: dict, dry_run: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the marked section of `path`, or append it (below bench.py's notes marker, which it keeps)."""
+def write_section(path: Path, section: str, start: str = MARK_START, end: str = MARK_END) -> None:
+    """Replace the section of `path` between `start` and `end` (`section` begins with `start` and ends with `end`),
+    or append it (below bench.py's notes marker, which it keeps)."""
     from unfreeze.io import write_text
 
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + section.rstrip("\n") + rest.split(MARK_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
     write_text(path, text)

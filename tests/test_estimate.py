@@ -40,7 +40,9 @@ def test_dry_run_prints_per_arm_estimates_from_measured_throughput(tiny_bert, se
     assert result.exit_code == 0, result.output
     assert "per arm" in result.output and "min per run" in result.output
     assert "measured on this machine" in result.output
-    assert throughput.cached_throughput(tiny_bert, 1) is not None
+    stored = json.loads(throughput.cache_file().read_text())
+    # measured for the data's text-length bucket (short sentences: ≤ 32 tokens)
+    assert f"{tiny_bert}|cpu|threads=1|tokens<=32" in stored
 
 
 def test_eta_uses_measured_time_per_arm_kind():
@@ -57,3 +59,73 @@ def test_eta_uses_measured_time_per_arm_kind():
     # wall time twice the summed run time (overheads): the rest scales by 2
     assert reporter.eta(RunOutcome("h1", "head", True, seconds=10.0), elapsed=240.0) == pytest.approx(
         (100.0 + 40.0) * 2)
+
+
+def test_cache_fill_and_warm_up_are_charged_once_per_study(tiny_bert, sentiment_csv, monkeypatch):
+    """The study fills the activation cache once for every boundary (as deep as its deepest frozen arm) and pays
+    the first pass over new batch shapes once; every run pays its own training, evaluation and final pass."""
+    from tiny import run_config
+
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study import estimate
+    from unfreeze.study.grid import expand
+
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 2})
+    study = StudyConfig.model_validate({"base": base, "grid": {"freeze": [{"top_k": 1}, "head", "all"]},
+                                        "seeds": [0, 1]})
+    jobs = expand(study)
+    rates = {"forward_tokens_per_s": 1000.0, "train_tokens_per_s": 250.0, "step_seconds": 0.05}
+    # 100 training examples in batches of 16: 7 optimizer steps per epoch
+    monkeypatch.setattr(estimate, "_facts", lambda cfg: (4000.0, 2000.0, 2, 32, 1000.0, 100))
+    monkeypatch.setattr(estimate, "_THROUGHPUT", {estimate._key(jobs[0].config): rates})
+    per_arm = {arm: seconds for arm, (_, seconds) in estimate.arm_estimates(jobs).items()}
+
+    def run(trained, cached, fill, stepped=None):
+        return estimate.pass_seconds(trained, 2, 32, 2, 4000.0, 2000.0, cached, rates, n_val_tokens=1000.0,
+                                     fill_share=fill, n_steps=7, step_share=stepped)
+
+    once = estimate.once_seconds(2, 32, 4000.0, 2000.0, rates, warm_up=True)
+    assert once == pytest.approx((4000 + 2000) / 1000)  # the process warm-up: one extra forward over every token
+    # jobs run breadth-first: top-1 seed 0 comes first and fills the cache as deep as head needs (both layers)
+    # top-1's optimizer steps one of two layers, and no embeddings (half the parameters, by the default share)
+    top1 = run(1, True, 0.0, stepped=0.25)
+    assert per_arm["top-1"] == pytest.approx(2 * top1 + (4000 + 2000) * 1.0 / 1000 + once)
+    assert per_arm["head"] == pytest.approx(2 * run(0, True, 0.0))
+    assert per_arm["all"] == pytest.approx(2 * run(2, False, None))
+    # the parts, by hand: head = 2 epochs of evaluation on val through the head only + the final pass + fixed
+    assert run(0, True, 0.0) == pytest.approx(2000 / 1000 + (4000 * 2 + 2000) / 1000 * 0.02
+                                              + estimate.FIXED_SECONDS)
+    # all, uncached: forward+backward of both layers and 7 optimizer steps every epoch, a full val pass every
+    # epoch, the final pass
+    assert run(2, False, None) == pytest.approx(4000 * 2 / 250 + 7 * 2 * 0.05 + 1000 * 2 / 1000 + 2000 / 1000
+                                                + (4000 * 2 + 2000) / 1000 * 0.02 + estimate.FIXED_SECONDS)
+
+
+def test_without_measured_throughput_the_constants_scale_with_model_size():
+    """No measurement (the model could not be timed): the documented MiniLM constants, every term — the optimizer
+    step included — scaled by layers × hidden² (BERT-base is 8× MiniLM-L6)."""
+    from unfreeze.study import estimate
+
+    def all_layers(layers, hidden):
+        return estimate.pass_seconds(layers, layers, hidden, 1, 10_000.0, 4_000.0, False, None, n_steps=10)
+
+    minilm = (10_000 / estimate.TRAIN_TOKENS_PER_S + 10 * estimate.STEP_SECONDS + 2_000 / estimate.FORWARD_TOKENS_PER_S
+              + 4_000 / estimate.FORWARD_TOKENS_PER_S + 14_000 / estimate.FORWARD_TOKENS_PER_S * 0.02)
+    assert all_layers(6, 384) == pytest.approx(minilm + estimate.FIXED_SECONDS)
+    assert all_layers(12, 768) == pytest.approx(8 * minilm + estimate.FIXED_SECONDS)
+
+
+def test_a_model_that_stops_at_layer_k_pays_for_k_layers_only():
+    from unfreeze.config.schema import RunConfig
+    from unfreeze.study import estimate
+
+    rates = {"forward_tokens_per_s": 1000.0, "train_tokens_per_s": 250.0, "step_seconds": 0.05}
+    base = {"data": {"path": "x.csv"}, "model": {"name": "m"}, "train": {"epochs": 2}}
+    layer2 = RunConfig.model_validate({**base, "freeze": {"layer": 2}})
+    head = RunConfig.model_validate({**base, "freeze": "head"})
+    args = (4000.0, 2000.0, 6, 384, rates)
+    # layer 2 of 6: its own cache of 2 layers over every token, and a final pass through 2 layers
+    stop = estimate.run_seconds(layer2, *args, n_val_tokens=1000.0, n_train=100)
+    assert stop == pytest.approx(6000 * 2 / 6 / 1000 + 2000 * 2 / 6 / 1000 + 10000 / 1000 * 0.02
+                                 + estimate.FIXED_SECONDS)
+    assert stop < estimate.run_seconds(head, *args, n_val_tokens=1000.0, n_train=100)

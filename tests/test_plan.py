@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from unfreeze.config.study import StudyConfig
-from unfreeze.study.estimate import pass_seconds
+from unfreeze.study.estimate import once_seconds, pass_seconds
 from unfreeze.study.plan import DataFacts, plan_study
 
 FAST = {"forward_tokens_per_s": 5000.0, "train_tokens_per_s": 1000.0}
@@ -29,11 +29,14 @@ def test_estimate_matches_the_cost_model_and_fits_the_budget():
     budget = 20 * 60
     plan = plan_study(facts(), FAST, budget_seconds=budget, base=BASE, layers=6, hidden=384)
     assert plan.fits and plan.total_seconds <= 0.85 * budget
-    assert plan.total_seconds == pytest.approx(sum(runs * s for _, runs, s in plan.arms))
     data = plan.study["base"]["data"]
     n = data.get("train_size", 2000)
     mean = 40.0
-    expected = pass_seconds(0, 6, 384, plan.study["base"]["train"]["epochs"], mean * n, mean * 400, True, FAST)
+    # once per study: the warm-up pass and the activation cache, filled for the deepest frozen arm (head: all 6)
+    once = once_seconds(6, 384, mean * n, mean * 400, FAST, fill_share=1.0, warm_up=True)
+    assert plan.total_seconds == pytest.approx(sum(runs * s for _, runs, s in plan.arms) + once)
+    expected = pass_seconds(0, 6, 384, plan.study["base"]["train"]["epochs"], mean * n, mean * 400, True, FAST,
+                            fill_share=0.0, n_steps=-(-n // 16))
     assert {a: s for a, _, s in plan.arms}["head"] == pytest.approx(expected)
 
 

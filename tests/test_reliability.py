@@ -215,7 +215,7 @@ def test_dollar_and_html_in_labels_and_arm_names_render_a_report(tiny_bert, tmp_
 def test_dry_run_of_a_huge_grid_warns_and_summarises_per_arm(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
     import unfreeze.study.estimate as estimate
 
-    monkeypatch.setattr(estimate, "estimate_job", lambda job: 1.0)
+    monkeypatch.setattr(estimate, "estimate_job", lambda job, **_: 1.0)
     cfg = tmp_path / "s.yaml"
     cfg.write_text(yaml.safe_dump(study_spec(tiny_bert, sentiment_csv, grid={"optim.lr": [1e-3, 1e-2, 1e-4]},
                                              seeds=list(range(70)))))

@@ -21,7 +21,8 @@ def data_400(tmp_path):
 
 
 def metrics_without_time(result):
-    return {k: v for k, v in result.items() if k not in ("train_seconds", "final_eval_seconds", "peak_rss_mb")} | {
+    timings = ("train_seconds", "final_eval_seconds", "run_seconds", "peak_rss_mb")
+    return {k: v for k, v in result.items() if k not in timings} | {
         "history": [{k: v for k, v in row.items() if k != "seconds"} for row in result["history"]]}
 
 
@@ -213,3 +214,18 @@ def test_compiled_run_gives_the_same_metrics(tiny_bert, sentiment_csv, tmp_path)
     compiled = training.train(parse_run_config(base), tmp_path / "compiled", progress=False)
     assert compiled["val"]["loss"] == pytest.approx(plain["val"]["loss"], abs=1e-4)
     assert compiled["test"]["accuracy"] == pytest.approx(plain["test"]["accuracy"])
+
+
+def test_a_runs_thread_count_does_not_leak_into_the_next_run(tiny_bert, sentiment_csv, tmp_path):
+    """A study mixing a `train.threads: 1` arm (the BiLSTM) with others: the others keep the process's threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1}), "t")
+        metrics = training.train(cfg, tmp_path / "r", progress=False)
+        assert metrics["machine"]["torch_threads"] == 1  # the run itself used its own setting
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

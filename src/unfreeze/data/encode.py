@@ -38,6 +38,15 @@ def token_lengths(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None =
     return np.array([len(ids) for ids in enc["input_ids"]])
 
 
+def split_token_lengths(tokenizer, split) -> np.ndarray:
+    """Token length (special tokens included, untruncated) of every example of a sequence split (texts, with their
+    pairs) or a token split (pre-split words, as the token task encodes them)."""
+    if hasattr(split, "words"):
+        enc = tokenizer(list(split.words), is_split_into_words=True, truncation=False, verbose=False)
+        return np.array([len(ids) for ids in enc["input_ids"]])
+    return token_lengths(tokenizer, split.texts, getattr(split, "pairs", None))
+
+
 def model_max_positions(tokenizer, model=None) -> int:
     limits = [512]
     if model is not None and getattr(model.config, "max_position_embeddings", None):

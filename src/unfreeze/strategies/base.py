@@ -86,6 +86,15 @@ class Strategy:
         """Encoder layers that train (the `unfrozen_layers` column of results.csv, the cost estimate)."""
         return num_layers
 
+    def stepped_share(self, cfg, num_layers: int, embedding_share: float) -> float:
+        """For the cost estimate: the share of the backbone's parameters the optimizer updates every step (AdamW
+        time grows with it). Default: the trained layers' share of the layer parameters, embeddings frozen."""
+        return (1 - embedding_share) * (self.trained_layers(cfg, num_layers) or 0) / max(num_layers, 1)
+
+    def run_depth(self, cfg, num_layers: int) -> int:
+        """For the cost estimate: how many encoder layers a forward pass runs (`layer: k` stops at k)."""
+        return num_layers
+
     def no_cache_reason(self, cfg) -> str:
         return (f"strategy `{self.label(cfg)}` trains parameters inside the frozen prefix or changes it during "
                 "training")

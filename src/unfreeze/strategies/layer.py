@@ -36,6 +36,9 @@ class Layer(Strategy):
     def trained_layers(self, cfg, num_layers: int | None) -> int:
         return 0
 
+    def run_depth(self, cfg, num_layers: int) -> int:
+        return min(int(cfg.k), num_layers)
+
     def no_cache_reason(self, cfg) -> str:
         return f"strategy `{self.label(cfg)}` stops at layer {cfg.k}; nothing below it trains"
 

@@ -20,6 +20,9 @@ class LLRD(Strategy):
     def label(self, cfg) -> str:
         return f"llrd-{cfg.decay:g}" + ("-bitfit" if cfg.bitfit else "")
 
+    def stepped_share(self, cfg, num_layers: int, embedding_share: float) -> float:
+        return 0.01 if cfg.bitfit else 1.0  # every layer and the embeddings, at decayed LRs (or their biases)
+
     def layer_decay(self, cfg) -> float:
         return cfg.decay
 

@@ -19,6 +19,9 @@ class LoRA(Strategy):
     def label(self, cfg) -> str:
         return f"lora-r{cfg.r}"
 
+    def stepped_share(self, cfg, num_layers: int, embedding_share: float) -> float:
+        return 0.02  # the low-rank adapters: a few per cent of the parameters at the usual ranks
+
     def apply(self, model, cfg) -> FreezePlan:
         return apply_lora(model, cfg)
 

@@ -1,9 +1,10 @@
 """`unfreeze study --dry-run`: which runs exist, which are finished, and roughly what the rest will cost, per arm.
 
-The estimate counts token-layer passes and converts them with this machine's throughput for the study's model,
-measured once on a few real batches and cached (`study.throughput`). Where it cannot be measured it falls back to
-constants measured on a 2-core CPU for a MiniLM-size encoder (≈5,500 tokens/s eval forward, ≈1,000 tokens/s
-forward+backward), scaled by hidden size² × layers. It is a planning number, not a promise.
+The estimate counts what a run does (`pass_seconds`) and converts it with this machine's throughput for the
+study's model, measured once per text-length bucket on a few real batches and cached (`study.throughput`). Where
+it cannot be measured it falls back to constants measured on the 2-core development CPU for MiniLM-L6 (≈11,000
+tokens/s eval forward, ≈2,500 forward+backward, 0.08 s per AdamW step), scaled by hidden size² × layers. How
+close it comes is measured by `make bench-estimate` (BENCHMARKS.md). A planning number, not a promise.
 """
 from __future__ import annotations
 
@@ -14,39 +15,85 @@ from rich.table import Table
 
 from unfreeze.strategies import get_strategy
 
-FORWARD_TOKENS_PER_S = 5500.0   # MiniLM-L6 (6 × 384), 2 CPU cores, eval mode
-TRAIN_TOKENS_PER_S = 1000.0     # forward + backward, all layers
+FORWARD_TOKENS_PER_S = 11000.0  # MiniLM-L6 (6 × 384), 2 CPU cores, eval mode (measured 10,600–11,600)
+TRAIN_TOKENS_PER_S = 2500.0     # forward + backward, all layers (2,000 on 256-token texts, 2,900 on ≤ 32)
+STEP_SECONDS = 0.08             # one AdamW step over every parameter
+EMBEDDING_SHARE = 0.5           # share of a BERT-style backbone's parameters in its embeddings (MiniLM: 0.52)
 MINILM_SIZE = 6 * 384 ** 2
+FIXED_SECONDS = 1.0  # per run: building the model and loaders, tokenising, evaluating, writing the run folder
 
 
 def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int, hidden: int,
-                throughput: dict | None = None) -> float:
-    """Seconds for one run: trainable layers pay forward+backward every epoch; frozen layers pay one forward
-    (cached) or one per epoch; evaluation pays a forward of the trainable part per epoch. `throughput`: this
-    machine's measured rates for this model (`study.throughput`); None: the MiniLM constants, scaled."""
-    freeze = config.freeze
+                throughput: dict | None = None, n_val_tokens: float | None = None,
+                fill_share: float | None = None, n_train: int = 0) -> float:
+    """Seconds for one run of `config` (see `pass_seconds`); `fill_share`: the share of layers whose activations
+    this run caches (None: its own frozen share; 0: the study already filled the cache); `n_train`: training
+    examples (for the number of optimizer steps)."""
+    freeze, t = config.freeze, config.train
     strategy = get_strategy(freeze.strategy)
     trained = strategy.trained_layers(freeze, layers) or 0
-    cached = strategy.cached_top(freeze) is not None and config.train.cache != "off"
-    return pass_seconds(trained, layers, hidden, config.train.epochs, n_train_tokens, n_eval_tokens, cached,
-                        throughput)
+    depth = strategy.run_depth(freeze, layers)
+    cached = (strategy.cached_top(freeze) is not None or depth < layers) and t.cache != "off"
+    embeddings = (throughput or {}).get("embedding_share", EMBEDDING_SHARE)
+    return pass_seconds(trained, layers, hidden, t.epochs, n_train_tokens, n_eval_tokens, cached,
+                        throughput, n_val_tokens=n_val_tokens, fill_share=fill_share,
+                        n_steps=-(-n_train // t.batch_size) / t.grad_accum_steps,
+                        step_share=strategy.stepped_share(freeze, layers, embeddings), depth=depth)
 
 
 def pass_seconds(trained_layers: int, layers: int, hidden: int, epochs: int, n_train_tokens: float,
-                 n_eval_tokens: float, cached: bool, throughput: dict | None = None) -> float:
-    """`run_seconds` without a config: what the one-line planner (`study.plan`) calls with plain numbers."""
-    if throughput:
-        scale, train_rate, forward_rate = 1.0, throughput["train_tokens_per_s"], throughput["forward_tokens_per_s"]
+                 n_eval_tokens: float, cached: bool, throughput: dict | None = None,
+                 n_val_tokens: float | None = None, fill_share: float | None = None, n_steps: float = 0.0,
+                 step_share: float | None = None, depth: int | None = None) -> float:
+    """Seconds for one run, counted the way `training.run.train` spends them:
+
+    - training: forward+backward of the trainable layers over the training tokens, every epoch, and an optimizer
+      step per batch (`n_steps` per epoch) over `step_share` of the parameters (default: the trained layers');
+      without the cache the frozen layers add one forward per epoch;
+    - the activation cache: one forward of the frozen prefix over train + val + test, paid once per study and
+      data (the study fills every boundary it needs in one pass; `fill_share` says how deep, 0 if already paid);
+    - evaluation every epoch on val: the trainable layers (cached) or every layer (not cached);
+    - the final pass: one full forward over val + test (the reported numbers never come from the fp16 cache);
+    - a fixed cost per run (`FIXED_SECONDS`).
+
+    `depth`: the layers a forward runs when the model stops early (`layer: k`); `n_eval_tokens` counts val + test,
+    `n_val_tokens` val alone (default: half). No model, no files: the one-line planner (`study.plan`) calls it
+    with plain numbers."""
+    scale, train_rate, forward_rate = _rates(layers, hidden, throughput)
+    step = (throughput or {}).get("step_seconds", STEP_SECONDS)
+    share = trained_layers / layers
+    run = (depth if depth is not None else layers) / layers  # share of the encoder a forward pass runs
+    n_val = n_eval_tokens / 2 if n_val_tokens is None else n_val_tokens
+    stepped = share if step_share is None else step_share
+    train = n_train_tokens * epochs * share / train_rate + n_steps * epochs * stepped * step
+    if cached:
+        fill = (run - share) if fill_share is None else fill_share
+        frozen = (n_train_tokens + n_eval_tokens) * fill / forward_rate
+        per_epoch_eval = n_val * epochs * share / forward_rate
     else:
-        scale, train_rate, forward_rate = layers * hidden ** 2 / MINILM_SIZE, TRAIN_TOKENS_PER_S, FORWARD_TOKENS_PER_S
-    trainable_share = trained_layers / layers
-    train = n_train_tokens * epochs * trainable_share / train_rate
-    frozen_passes = 1 if cached else epochs
-    frozen = (n_train_tokens + n_eval_tokens) * frozen_passes * (1 - trainable_share) / forward_rate
-    evaluation = n_eval_tokens * epochs * trainable_share / forward_rate
-    # the head (and the pooled forward of evaluation) always costs something: never estimate zero
+        frozen = n_train_tokens * epochs * (run - share) / forward_rate
+        per_epoch_eval = n_val * epochs * run / forward_rate
+    final = n_eval_tokens * run / forward_rate
+    # the head (and the pooled forward of evaluation) always costs something
     head = (n_train_tokens * epochs + n_eval_tokens) / forward_rate * 0.02
-    return scale * (train + frozen + evaluation + head)
+    return scale * (train + frozen + per_epoch_eval + final + head) + FIXED_SECONDS
+
+
+def _rates(layers: int, hidden: int, throughput: dict | None) -> tuple[float, float, float]:
+    """(scale, train tokens/s, forward tokens/s): measured, else the MiniLM constants scaled by model size."""
+    if throughput:
+        return 1.0, throughput["train_tokens_per_s"], throughput["forward_tokens_per_s"]
+    return layers * hidden ** 2 / MINILM_SIZE, TRAIN_TOKENS_PER_S, FORWARD_TOKENS_PER_S
+
+
+def once_seconds(layers: int, hidden: int, n_train_tokens: float, n_eval_tokens: float,
+                 throughput: dict | None = None, fill_share: float = 0.0, warm_up: bool = False) -> float:
+    """A study's one-off costs over data it meets for the first time: the activation cache fill of `fill_share`
+    of the layers over the tokens, and, for the first data of the study (`warm_up`), the process's first passes —
+    measured on the demo, a fresh `unfreeze study` process ran its first run's cache fill and final pass 22 s
+    slower than the same run later in the same process — counted as one extra forward over those tokens."""
+    scale, _, forward_rate = _rates(layers, hidden, throughput)
+    return scale * (n_train_tokens + n_eval_tokens) * (fill_share + warm_up) / forward_rate
 
 
 #: Above this many runs `--dry-run` prints a per-arm summary and a warning instead of one row per run.
@@ -94,61 +141,111 @@ def print_plan(study, jobs, out: Path, console) -> None:
     for arm, (n, seconds) in per_arm.items():
         arms_table.add_row(arm, str(n), f"{seconds / n / 60:.1f}", f"{seconds / 60:.1f}")
     console.print(arms_table)
+    console.print("(the first run of each data set also pays the study's one-off warm-up and activation-cache "
+                  "fill; they are counted in its arm)", highlight=False)
     total = sum(seconds for _, seconds in per_arm.values())
     console.print(f"rough cost of the {len(todo)} runs to do: {total / 60:.0f} min — {throughput_note(todo[0])}")
 
 
 def arm_estimates(jobs) -> dict[str, tuple[int, float]]:
-    """{arm: (runs, estimated seconds of all of them)} in the jobs' order."""
-    out: dict[str, tuple[int, float]] = {}
+    """{arm: (runs, estimated seconds of all of them)} in the jobs' order. What a study pays once — the activation
+    cache (filled for every boundary at once, as deep as its deepest frozen arm) and, for its first data, the
+    process warm-up (`once_seconds`) — is charged to the first run that meets the data: val + test once per model
+    and data source, the training texts once per training set (a `train_size` grid meets new ones)."""
+    deepest: dict[str, float] = {}
     for job in jobs:
-        n, seconds = out.get(job.arm, (0, 0.0))
-        out[job.arm] = (n + 1, seconds + estimate_job(job))
+        share = _prefilled_share(job)
+        if share is not None:
+            deepest[_source_key(job.config)] = max(deepest.get(_source_key(job.config), 0.0), share)
+    out: dict[str, tuple[int, float]] = {}
+    seen: set[str] = set()
+    for job in jobs:
+        cfg = job.config
+        prefilled = _prefilled_share(job) is not None
+        seconds = estimate_job(job, fill_share=0.0 if prefilled else None)
+        train, evals, layers, hidden, _, _ = _facts(cfg)
+        new_tokens = (0.0 if _source_key(cfg) in seen else evals) + (0.0 if _key(cfg) in seen else train)
+        first = not seen
+        seen.update({_source_key(cfg), _key(cfg)})
+        if new_tokens:
+            seconds += once_seconds(layers, hidden, new_tokens, 0.0, _THROUGHPUT.get(_key(cfg)),
+                                    deepest.get(_source_key(cfg), 0.0), warm_up=first)
+        n, total = out.get(job.arm, (0, 0.0))
+        out[job.arm] = (n + 1, total + seconds)
     return out
 
 
-def throughput_note(job) -> str:
-    from unfreeze.study.throughput import cached_throughput
+def _prefilled_share(job) -> float | None:
+    """The share of layers the study's cache fill serves this job (its frozen prefix); None: it does not use the
+    study's cache (nothing frozen, cache off, or a boundary only the run itself knows, as `layer: k`)."""
+    cfg = job.config
+    layers = _facts(cfg)[2]
+    strategy = get_strategy(cfg.freeze.strategy)
+    if strategy.cached_top(cfg.freeze) is None or cfg.train.cache == "off" or not layers:
+        return None
+    return 1 - (strategy.trained_layers(cfg.freeze, layers) or 0) / layers
 
-    t = cached_throughput(job.config.model.name, job.config.train.threads)
+
+def throughput_note(job) -> str:
+    t = _THROUGHPUT.get(_key(job.config))
     if not t:
         return "MiniLM-size constants for a 2-core CPU (throughput could not be measured)"
     return (f"measured on this machine ({t['device']}, {t['threads']} threads): {t['forward_tokens_per_s']:,.0f} "
             f"tokens/s forward, {t['train_tokens_per_s']:,.0f} forward+backward; activation cache counted")
 
 
-_TOKENS: dict[str, tuple[float, float, int, int]] = {}
+_TOKENS: dict[str, tuple[float, float, int, int, float, int]] = {}
 
 
-def estimate_job(job) -> float:
+def _key(cfg) -> str:
+    return cfg.model.name + cfg.model.tokenizer + cfg.data.model_dump_json()
+
+
+def _source_key(cfg) -> str:
+    """`_key` without the training-set size: runs that differ only in it share val, test and the cache."""
+    return cfg.model.name + cfg.model.tokenizer + cfg.data.model_dump_json(exclude={"train_size"})
+
+
+def _facts(cfg) -> tuple[float, float, int, int, float, int]:
+    """(train tokens, val + test tokens, layers, hidden, val tokens, training examples) of a run config, computed
+    once per data."""
+    from unfreeze.data.encode import split_token_lengths
     from unfreeze.model.backbone import load_backbone
-    from unfreeze.data.encode import token_lengths
     from unfreeze.training.prepare import load_data
 
-    cfg = job.config
-    key = cfg.model.name + cfg.model.tokenizer + cfg.data.model_dump_json()
+    key = _key(cfg)
     if key not in _TOKENS:
         data = load_data(cfg)
         backbone, tokenizer = load_backbone(cfg.model, training=data.train)
         cap = cfg.data.max_length if cfg.data.max_length != "auto" else cfg.data.max_length_cap
-        if cfg.task == "token":
-            lengths = lambda s: [min(cap, 1.3 * len(w) + 2) for w in s.words]  # noqa: E731
-        else:
-            lengths = lambda s: token_lengths(tokenizer, s.texts).clip(max=cap)  # noqa: E731
-        train = float(sum(lengths(data.train)))
-        evals = float(sum(lengths(data.val)) + sum(lengths(data.test)))
-        _TOKENS[key] = (train, evals, backbone.config.num_hidden_layers, backbone.config.hidden_size)
-        _THROUGHPUT[key] = job_throughput(cfg, data, cap)
-    return run_seconds(cfg, *_TOKENS[key], throughput=_THROUGHPUT[key])
+
+        def tokens(split) -> float:  # texts are truncated at `cap`; a longer sentence is cut into windows instead
+            if not len(split):
+                return 0.0
+            lengths = split_token_lengths(tokenizer, split)
+            return float((lengths if cfg.task == "token" else lengths.clip(max=cap)).sum())
+
+        train, val = tokens(data.train), tokens(data.val)
+        evals = val + tokens(data.test)
+        config = backbone.config
+        _TOKENS[key] = (train, evals, config.num_hidden_layers, config.hidden_size, val, len(data.train))
+        _THROUGHPUT[key] = job_throughput(cfg, data, cap, train / max(len(data.train), 1))
+    return _TOKENS[key]
+
+
+def estimate_job(job, fill_share: float | None = None) -> float:
+    cfg = job.config
+    train, evals, layers, hidden, val, n_train = _facts(cfg)
+    return run_seconds(cfg, train, evals, layers, hidden, throughput=_THROUGHPUT[_key(cfg)], n_val_tokens=val,
+                       fill_share=fill_share, n_train=n_train)
 
 
 _THROUGHPUT: dict[str, dict | None] = {}
-
-
-def job_throughput(cfg, data, cap: int) -> dict | None:
+def job_throughput(cfg, data, cap: int, mean_tokens: float) -> dict | None:
     """The measured (or cached) throughput of the job's model on a few of its real training texts."""
     from unfreeze.study.throughput import measure_throughput
 
     split = data.train
     texts = list(split.texts[:64]) if hasattr(split, "texts") else [" ".join(w) for w in split.words[:64]]
-    return measure_throughput(cfg.model, texts, max_length=min(cap, 512), threads=cfg.train.threads)
+    return measure_throughput(cfg.model, texts, max_length=min(cap, 512), threads=cfg.train.threads,
+                              mean_tokens=mean_tokens)

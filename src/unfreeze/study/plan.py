@@ -4,7 +4,7 @@
 or unfreeze all?) as well as the budget allows, and say what it gave up. The planner starts from the study we
 would run with unlimited time — head / top-2 / all, the full training set, 3 epochs, 3 seeds, the smallest
 max_length of 64 / 128 / 256 / 512 that truncates at most 5 % of texts — then, while the estimate exceeds the
-budget (less a 15 % margin for loading and evaluation), gives things up in this order, each step noted:
+budget (less a 15 % margin for the baseline, the report and loading), gives things up in this order, each step noted:
 
 1. epochs 3 → 2;
 2. the most expensive strategy (all layers), when one run of it would take more than a third of the budget;
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unfreeze.config.schema import FreezeConfig
+from unfreeze.config.schema import FreezeConfig, TrainConfig
 from unfreeze.strategies import get_strategy
-from unfreeze.study.estimate import pass_seconds
+from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, pass_seconds
 
 MAX_LENGTHS = (64, 128, 256, 512)
 TRUNCATE_OK = 0.05
@@ -63,12 +63,23 @@ def _tokens(facts: DataFacts, max_length: int, train_size: int) -> tuple[float, 
 
 
 def _per_run(freeze, layers: int, hidden: int, epochs: int, train_tokens: float, eval_tokens: float,
-             throughput: dict | None) -> float:
+             throughput: dict | None, n_steps: float = 0.0) -> float:
     cfg = FreezeConfig.model_validate(freeze)
     strategy = get_strategy(cfg.strategy)
     trained = strategy.trained_layers(cfg, layers) or 0
+    embeddings = (throughput or {}).get("embedding_share", EMBEDDING_SHARE)
     return pass_seconds(trained, layers, hidden, epochs, train_tokens, eval_tokens,
-                        strategy.cached_top(cfg) is not None, throughput)
+                        strategy.cached_top(cfg) is not None, throughput, fill_share=0.0, n_steps=n_steps,
+                        step_share=strategy.stepped_share(cfg, layers, embeddings))
+
+
+def _once(strategies, layers: int, hidden: int, train_tokens: float, eval_tokens: float,
+          throughput: dict | None) -> float:
+    """The study's one-off cost: warm-up + one activation cache fill as deep as the deepest frozen strategy."""
+    shares = [1 - (get_strategy(c.strategy).trained_layers(c, layers) or 0) / layers
+              for c in map(FreezeConfig.model_validate, strategies) if get_strategy(c.strategy).cached_top(c) is not None]
+    return once_seconds(layers, hidden, train_tokens, eval_tokens, throughput, max(shares, default=0.0),
+                        warm_up=True)
 
 
 def _label(freeze) -> str:
@@ -88,12 +99,17 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
         traded.append(f"max_length {max_length} (the model's limit) cuts "
                       f"{100 * truncated_share(facts.lengths, max_length):.0f} % of texts")
 
+    batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
+
     def per_run(freeze) -> float:
         train_tokens, eval_tokens = _tokens(facts, state["max_length"], state["train_size"])
-        return _per_run(freeze, layers, hidden, state["epochs"], train_tokens, eval_tokens, throughput)
+        return _per_run(freeze, layers, hidden, state["epochs"], train_tokens, eval_tokens, throughput,
+                        n_steps=-(-state["train_size"] // batch_size))
 
     def total() -> float:
-        return state["seeds"] * sum(per_run(s) for s in state["strategies"])
+        train_tokens, eval_tokens = _tokens(facts, state["max_length"], state["train_size"])
+        once = _once(state["strategies"], layers, hidden, train_tokens, eval_tokens, throughput)
+        return state["seeds"] * sum(per_run(s) for s in state["strategies"]) + once
 
     def drop_costliest(reason_if: float | None = None) -> bool:
         if len(state["strategies"]) <= 1:
@@ -136,8 +152,11 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
     for freeze in (s for s in order if s not in state["strategies"]):  # the cost at the settings finally planned
         note = f"{_label(freeze)} dropped"
         traded[:] = [f"{note}: {per_run(freeze) / 60:.1f} min per run" if t.startswith(note) else t for t in traded]
-    while state["seeds"] < 5 and total() * (state["seeds"] + 1) / state["seeds"] <= usable:
+    while state["seeds"] < 5:  # time to spare: more seeds
         state["seeds"] += 1
+        if total() > usable:
+            state["seeds"] -= 1
+            break
     data = dict(base.get("data", {}))
     data["max_length"] = state["max_length"]
     if state["train_size"] < facts.n_train:

@@ -35,10 +35,19 @@ def device_name() -> str:
     return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
 
 
-def cache_key(model_name: str, threads: int | None = None) -> str:
+def length_bucket(mean_tokens: float | None) -> int | None:
+    """The power of two (32 … 512) at or above a data set's mean token length: per-token speed depends on it
+    (short batches pay more per-batch overhead, long ones quadratic attention), so each bucket is measured."""
+    if not mean_tokens:
+        return None
+    return next((b for b in (32, 64, 128, 256) if mean_tokens <= b), 512)
+
+
+def cache_key(model_name: str, threads: int | None = None, length: int | None = None) -> str:
     import torch
 
-    return f"{model_name}|{device_name()}|threads={threads or torch.get_num_threads()}"
+    key = f"{model_name}|{device_name()}|threads={threads or torch.get_num_threads()}"
+    return key + (f"|tokens<={length}" if length else "")
 
 
 def _read() -> dict:
@@ -48,28 +57,32 @@ def _read() -> dict:
         return {}
 
 
-def cached_throughput(model_name: str, threads: int | None = None) -> dict | None:
-    return _read().get(cache_key(model_name, threads))
+def cached_throughput(model_name: str, threads: int | None = None, length: int | None = None) -> dict | None:
+    return _read().get(cache_key(model_name, threads, length))
 
 
 def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threads: int | None = None,
-                       refresh: bool = False) -> dict | None:
-    """{"forward_tokens_per_s", "train_tokens_per_s", "layers", "hidden", "key"} for `model_cfg` on this machine,
-    measured on batches of `texts` truncated at `max_length` (from the cache unless `refresh`); None on failure."""
+                       refresh: bool = False, mean_tokens: float | None = None) -> dict | None:
+    """{"forward_tokens_per_s", "train_tokens_per_s", "step_seconds", "embedding_share", "layers", "hidden", "key"}
+    for `model_cfg` on this machine, measured on batches of `texts` truncated at `max_length` (from the cache
+    unless `refresh`; one entry per `length_bucket(mean_tokens)` of the data); None on failure."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
-    key = cache_key(model_cfg.name, threads)
+    key = cache_key(model_cfg.name, threads, length_bucket(mean_tokens))
     known = _read()
     refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
-    if key in known and not refresh:
+    if key in known and not refresh and "embedding_share" in known[key]:  # older entries lack later fields
         return known[key]
+    before = torch.get_num_threads()
     try:
+        if threads:
+            torch.set_num_threads(threads)
         result = _time_model(model_cfg, texts, max_length)
     except Exception as exc:  # noqa: BLE001 (an estimate must never block a plan)
         log.warning("could not measure throughput of %s: %s", model_cfg.name, exc)
         return None
+    finally:
+        torch.set_num_threads(before)  # the runs that follow in this process set their own
     result["key"] = key
     known[key] = result
     from unfreeze.io import write_json
@@ -77,6 +90,24 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
     cache_file().parent.mkdir(parents=True, exist_ok=True)
     write_json(cache_file(), known)
     return result
+
+
+def _optimizer_step_seconds(model, device) -> float:
+    """Seconds of one AdamW step over every parameter (the gradients of the last timed step are still there): paid
+    once per batch whatever its length, so it dominates small batches of short texts with every layer trained."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.grad is not None], lr=1e-6)
+    optimizer.step()  # allocates the moment buffers
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started, steps = time.perf_counter(), 0
+    while steps < 3 or (steps < 20 and time.perf_counter() - started < MIN_SECONDS / 2):
+        optimizer.step()
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
 
 
 def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
@@ -98,7 +129,8 @@ def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
         return out.float()
 
     def timed(step) -> float:
-        step(batches[0])  # warm-up (allocations, kernel selection)
+        for batch in batches:  # every batch shape once first: allocations, kernel selection
+            step(batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         tokens, started, i = 0, time.perf_counter(), 0
@@ -125,8 +157,13 @@ def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
     for p in model.parameters():
         p.requires_grad_(True)
     train_rate = timed(train_step)
+    step_seconds = _optimizer_step_seconds(model, device)
     config = getattr(model, "config", None)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = getattr(model, "embeddings", None)
+    in_embeddings = sum(p.numel() for p in embeddings.parameters()) if embeddings is not None else 0
     return {"forward_tokens_per_s": round(forward_rate, 1), "train_tokens_per_s": round(train_rate, 1),
+            "step_seconds": round(step_seconds, 5), "embedding_share": round(in_embeddings / max(total, 1), 4),
             "layers": int(getattr(config, "num_hidden_layers", 0) or 0),
             "hidden": int(getattr(config, "hidden_size", 0) or 0), "device": device_name(),
             "threads": torch.get_num_threads(), "max_length": max_length}

@@ -138,6 +138,15 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
     study (0 = head) so one forward pass fills the activation cache for all of them; `run_info` is written to
     `run.json` before the run is marked finished. `on_eval(row)` is called with each history row (a search's
     pruner); returning True stops the run with `Pruned`, and nothing is written."""
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, out_dir, overwrite, progress, data, cache_root, cache_top_ks, run_info, on_eval)
+    finally:
+        torch.set_num_threads(threads)  # one run's `train.threads` must not carry over to the study's next run
+
+
+def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, cache_top_ks, run_info,
+           on_eval) -> dict:
     out = check_run_dir(out_dir, overwrite)
     started = time.perf_counter()
     reset_peak_memory()
@@ -271,6 +280,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
         "final_eval_seconds": round(final_eval_seconds, 3),
+        "run_seconds": round(time.perf_counter() - started, 3),  # the whole run: load, cache, train, final pass
         "max_length": run.max_length,
         "token_lengths": run.length_stats,
         "data": run.data.notes,

@@ -1,0 +1,128 @@
+"""`make bench-estimate`: does `unfreeze study --dry-run`'s per-arm estimate hold? Estimate, run, compare.
+
+For each study file: the dry run's per-arm estimate (`study.estimate.arm_estimates`, this machine's measured
+throughput — delete `~/.cache/unfreeze/throughput.json` or set `UNFREEZE_REMEASURE=1` if it was measured under
+load), then the study itself, then per arm the summed `run_seconds` of its runs (a run's wall time: loading, the
+activation cache, training, the final pass) against the estimate. The study's wall time is shown next to the
+summed run times (the difference: the baseline row, the report, loading data once).
+
+A study folder that already holds finished runs of the same study is resumed, not redone, and its run times are
+read back, so a study run earlier (`unfreeze study X.yaml --out DIR`) can be compared without running it again —
+the estimate is always of every run. Run on a quiet machine: other jobs on the CPU make the actual times, not the
+estimate, wrong.
+
+    python benchmarks/bench_estimate.py examples/demo.yaml examples/bbc_size_freezing.yaml --work /tmp/est
+    python benchmarks/bench_estimate.py examples/wnut16_freezing.yaml --set train.epochs=1
+
+Output: `benchmarks/estimate.json` and a table in BENCHMARKS.md between `MARK_START` and `MARK_END`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK_START = "<!-- bench-estimate:start (written by benchmarks/bench_estimate.py) -->"
+MARK_END = "<!-- bench-estimate:end -->"
+TOLERANCE = 0.30
+
+
+def run_time(row) -> float:
+    """A finished run's wall seconds (older run folders: training + the final pass)."""
+    value = row.get("run_seconds")
+    if value is None or value != value:
+        return float(row["train_seconds"]) + float(row.get("final_eval_seconds") or 0.0)
+    return float(value)
+
+
+def compare(study_file: Path, work: Path, overrides: list[str] | None = None, say=print) -> dict:
+    """{"arms": {arm: {"runs", "estimate_s", "actual_s", "error"}}, "estimate_s", "actual_s", "wall_s"}."""
+    from unfreeze.config.load import load_study_config
+    from unfreeze.study.estimate import arm_estimates
+    from unfreeze.study.grid import expand
+    from unfreeze.study.runner import run_study
+
+    study = load_study_config(study_file, overrides or [])
+    jobs = expand(study)
+    estimates = arm_estimates(jobs)
+    say(f"{study_file.name}: {len(jobs)} runs, estimated {sum(s for _, s in estimates.values()) / 60:.1f} min")
+    out = work / study_file.stem
+    resumed = (out / "runs").is_dir() and any((out / "runs").iterdir())
+    started = time.perf_counter()
+    results = run_study(study, out, progress=False, echo=lambda *_: None)
+    wall = time.perf_counter() - started
+    arms = {}
+    for arm, (n, estimate) in estimates.items():
+        rows = results[results["arm"] == arm] if len(results) else results
+        actual = sum(run_time(r) for _, r in rows.iterrows())
+        # an arm with failed runs is not comparable: its error is left out
+        arms[arm] = {"runs": n, "runs_finished": len(rows), "estimate_s": round(estimate, 2),
+                     "actual_s": round(actual, 2),
+                     "error": round(estimate / actual - 1, 3) if actual and len(rows) == n else None}
+    complete = [a for a in arms.values() if a["error"] is not None]
+    entry = {"study": str(study_file.relative_to(ROOT) if study_file.is_relative_to(ROOT) else study_file),
+             "overrides": overrides or [], "arms": arms, "failed_runs": int(results.attrs.get("failed_runs", 0)),
+             "estimate_s": round(sum(a["estimate_s"] for a in complete), 1),
+             "actual_s": round(sum(a["actual_s"] for a in complete), 1),
+             "wall_s": round(wall, 1), "resumed": resumed}
+    entry["error"] = round(entry["estimate_s"] / entry["actual_s"] - 1, 3) if entry["actual_s"] else None
+    error = f"{entry['error']:+.0%}" if entry["error"] is not None else "n/a"
+    say(f"{study_file.name}: estimate {entry['estimate_s'] / 60:.1f} min, runs {entry['actual_s'] / 60:.1f} min "
+        f"(error {error}), this call's wall time {wall / 60:.1f} min" + (" (resumed)" if resumed else ""))
+    return entry
+
+
+def render(summary: dict) -> str:
+    lines = [MARK_START, "", "## Dry-run estimates vs actual run times (`make bench-estimate`)", "",
+             f"{summary['date']}, {summary['machine']}. Command: `{summary['command']}`. Estimate: the dry run's per-arm "
+             "figure; actual: the summed wall time of the arm's runs (`run_seconds`); error = estimate / actual − 1 "
+             f"(target ±{TOLERANCE:.0%}).", "",
+             "| study | arm | runs | estimate min | actual min | error |", "|---|---|---|---|---|---|"]
+    for name, entry in summary["studies"].items():
+        for arm, a in entry["arms"].items():
+            error = f"{a['error']:+.0%}" if a["error"] is not None else "–"
+            lines.append(f"| {name} | {arm} | {a['runs']} | {a['estimate_s'] / 60:.2f} | {a['actual_s'] / 60:.2f} "
+                         f"| {error} |")
+        wall = "resumed: runs measured earlier" if entry.get("resumed") else f"study wall {entry['wall_s'] / 60:.1f} min"
+        error = f"{entry['error']:+.0%}" if entry["error"] is not None else "–"
+        lines.append(f"| {name} | **all runs** ({wall}) | {sum(a['runs'] for a in entry['arms'].values())} | "
+                     f"{entry['estimate_s'] / 60:.2f} | {entry['actual_s'] / 60:.2f} | {error} |")
+    worst = [abs(a["error"]) for e in summary["studies"].values() for a in e["arms"].values() if a["error"] is not None]
+    if worst:
+        inside = sum(w <= TOLERANCE for w in worst)
+        lines += ["", f"{inside} of {len(worst)} arms within ±{TOLERANCE:.0%}; largest error {max(worst):.0%}."]
+    return "\n".join(lines + ["", MARK_END, ""])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import sys
+
+    import torch
+
+    from gpu_check import write_section
+    from unfreeze.io import read_json, write_json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("studies", nargs="+", type=Path)
+    parser.add_argument("--work", type=Path, required=True, help="study folders (kept; resumed if they exist)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every study")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "estimate.json")
+    parser.add_argument("--md", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    summary = read_json(args.json) if args.json.exists() else {"studies": {}}
+    for study_file in args.studies:
+        name = study_file.stem + "".join(f" --set {o}" for o in args.overrides)
+        summary["studies"][name] = compare(study_file.resolve(), args.work, args.overrides)
+        summary.update(date=datetime.date.today().isoformat(),
+                       machine=f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
+                       command="python benchmarks/bench_estimate.py " + " ".join(sys.argv[1:] if argv is None else argv))
+        write_json(args.json, summary)  # after every study: a long benchmark stopped early keeps what it measured
+    write_section(args.md, render(summary), MARK_START, MARK_END)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
