@@ -33,6 +33,8 @@ def test_one_line_study_plans_writes_and_validates(tiny_bert, sentiment_csv, tmp
     study = load_study_config(path)
     assert study.baseline and "head" in study.grid["freeze"] and expand(study)
     assert study.base["data"]["path"] == str(sentiment_csv) and study.base["model"]["name"] == tiny_bert
+    # the head trains at its own, larger LR (at the encoder's it barely moves in a few epochs)
+    assert study.base["optim"]["head_lr"] > 10 * study.base["optim"]["lr"]
     assert not (out / "runs").exists()
 
 
@@ -48,3 +50,17 @@ def test_one_line_study_runs(tiny_bert, sentiment_csv, tmp_path):
 def test_one_line_needs_data_and_budget(tmp_path):
     result = runner.invoke(app, ["study", "--budget", "2m"])
     assert result.exit_code == 2 and "--data" in result.output
+
+
+def test_unknown_data_names_the_built_in_sets(tmp_path):
+    result = runner.invoke(app, ["study", "--data", "no_such_set", "--budget", "2m", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "file not found" in result.output and "rotten_tomatoes" in result.output
+
+
+@pytest.mark.assets
+def test_one_line_study_takes_a_built_in_data_set_by_name(tiny_bert, tmp_path):
+    out = tmp_path / "plan"
+    result = runner.invoke(app, ["study", "--data", "rotten_tomatoes", "--budget", "2m", "--model", tiny_bert,
+                                 "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert load_study_config(out / "study.yaml").base["data"]["dataset"] == "rotten_tomatoes"

@@ -205,8 +205,9 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
           address: Optional[str] = typer.Option(None, "--address", help="Ray address: auto or ray://host:port."),
           quiet: bool = typer.Option(False, "--quiet", help="No per-run progress bars."),
           track: Optional[list[str]] = TrackOption,
-          data: Optional[Path] = typer.Option(None, "--data", help="One-line study: the training data file "
-                                                                    "(planned to fit --budget; no YAML needed)."),
+          data: Optional[Path] = typer.Option(None, "--data", help="One-line study: the training data file, "
+                                                                    "or a built-in data set's name (planned to fit "
+                                                                    "--budget; no YAML needed)."),
           test: Optional[Path] = typer.Option(None, "--test", help="One-line study: a separate test file."),
           text_column: Optional[str] = typer.Option(None, "--text-column", help="One-line study: text column."),
           label_column: Optional[str] = typer.Option(None, "--label-column", help="One-line study: label column."),
