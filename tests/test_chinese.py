@@ -113,3 +113,34 @@ def test_inspect_counts_cjk_characters_and_one_wordpiece_token_per_han_character
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     assert len(tokenizer("中华人民共和国")["input_ids"]) == 9  # the WordPiece tokenizer agrees: one per character
     assert report["tokens"]["max"] >= 9
+
+
+def _missing_glyph_warnings(records) -> list[str]:
+    return [str(w.message) for w in records if "missing from font" in str(w.message)]
+
+
+@pytest.mark.assets
+def test_plots_draw_chinese_labels_with_a_cjk_font(recwarn):
+    """Class and arm names in Chinese: the plots fall back to a CJK font per glyph (the bundled Noto Sans CJK when
+    the system has none), so matplotlib draws every character instead of boxes."""
+    from unfreeze.report import plots
+
+    assert plots.CJK_FAMILY, "no CJK font: install mplfonts (make assets)"
+    per_class = {name: {"f1": 0.5 + i / 10, "std": 0.01, "n": 3} for i, name in enumerate(["体育", "财经", "娱乐"])}
+    assert plots.per_class_f1(per_class, "最好的组: 每类 F1")[:4] == b"\x89PNG"
+    assert _missing_glyph_warnings(recwarn) == []
+    assert plots.has_cjk("体育") and plots.has_cjk("ｶﾀｶﾅ") and not plots.has_cjk("sport, café")
+
+
+def test_without_a_cjk_font_the_report_says_so_once(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from unfreeze.report import build, plots
+
+    monkeypatch.setattr(plots, "CJK_FAMILY", None)
+    monkeypatch.setattr(build, "per_class_over_seeds", lambda *a, **k: {})
+    results = pd.DataFrame({"arm": ["头部", "全部"], "path": [str(tmp_path), str(tmp_path)]})
+    monkeypatch.setattr(build.plots, "learning_curves", lambda *a: b"png")
+    blocks = build.plot_blocks(tmp_path, results, {"grid_keys": []}, "f1_macro", None)
+    notes = [b[1] for b in blocks if b[0] == "p"]
+    assert len(notes) == 1 and "drawn as boxes" in notes[0] and "mplfonts" in notes[0]

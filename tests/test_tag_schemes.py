@@ -17,6 +17,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import BILOU, IOB1, IOB2, IOBES, IOE1, IOE2, Tokens
 
 from unfreeze.data import tag_schemes as ts
+from unfreeze.metrics import seqeval_bridge as sb
 from unfreeze.errors import UnfreezeError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tag_schemes"
@@ -61,11 +62,11 @@ PLANTED = {"iob2": ("continues_nothing", 4), "iob1": ("b_not_after_same_type", 4
 def test_hand_counted_entity_metrics_per_scheme(scheme):
     """Every scheme's file gives the hand-counted P/R/F1 — from our spans and from seqeval strict mode."""
     _, gold, pred = read_fixture(scheme)
-    ours = ts.entity_counts(gold, pred, scheme)
+    ours = sb.entity_counts(gold, pred, scheme)
     for key, value in HAND[scheme].items():
         assert ours[key] == pytest.approx(value), (scheme, key)
-    g, kwargs = ts.seqeval_inputs(gold, scheme)
-    p, _ = ts.seqeval_inputs(pred, scheme)
+    g, kwargs = sb.seqeval_inputs(gold, scheme)
+    p, _ = sb.seqeval_inputs(pred, scheme)
     assert precision_score(g, p, **kwargs) == pytest.approx(HAND[scheme]["precision"])
     assert recall_score(g, p, **kwargs) == pytest.approx(HAND[scheme]["recall"])
     assert f1_score(g, p, **kwargs) == pytest.approx(HAND[scheme]["f1"])
@@ -94,8 +95,8 @@ def test_seqeval_ioe1_class_misses_a_valid_single_token_entity():
     _, gold, _ = read_fixture("ioe1")
     assert seqeval_spans(gold[1], IOE1) == {("LOC", 2, 3), ("LOC", 3, 4), ("ORG", 6, 8)}
     assert ts.entity_spans(gold[1], "ioe1") == GOLD_SPANS[1]
-    assert ts.seqeval_mode("ioe1")["scheme"] is IOBES
-    converted, kwargs = ts.seqeval_inputs(gold, "ioe1")
+    assert sb.seqeval_mode("ioe1")["scheme"] is IOBES
+    converted, kwargs = sb.seqeval_inputs(gold, "ioe1")
     assert f1_score(converted, converted, **kwargs) == 1.0
     assert sum(len(seqeval_spans(c, IOBES)) for c in converted) == 9
 
@@ -107,7 +108,7 @@ def test_seqeval_iob1_class_drops_entity_before_invalid_b():
     assert seqeval_spans(tags, IOB1) == {("X", 0, 1)}
     assert ts.entity_spans(tags, "iob1") == {("X", 0, 1), ("X", 1, 2)}
     assert ts.validate([tags], "iob1")["counts"] == {"b_not_after_same_type": 1}
-    assert ts.seqeval_mode("iob1")["scheme"] is IOBES
+    assert sb.seqeval_mode("iob1")["scheme"] is IOBES
 
 
 def test_plain_matches_seqeval_default_mode_on_io_tags():
@@ -289,7 +290,7 @@ def test_bio_and_bmes_versions_of_the_same_sentences_give_identical_spans():
     # Read as "plain" (what unfreeze's current detector says for M- tags), B-/M-/E-PER are three labels.
     assert ts.detect_scheme(bmes) != "plain"
     assert [ts.entity_spans(m, "plain") for m in bmes] != spans
-    g, kwargs = ts.seqeval_inputs(bmes, "bmes")
+    g, kwargs = sb.seqeval_inputs(bmes, "bmes")
     assert f1_score(ts.to_iobes(bio, "iob2"), g, **kwargs) == 1.0
 
 
@@ -344,6 +345,6 @@ def test_random_invalid_sequences_read_like_seqeval_strict(scheme):
         compared += 1
         mapped = [t.replace("M-", "I-") for t in tags] if scheme == "bmes" else tags
         assert ts.entity_spans(tags, scheme) == seqeval_spans(mapped, reference), tags
-        converted, kwargs = ts.seqeval_inputs([tags], scheme)
+        converted, kwargs = sb.seqeval_inputs([tags], scheme)
         assert seqeval_spans(converted[0], kwargs["scheme"]) == ts.entity_spans(tags, scheme)
     assert compared > 2000

@@ -77,6 +77,11 @@ DATASETS: dict[str, Asset] = {
 
 TOKEN_DATASETS = frozenset({"wnut16", "msra_ner"})
 
+#: A font with CJK glyphs for the report's plots (Noto Sans CJK SC, SIL Open Font License), used when the system has
+#: none: without it, Chinese / Japanese class and arm names would be drawn as empty boxes.
+CJK_FONT = Asset("mplfonts", "0.0.11", "mplfonts/fonts/NotoSansCJKsc-Regular.otf",
+                 "Noto Sans CJK SC (plots with Chinese / Japanese labels)")
+
 
 def resolve_model_path(name: str) -> str:
     """A built-in alias becomes its installed folder; anything else is returned as given (folder or hub id)."""

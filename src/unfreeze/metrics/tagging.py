@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix, fbeta_score, precision_recall_fscore_support
 
-from unfreeze.data.tag_schemes import canonical_scheme, entity_spans, seqeval_inputs
+from unfreeze.data.tag_schemes import canonical_scheme, entity_spans
+from unfreeze.metrics.seqeval_bridge import seqeval_inputs
 
 #: Scalar metrics a token task reports (entity_* only where the tags follow a scheme, i.e. not `plain`).
 TOKEN_METRICS = (

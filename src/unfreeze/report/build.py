@@ -6,8 +6,6 @@ a base64 PNG and uses inline CSS only: it opens from disk with no network.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
+from unfreeze.report.render import render_html, render_markdown
 from unfreeze.report.setup import per_class_over_seeds, setup_blocks
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
 from unfreeze.study.racing import stop_note
@@ -167,7 +166,16 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
             candidates.append(("per_entity", f"Entity-level F1 per type of the best arm ({best}, test, seqeval, "
                                              f"mean ± std over {n} runs)",
                                plots.per_class_f1(per_type, f"{best}: entity F1 per type (test, mean ± std)")))
-    return [("img", name, title, png) for name, title, png in candidates if png is not None]
+    blocks = [("img", name, title, png) for name, title, png in candidates if png is not None]
+    names = list(results["arm"].astype(str))  # everything a plot may draw: arms, grid values, class names
+    names += [str(v) for key in grid if key in results for v in results[key].dropna().unique()]
+    if best is not None:
+        names += [*labels, *(test.get("per_entity_type") or [])]
+    if blocks and plots.CJK_FAMILY is None and any(plots.has_cjk(n) for n in names):
+        blocks.insert(0, ("p", "No font with CJK glyphs is installed, so Chinese / Japanese / Korean names in the "
+                               "plots below are drawn as boxes; the tables above show them as text. Fix: `pip install "
+                               "--no-deps mplfonts==0.0.11` (or `make assets`), or install a CJK system font."))
+    return blocks
 
 
 def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
@@ -318,66 +326,6 @@ def reproduce_blocks(study_dir: Path, meta: dict) -> list:
         blocks += [("p", "Study file:"), ("pre", (study_dir / "study.yaml").read_text(encoding="utf-8"))]
     blocks += [("p", "Versions:"), ("pre", json.dumps(meta.get("versions", {}), indent=2))]
     return blocks
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _md_text(text: str) -> str:
-    """Arm, label and column names come from user files: escape HTML (markdown renderers pass raw HTML through),
-    as `render_html` does, so a label like `<script>` is shown, never run."""
-    return html.escape(str(text), quote=False)
-
-
-def render_markdown(blocks: list, plot_dir: str = "plots") -> str:
-    out = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2"):
-            out.append(("# " if kind == "h1" else "## ") + _md_text(block[1]))
-        elif kind == "p":
-            out.append(_md_text(block[1]))
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append("\n".join(["| " + " | ".join(_md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
-                                 + ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in row) + " |"
-                                    for row in rows]))
-        elif kind == "pre":
-            out.append("```\n" + block[1].rstrip() + "\n```")
-        elif kind == "img":
-            out.append(f"### {_md_text(block[2])}\n\n![{_md_text(block[2])}]({plot_dir}/{block[1]}.png)")
-    return "\n\n".join(out) + "\n"
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;"
-       "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
-       "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}img{max-width:100%;border:1px solid #eee}"
-       "figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:.4em}")
-
-
-def render_html(blocks: list) -> str:
-    body = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{html.escape(block[1])}</p>")
-        elif kind == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "pre":
-            body.append(f"<pre>{html.escape(block[1])}</pre>")
-        elif kind == "img":
-            data = base64.b64encode(block[3]).decode()
-            body.append(f'<figure id="{block[1]}"><figcaption>{html.escape(block[2])}</figcaption>'
-                        f'<img alt="{html.escape(block[2])}" src="data:image/png;base64,{data}"></figure>')
-    title = html.escape(blocks[0][1]) if blocks else "unfreeze report"
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
 
 
 def build_report(study_dir: str | Path, results: pd.DataFrame | None = None) -> tuple[Path, Path]:

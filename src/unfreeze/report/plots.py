@@ -16,6 +16,43 @@ plt.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+#: Families that draw Han / kana / hangul, in order of preference, when the system has one.
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
+                "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "Hiragino Sans GB", "SimHei")
+
+
+def _cjk_family() -> str | None:
+    """The font family the plots fall back to for CJK glyphs: a system CJK font, else the bundled Noto Sans CJK
+    (`assets.CJK_FONT`, installed by `make assets`), else None (CJK labels would be boxes; the report says so)."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in installed:
+            return family
+    from unfreeze.assets import CJK_FONT
+    from unfreeze.errors import AssetMissingError
+
+    try:
+        path = str(CJK_FONT.locate())
+        font_manager.fontManager.addfont(path)
+        return font_manager.FontProperties(fname=path).get_name()
+    except (AssetMissingError, OSError, RuntimeError, ValueError):  # absent, or not a readable font file
+        return None
+
+
+CJK_FAMILY = _cjk_family()
+if CJK_FAMILY and CJK_FAMILY not in plt.rcParams["font.family"]:
+    # per-glyph fallback: Latin text keeps the configured family, CJK characters come from the CJK font
+    plt.rcParams["font.family"] = [*plt.rcParams["font.family"], CJK_FAMILY]
+
+
+def has_cjk(text: str) -> bool:
+    """Whether `text` holds characters DejaVu Sans cannot draw and a CJK font can (Han, kana, hangul, CJK
+    punctuation and full-width forms)."""
+    return any(0x2E80 <= ord(c) <= 0x9FFF or 0xAC00 <= ord(c) <= 0xD7AF or 0xF900 <= ord(c) <= 0xFAFF
+               or 0xFF00 <= ord(c) <= 0xFFEF for c in str(text))
+
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
