@@ -21,13 +21,11 @@ import argparse
 import functools
 import math
 import os
-import sys
 import time
 import warnings
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products; shared machine
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
