@@ -122,3 +122,16 @@ def test_report_states_its_setup_and_per_class_f1_over_seeds(study_dir):
     got = per_class_over_seeds(results, arm)[label]
     assert got["n"] == 2 and got["f1"] == pytest.approx(np.mean(seeds)) and got["std"] == pytest.approx(np.std(seeds, ddof=1))
     assert "mean ± std over 2 runs" in md
+
+
+def test_size_curve_places_the_full_training_set_at_its_real_size():
+    """`data.train_size: null` shows as `full` in results.csv; the size plot puts it at the examples the runs
+    trained on instead of failing on the string (it did, at the end of examples/chinese_reviews.yaml)."""
+    import pandas as pd
+
+    from unfreeze.report import plots
+
+    results = pd.DataFrame({"data.train_size": ["500", "500", "full", "full"], "n_train": [500, 500, 13891, 13891],
+                            "strategy": ["head"] * 4, "test_f1_macro": [0.6, 0.62, 0.7, 0.71]})
+    assert plots.metric_vs_size(results, "f1_macro", {500.0: 0.78, 13891.0: 0.85})[:4] == b"\x89PNG"
+    assert plots.metric_vs_size(results.drop(columns="n_train"), "f1_macro") is None  # one numeric size: no curve

@@ -130,18 +130,32 @@ def metric_vs_size(results: pd.DataFrame, metric: str, baseline: dict[float, flo
     column = f"test_{metric}"
     if "data.train_size" not in results or results["data.train_size"].nunique() < 2:
         return None
-    frame = results.dropna(subset=["data.train_size"]).copy()
-    frame["size"] = frame["data.train_size"].astype(float)
+    frame = results.copy()
+    # `full` (data.train_size: null) has no number in the grid: plot it at the size the runs trained on
+    frame["size"] = pd.to_numeric(frame["data.train_size"], errors="coerce")
+    if "n_train" in frame:
+        frame["size"] = frame["size"].fillna(pd.to_numeric(frame["n_train"], errors="coerce"))
+    frame = frame.dropna(subset=["size"])
+    if frame["size"].nunique() < 2:
+        return None
+    # a model trained from scratch is its own series, not one more "all" next to the fine-tuned encoder's
+    frame["series"] = frame["strategy"]
+    if "model_family" in frame:
+        other = frame["model_family"].fillna("transformer") != "transformer"
+        frame.loc[other, "series"] = frame.loc[other, "model_family"].astype(str).str.replace("bilstm", "BiLSTM")
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _error_lines(ax, frame, "size", column, "strategy")
+    _error_lines(ax, frame, "size", column, "series")
     if baseline:
         sizes = sorted(baseline)
         ax.plot(sizes, [baseline[s] for s in sizes], linestyle="--", marker="x", color="grey",
                 label="baseline (same training set)")
     ax.set_xscale("log")
+    sizes = sorted(frame["size"].unique())  # ticks at the sizes run, as plain numbers (mathtext is off)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks(sizes, [f"{int(s):,}" for s in sizes])
     ax.set(title=f"Test {metric} vs training-set size (mean ± std)", xlabel="training examples (log scale)",
            ylabel=f"test {metric}")
-    ax.legend(fontsize=8, title="strategy")
+    ax.legend(fontsize=8, title="strategy / model")
     return _png(fig)
 
 
