@@ -142,23 +142,12 @@ def test_every_example_file_expands(path):
 
 def test_token_task_trains_with_windows_and_reloads_for_prediction(tiny_bert, tmp_path):
     """NER word alignment and windowing are the transformers' own: the LSTM tags entity words, windows included."""
-    import random
-
+    from tiny import write_entity_conll
     from unfreeze.model.checkpoint import load_model
     from unfreeze.model.predict_tokens import predict_token_file
 
-    rng = random.Random(0)
-    entities = {"paris": "B-LOC", "london": "B-LOC", "alice": "B-PER", "bob": "B-PER"}
-    lines = []
-    for i in range(160):
-        words = [rng.choice(["the", "a", "movie", "was", "and", "it"]) for _ in range(rng.randint(3, 8))]
-        tags = ["O"] * len(words)
-        entity = rng.choice(list(entities))
-        at = rng.randint(0, len(words))
-        words.insert(at, entity)
-        tags.insert(at, entities[entity])
-        lines += [f"{w}\t{t}" for w, t in zip(words + [str(i)], tags + ["O"])] + [""]
-    (tmp_path / "d.conll").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_entity_conll(tmp_path / "d.conll", {"paris": "B-LOC", "london": "B-LOC", "alice": "B-PER", "bob": "B-PER"},
+                       ["the", "a", "movie", "was", "and", "it"], max_words=8, numbered=True)
     cfg = RunConfig.model_validate(run_config(
         tiny_bert, tmp_path / "d.conll", task="token", model=lstm_model(tiny_bert, embedding_dim=32, lstm_hidden=32),
         data={"path": str(tmp_path / "d.conll"), "ignore_labels": ["O"], "max_length": 10, "stride": 4},

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tiny import run_config
+from tiny import run_config, write_entity_conll
 from unfreeze.cli import app
 from unfreeze.config.schema import ModelConfig, RunConfig
 from unfreeze.errors import UnfreezeError
@@ -96,18 +96,8 @@ def test_token_task_counts_words_and_reloads(tmp_path):
     from unfreeze.model.checkpoint import load_model
     from unfreeze.model.predict_tokens import predict_token_file
 
-    rng = random.Random(0)
-    entities = {"北京": "B-LOC", "上海": "B-LOC", "小明": "B-PER", "alice": "B-PER"}
-    lines = []
-    for i in range(160):
-        words = [rng.choice(["我", "在", "和", "the", "去了", "住"]) for _ in range(rng.randint(3, 7))]
-        tags = ["O"] * len(words)
-        entity = rng.choice(list(entities))
-        at = rng.randint(0, len(words))
-        words.insert(at, entity)
-        tags.insert(at, entities[entity])
-        lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
-    (tmp_path / "d.conll").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_entity_conll(tmp_path / "d.conll", {"北京": "B-LOC", "上海": "B-LOC", "小明": "B-PER", "alice": "B-PER"},
+                       ["我", "在", "和", "the", "去了", "住"], max_words=7)
     cfg = RunConfig.model_validate(run_config(
         "bilstm", tmp_path / "d.conll", task="token", model=lstm_model(embedding_dim=32, lstm_hidden=32),
         data={"path": str(tmp_path / "d.conll"), "ignore_labels": ["O"]},

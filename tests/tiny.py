@@ -102,3 +102,26 @@ def run_config(model_dir: str, data_path, **overrides):
         else:
             cfg[section] = value
     return cfg
+
+
+def write_entity_conll(path: Path, entities: dict[str, str], filler: list[str], max_words: int,
+                       numbered: bool = False, n: int = 160, seed: int = 0) -> Path:
+    """A CoNLL file of `n` sentences: 3..`max_words` random `filler` words (tag O) with one entity word (its tag
+    from `entities`) inserted at a random place; `numbered` appends the sentence number as a last O token (every
+    sentence distinct)."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        words = [rng.choice(filler) for _ in range(rng.randint(3, max_words))]
+        tags = ["O"] * len(words)
+        entity = rng.choice(list(entities))
+        at = rng.randint(0, len(words))
+        words.insert(at, entity)
+        tags.insert(at, entities[entity])
+        if numbered:
+            words, tags = words + [str(i)], tags + ["O"]
+        lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

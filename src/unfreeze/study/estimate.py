@@ -176,14 +176,18 @@ def arm_estimates(jobs) -> dict[str, tuple[int, float]]:
 
 
 def _prefilled_share(job) -> float | None:
-    """The share of layers the study's cache fill serves this job (its frozen prefix); None: it does not use the
-    study's cache (nothing frozen, cache off, or a boundary only the run itself knows, as `layer: k`)."""
+    """`prefilled_share` of a job (None with `train.cache: off`)."""
     cfg = job.config
-    layers = _facts(cfg)[2]
-    strategy = get_strategy(cfg.freeze.strategy)
-    if strategy.cached_top(cfg.freeze) is None or cfg.train.cache == "off" or not layers:
+    return None if cfg.train.cache == "off" else prefilled_share(cfg.freeze, _facts(cfg)[2])
+
+
+def prefilled_share(freeze, layers: int) -> float | None:
+    """The share of layers a study's cache fill serves a run of `freeze` (its frozen prefix); None: it does not use
+    the study's cache (nothing frozen, or a boundary only the run itself knows, as `layer: k`)."""
+    strategy = get_strategy(freeze.strategy)
+    if strategy.cached_top(freeze) is None or not layers:
         return None
-    return 1 - (strategy.trained_layers(cfg.freeze, layers) or 0) / layers
+    return 1 - (strategy.trained_layers(freeze, layers) or 0) / layers
 
 
 def throughput_note(job) -> str:

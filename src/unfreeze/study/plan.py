@@ -24,7 +24,7 @@ import numpy as np
 
 from unfreeze.config.schema import FreezeConfig, TrainConfig
 from unfreeze.strategies import get_strategy
-from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, pass_seconds
+from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, pass_seconds, prefilled_share
 
 MAX_LENGTHS = (64, 128, 256, 512)
 TRUNCATE_OK = 0.05
@@ -76,10 +76,9 @@ def _per_run(freeze, layers: int, hidden: int, epochs: int, train_tokens: float,
 def _once(strategies, layers: int, hidden: int, train_tokens: float, eval_tokens: float,
           throughput: dict | None) -> float:
     """The study's one-off cost: warm-up + one activation cache fill as deep as the deepest frozen strategy."""
-    shares = [1 - (get_strategy(c.strategy).trained_layers(c, layers) or 0) / layers
-              for c in map(FreezeConfig.model_validate, strategies) if get_strategy(c.strategy).cached_top(c) is not None]
-    return once_seconds(layers, hidden, train_tokens, eval_tokens, throughput, max(shares, default=0.0),
-                        warm_up=True)
+    shares = [prefilled_share(FreezeConfig.model_validate(s), layers) for s in strategies]
+    return once_seconds(layers, hidden, train_tokens, eval_tokens, throughput,
+                        max((s for s in shares if s is not None), default=0.0), warm_up=True)
 
 
 def _label(freeze) -> str:
