@@ -75,6 +75,7 @@ def test_pruned_trials_are_labelled_and_never_compared(tiny_bert, sentiment_csv,
     arms_table = report.split("## Results", 1)[1].split("\n\n")[1]
     assert pruned["arm"].iloc[0] not in arms_table
     assert "## Pruned trials" in report and "pruned at epoch" in report
+    assert "Pick: trial " in report and "a pick, not a finding" in report  # one seed: no "best" claimed
     stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
     assert [t.state.name for t in stored.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
     assert len(stored.trials[0].intermediate_values) >= 2  # the pruner was fed every evaluation
@@ -111,3 +112,83 @@ def test_best_trial_rerun_with_more_seeds_and_dry_run(tiny_bert, sentiment_csv, 
     shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "random sampler, 2 trials of seed 0" in shown.output and "2 trials in" in shown.output
+
+
+def test_costly_first_grid_runs_each_point_once_in_cost_order(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    """`order: costly_first`: the grid's points run costliest first (the dry run's estimate; ties in the grid's
+    order), and a search killed mid-way resumes with the killed point first and runs every other point once."""
+    import unfreeze.study.estimate as estimate
+    import unfreeze.training.run as training
+
+    cost = {"head": 1.0, "top-1": 2.0, "all": 3.0}
+    monkeypatch.setattr(estimate, "estimate_job", lambda job: cost[job.arm.split(" · ")[0]])  # ties across lr
+    s = make_search(tiny_bert, sentiment_csv, sampler="grid", order="costly_first", trials=99,
+                    space={"freeze": ["head", {"top_k": 1}, "all"], "optim.lr": [1e-3, 1e-2]})
+    out, calls, original = tmp_path / "study", [], training.train
+
+    def dies_on_third(config, out_dir, **kw):
+        calls.append((config.freeze.strategy, config.optim.lr))
+        if len(calls) == 3:
+            raise Killed()
+        return original(config, out_dir, **kw)
+
+    monkeypatch.setattr(training, "train", dies_on_third)
+    with pytest.raises(Killed):
+        study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert calls == [("all", 1e-3), ("all", 1e-2), ("top_k", 1e-3)]
+    calls.clear()
+    monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(
+        (config.freeze.strategy, config.optim.lr)) or original(config, out_dir, **kw))
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert calls == [("top_k", 1e-3), ("top_k", 1e-2), ("head", 1e-3), ("head", 1e-2)]
+    assert len(results) == 6 and results["arm"].nunique() == 6  # every point once, none repeated
+    with pytest.raises(Exception, match="costly_first orders a grid"):
+        make_search(tiny_bert, sentiment_csv, order="costly_first")
+    with pytest.raises(Exception, match="a database URL \\(postgresql\\)"):
+        make_search(tiny_bert, sentiment_csv, sampler="grid", order="costly_first", space={"freeze": ["head"]},
+                    storage="postgresql://db/search")
+
+
+@pytest.mark.parametrize("order", ["sampler", "costly_first"])
+def test_grid_search_resumes_after_a_kill_before_its_first_suggestion(tiny_bert, sentiment_csv, tmp_path, order):
+    """A process killed between Optuna's ask and the trial's first suggestion leaves a RUNNING trial without
+    parameters; the next run fails it and carries on (no re-ask of nothing), and a one-point grid is told without
+    Optuna's grid bookkeeping (KeyError 'grid_id' on a re-asked trial)."""
+    from unfreeze.study.trials import open_study
+
+    s = make_search(tiny_bert, sentiment_csv, sampler="grid", order=order, trials=9,
+                    space={"freeze": ["head", {"top_k": 1}]})
+    out = tmp_path / "study"
+    out.mkdir()
+    _, opt = open_study(s, out, "f1_macro")
+    opt.ask()  # killed here
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert sorted(results["arm"]) == ["head", "top-1"]
+    one = make_search(tiny_bert, sentiment_csv, sampler="grid", order=order, space={"freeze": ["head"]})
+    assert len(study.run_study(one, tmp_path / "one", progress=False, echo=lambda *_: None)) == 1
+
+
+def test_a_dead_workers_trial_is_failed_once_its_heartbeat_is_stale(tiny_bert, sentiment_csv, tmp_path,
+                                                                   monkeypatch):
+    """Parallel mode (a shared database, Ray workers): a trial beats Optuna's heartbeat while it runs (ask/tell
+    starts none by itself); once a dead process's heartbeat is stale the next worker fails it and re-asks its
+    values, so its grid point still runs."""
+    import time
+
+    import unfreeze.study.trials as trials
+
+    monkeypatch.setattr(trials, "HEARTBEAT_S", 1)
+    s = make_search(tiny_bert, sentiment_csv, sampler="grid", trials=2, space={"freeze": ["head", {"top_k": 1}]})
+    out = tmp_path / "study"
+    out.mkdir()
+    _, opt = trials.open_study(s, out, "f1_macro", parallel=True)
+    dead = opt.ask()
+    dead.suggest_categorical("freeze", ["head", '{"top_k": 1}'])
+    with trials.heartbeat(opt, dead):
+        time.sleep(0.2)  # beats, then its process "dies" without telling
+    time.sleep(3.5)  # stale: more than 2 intervals (the storage's timestamps have 1 s resolution)
+    trials.run_trials(s, out, trials.DataPool(None), lambda *_: None, progress=False, parallel=True)
+    stored = opt.get_trials(deepcopy=False)
+    assert stored[0].state.name == "FAIL" and [t.state.name for t in stored[1:]] == ["COMPLETE", "COMPLETE"]
+    assert stored[1].params == dead.params  # the dead trial's values were asked again, first
+    assert sorted(t.user_attrs["arm"] for t in stored[1:]) == ["head", "top-1"]  # and the grid ran in full

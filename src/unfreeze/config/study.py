@@ -38,6 +38,8 @@ class SearchConfig(StrictModel):
     storage: str | None = None  # default: sqlite:///<study folder>/optuna.db; a database URL shares one search
     seeds: list[int] = []
     top: int = Field(1, gt=0)
+    startup_trials: int = Field(5, ge=0)  # median pruner: trials finished before it prunes anything (Optuna's 5)
+    order: Literal["sampler", "costly_first"] = "sampler"  # grid sampler: the trials' order (study/search_order.py)
 
     @field_validator("space")
     @classmethod
@@ -64,6 +66,13 @@ class SearchConfig(StrictModel):
         ranges = [k for k, v in self.space.items() if not isinstance(v, list)]
         if self.sampler == "grid" and ranges:
             raise ValueError(f"search.sampler: grid takes lists only; {ranges} are ranges (use random or tpe)")
+        if self.order == "costly_first" and self.sampler != "grid":
+            raise ValueError(f"search.order: costly_first orders a grid; sampler {self.sampler} asks its own "
+                             "trials (use sampler: grid, or drop order)")
+        if self.order == "costly_first" and self.storage and not self.storage.startswith("sqlite"):
+            raise ValueError("search.order: costly_first is claimed through a lock in the study folder; a database "
+                             f"URL ({self.storage.split(':', 1)[0]}) lets processes on other machines ask too: drop "
+                             "order there")
         return self
 
 
@@ -112,9 +121,6 @@ class StudyConfig(StrictModel):
             if extra:
                 raise ValueError(f"search: cannot be combined with {'/'.join(extra)}; move those keys into "
                                  "search.space or base")
-            if self.executor != "local":
-                raise ValueError("search: runs trials with the local executor (executor: local); share one search "
-                                 "across machines with search.storage set to a database URL")
         return self
 
     @field_validator("grid")

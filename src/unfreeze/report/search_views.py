@@ -56,11 +56,20 @@ def optuna_blocks(meta: dict) -> list:
         return [("h2", "Search"), ("p", f"Optuna views not drawn: {type(exc).__name__}: {exc}")]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     blocks: list = [("h2", "Search"), ("p", (
-        f"{search['sampler']} sampler, pruner {search['pruner']}, {len(study.trials)} trials in the storage "
+        f"{search['sampler']} sampler"
+        f"{' (costliest first)' if search.get('order') == 'costly_first' else ''}, pruner {search['pruner']}, "
+        f"{len(study.trials)} trials in the storage "
         f"({len(done)} complete). Each trial ran seed {meta['seeds'][0]}; the views below are Optuna's, over the "
         f"complete trials' validation {meta['selection_metric']}."))]
     if not done:
         return blocks + [("p", "No complete trial yet: no views.")]
+    best = study.best_trial
+    shown = best.user_attrs.get("arm") or ", ".join(f"{k}={v}" for k, v in best.params.items())
+    confirm = (f"its re-runs with seeds {search['seeds']} are in the Results table" if search.get("seeds") else
+               "`search.seeds` re-runs the best trials with more seeds to give them a spread and a test")
+    blocks.append(("p", f"Pick: trial {best.number} ({shown}), validation {meta['selection_metric']} "
+                        f"{best.value:.4f}, the best complete trial. One seed per trial: this is a pick, not a "
+                        f"finding: trials within seed noise of it are not told apart by one run each ({confirm})."))
     candidates = [("optuna_history", "Optimisation history", lambda: views.plot_optimization_history(study)),
                   ("optuna_slice", "Parameter vs validation metric (slices)", lambda: views.plot_slice(study))]
     if len(done) >= 3 and len(done[0].params) >= 1:

@@ -95,6 +95,7 @@ def pruned_row(run_dir: Path, pruned: dict, grid_keys: list[str]) -> dict:
         row[key] = display_value(key, info["overrides"].get(key)) if key in info["overrides"] else None
     row.update({k: v for k, v in last.items() if k.startswith("val_")})
     row["selection_metric"] = pruned.get("metric")
+    row["run_seconds"] = pruned.get("run_seconds")  # until the pruner stopped it (older folders: absent)
     return row
 
 

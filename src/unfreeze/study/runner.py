@@ -126,7 +126,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
         if study.search is not None:  # an Optuna search instead of a grid (tracking backends: not wired for it)
             from unfreeze.study.search import run_search
 
-            return run_search(study, study_dir, progress, echo, study_text, command)
+            return run_search(study, study_dir, progress, echo, study_text, command, executor)
         return _run_study_locked(study, study_dir, executor, progress, echo, study_text, command, track)
 
 
