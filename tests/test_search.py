@@ -1,5 +1,7 @@
 """Optuna searches: a killed search resumes without retraining finished trials, pruned trials are labelled and
 kept out of the comparisons, the report carries Optuna's views, and the space is checked before any trial."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -86,6 +88,11 @@ def test_space_is_checked_before_any_trial(tiny_bert, sentiment_csv, tmp_path):
     bad = make_search(tiny_bert, sentiment_csv, space={"optim.name": ["adamw", "adamx"]})
     with pytest.raises(ConfigError, match="adamx"):
         study.run_study(bad, tmp_path / "x", progress=False, echo=lambda *_: None)
+    clash = make_search(tiny_bert, sentiment_csv, sampler="grid",
+                        space={"data.split.val": [0.1, 0.6], "data.split.test": [0.1, 0.5]})
+    with pytest.raises(ConfigError, match=r"the combination \{'data.split.val': 0.6, 'data.split.test': 0.5\}"):
+        study.run_study(clash, tmp_path / "clash", progress=False, echo=lambda *_: None)
+    assert not (tmp_path / "clash" / "runs").exists()
     with pytest.raises(Exception, match="grid takes lists only"):
         make_search(tiny_bert, sentiment_csv, sampler="grid")
     with pytest.raises(Exception, match="cannot be combined with grid"):
@@ -142,6 +149,17 @@ def test_costly_first_grid_runs_each_point_once_in_cost_order(tiny_bert, sentime
     results = study.run_study(s, out, progress=False, echo=lambda *_: None)
     assert calls == [("top_k", 1e-3), ("top_k", 1e-2), ("head", 1e-3), ("head", 1e-2)]
     assert len(results) == 6 and results["arm"].nunique() == 6  # every point once, none repeated
+    from typer.testing import CliRunner
+    import yaml
+
+    from unfreeze.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(s.model_dump(mode="json", exclude_defaults=True)))
+    shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "dry")])
+    assert shown.exit_code == 0, shown.output
+    order = shown.output.split("order (costliest first", 1)[1]
+    assert order.index("'all'") < order.index("'top_k'") < order.index("'head'")
     with pytest.raises(Exception, match="costly_first orders a grid"):
         make_search(tiny_bert, sentiment_csv, order="costly_first")
     with pytest.raises(Exception, match="a database URL \\(postgresql\\)"):
@@ -192,3 +210,27 @@ def test_a_dead_workers_trial_is_failed_once_its_heartbeat_is_stale(tiny_bert, s
     assert stored[0].state.name == "FAIL" and [t.state.name for t in stored[1:]] == ["COMPLETE", "COMPLETE"]
     assert stored[1].params == dead.params  # the dead trial's values were asked again, first
     assert sorted(t.user_attrs["arm"] for t in stored[1:]) == ["head", "top-1"]  # and the grid ran in full
+
+
+def test_a_failed_trial_is_in_failures_json_the_report_and_the_exit_status(tiny_bert, sentiment_csv, tmp_path,
+                                                                           monkeypatch):
+    """A trial that fails for a reason of its own is counted (not asked again), listed in failures.json and the
+    report's Failures, and makes `failed_runs` non-zero (the CLI exits 3, as for a grid study)."""
+    import unfreeze.training.run as training
+    from unfreeze.errors import TrainingDivergedError
+
+    original = training.train
+
+    def diverges_for_head(config, out_dir, **kw):
+        if config.freeze.strategy == "head":
+            raise TrainingDivergedError("loss became nan at step 3 (epoch 1)")
+        return original(config, out_dir, **kw)
+
+    monkeypatch.setattr(training, "train", diverges_for_head)
+    s = make_search(tiny_bert, sentiment_csv, sampler="grid", trials=2, space={"freeze": ["head", {"top_k": 1}]})
+    out = tmp_path / "study"
+    results = study.run_study(s, out, progress=False, echo=lambda *_: None)
+    assert results.attrs["failed_runs"] == 1 and list(results["arm"]) == ["top-1"]
+    failures = json.loads((out / "failures.json").read_text())
+    assert [f["arm"] for f in failures] == ["head"] and "loss became nan" in failures[0]["error"]
+    assert "## Failures" in (out / "report.md").read_text()

@@ -12,7 +12,7 @@ import pandas as pd
 from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json, write_json
 from unfreeze.study.bookkeeping import record_failures, run_baseline, write_study_meta
-from unfreeze.study.execute import execute_run
+from unfreeze.study.execute import RunOutcome, execute_run
 from unfreeze.study.grid import PlannedRun
 from unfreeze.study.pool import DataPool
 from unfreeze.study.search_space import (check_space, decode, grid_size, import_optuna, open_study_readonly,
@@ -79,7 +79,8 @@ def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=
         if not outcome.ok:
             failed.append(outcome)
             echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
-    record_failures(study_dir, failed)
+    trial_failures = failed_trials(study, study_dir)
+    record_failures(study_dir, trial_failures + failed)
     jobs = trial_jobs(study, study_dir) + reruns
     write_study_meta(study_dir, study, jobs or [first], study_text, command)
     meta = read_json(study_dir / "study.json")
@@ -92,7 +93,17 @@ def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=
 
     _, html = build_report(study_dir, results)
     echo(f"report: {html}")
+    results.attrs["failed_runs"] = len(trial_failures) + len(failed)  # the CLI exits 3, as for a grid study
     return results
+
+
+def failed_trials(study: StudyConfig, study_dir: Path) -> list[RunOutcome]:
+    """The trials that failed for a reason of their own, as failed runs (failures.json, the report's Failures)."""
+    optuna, opt = open_study_readonly(study, study_dir)
+    return [RunOutcome(t.user_attrs.get("run_id", f"trial-{t.number}"),
+                       t.user_attrs.get("arm") or json.dumps(t.params, sort_keys=True), ok=False,
+                       error=t.user_attrs["error"])
+            for t in opt.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]) if "error" in t.user_attrs]
 
 
 def plan_search(study: StudyConfig, out: Path, console) -> None:
@@ -106,6 +117,13 @@ def plan_search(study: StudyConfig, out: Path, console) -> None:
         shown = spec if isinstance(spec, list) else (f"[{spec['low']}, {spec['high']}]"
                                                      + (" (log)" if spec.get("log") else ""))
         console.print(f"  {key}: {shown}", highlight=False, soft_wrap=True)
+    if s.sampler == "grid" and s.order == "costly_first":
+        from unfreeze.study.search_order import costly_first
+
+        console.print("order (costliest first; estimated minutes of each run, before pruning):", highlight=False)
+        for values, seconds in costly_first(study, with_seconds=True)[:total]:
+            shown = "?" if seconds == float("-inf") else f"{seconds / 60:.1f}"
+            console.print(f"  {shown:>6}  {values}", highlight=False, soft_wrap=True)
     if s.seeds:
         console.print(f"then the best {s.top} trial(s) re-run with seeds {s.seeds}", highlight=False)
     db = Path(out) / "optuna.db"

@@ -39,7 +39,7 @@ def grid_points(study) -> list[dict]:
     return points
 
 
-def costly_first(study) -> list[dict]:
+def costly_first(study, with_seconds: bool = False) -> list:
     """The grid's points in Optuna's encoding, costliest first by the dry run's estimate of their run
     (`estimate.estimate_job`); a point that cannot be estimated goes last, to fail as its own trial with its own
     error."""
@@ -54,7 +54,10 @@ def costly_first(study) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 — the trial itself will report it
             log.warning("search order: no estimate for %s (%s); it runs last", point, exc)
             cost.append(float("-inf"))
-    return [{k: encode(v) for k, v in points[i].items()} for i in sorted(range(len(points)), key=lambda i: -cost[i])]
+    order = sorted(range(len(points)), key=lambda i: -cost[i])
+    if with_seconds:  # the dry run: (values, estimated seconds of the run)
+        return [(points[i], cost[i]) for i in order]
+    return [{k: encode(v) for k, v in points[i].items()} for i in order]
 
 
 def enqueue_next(optuna, opt, ordered: list[dict]) -> bool:

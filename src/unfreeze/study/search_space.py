@@ -57,11 +57,27 @@ def planned(study: StudyConfig, overrides: dict[str, Any], seed: int) -> Planned
     return PlannedRun(config_hash(config, -1), arm_name(overrides), seed, -1, overrides, config)
 
 
+CHECKED_COMBINATIONS = 5000  # spaces with more combinations of their lists are checked value by value only
+
+
 def check_space(study: StudyConfig) -> None:
-    """Every choice and both ends of every range make a valid run config: fail before the first trial."""
+    """Every choice and both ends of every range make a valid run config, and so does every combination of the
+    lists (values valid alone can clash, e.g. two split fractions): fail before the first trial."""
+    from itertools import product
+
     for key, spec in study.search.space.items():
         for value in spec if isinstance(spec, list) else [spec["low"], spec["high"]]:
             planned(study, {key: value}, study.seeds[0])
+    lists = {k: v for k, v in study.search.space.items() if isinstance(v, list)}
+    if len(lists) < 2 or math.prod(len(v) for v in lists.values()) > CHECKED_COMBINATIONS:
+        return
+    for combo in product(*lists.values()):
+        values = dict(zip(lists, combo))
+        try:
+            planned(study, values, study.seeds[0])
+        except ConfigError as exc:
+            raise ConfigError(f"search.space: the combination {values} is not a valid run ({exc}); drop one of "
+                              "these values, or split the search in two") from None
 
 
 def space_jobs(study: StudyConfig) -> list[PlannedRun]:

@@ -38,13 +38,13 @@ def open_study(study: StudyConfig, study_dir: Path, metric: str, parallel: bool 
     """The Optuna study in its storage, created if new. Alone on it (a SQLite file and `parallel` False: the
     study folder's lock keeps other drivers out), whatever is still RUNNING was killed: failed and re-asked first.
     With others (a database URL, or Ray trial workers): trials beat a heartbeat while they run, and those whose
-    heartbeat went stale are failed and re-asked (Optuna's `RetryFailedTrialCallback`, `reap_stale`). `worker`
+    heartbeat went stale are failed and re-asked (`retry_stale`, `reap_stale`). `worker`
     offsets a random / TPE sampler's seed so that workers opening together do not suggest the same values."""
     optuna = import_optuna()
     shared = parallel or is_shared(study)
     storage = optuna.storages.RDBStorage(
         storage_url(study, study_dir), heartbeat_interval=HEARTBEAT_S if shared else None,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=None) if shared else None)
+        heartbeat_stale_trial_callback=retry_stale if shared else None)
     opt = optuna.create_study(study_name=study.name, storage=storage, load_if_exists=True,
                               pruner=make_pruner(optuna, study.search),
                               direction="minimize" if metric in LOWER_IS_BETTER else "maximize")
@@ -58,6 +58,19 @@ def open_study(study: StudyConfig, study_dir: Path, metric: str, parallel: bool 
         if params:  # {}: killed between ask and its first suggestion, nothing to re-ask
             opt.enqueue_trial(params)  # re-asked first; a finished run folder is reused
     return optuna, opt
+
+
+def retry_stale(study, trial) -> None:
+    """Optuna calls this for a trial it failed because its heartbeat went stale (its process died): the same
+    values are queued again, with the numbers of the trials that died on them (`retry_history`; see
+    `run_trials` for when that is too many)."""
+    import optuna
+
+    system_attrs = {**trial.system_attrs, "retry_history": [*trial.system_attrs.get("retry_history", []),
+                                                            trial.number]}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
+                                              distributions=trial.distributions, user_attrs=trial.user_attrs,
+                                              system_attrs=system_attrs))
 
 
 def reap_stale(optuna, opt) -> None:
@@ -101,7 +114,7 @@ def run_trials(study: StudyConfig, study_dir: Path, pool: DataPool, echo, progre
         if done >= total:
             break
         with hold(study_dir / "locks" / "ask") if parallel else contextlib.nullcontext():
-            left = enqueue_next(optuna, opt, ordered) if ordered is not None else done + running < total
+            left = done + running < total and (ordered is None or enqueue_next(optuna, opt, ordered))
             trial = opt.ask() if left else None
         if trial is None:
             if shared and running:
@@ -112,14 +125,17 @@ def run_trials(study: StudyConfig, study_dir: Path, pool: DataPool, echo, progre
             job = planned(study, suggest(trial, study.search.space), study.seeds[0])
         except UnfreezeError as exc:  # values that are not a valid run together: the trial fails, counted
             fail(optuna, opt, trial, exc)
+            echo(f"[trial {trial.number}] {trial.params} FAILED: {exc}")
             continue
         trial.set_user_attr("run_id", job.run_id)
         trial.set_user_attr("arm", job.arm)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         attempts = len(opt._storage.get_trial_system_attrs(trial._trial_id).get("retry_history", []))
         if attempts > study.ray.max_retries:
-            fail(optuna, opt, trial, UnfreezeError(f"its worker died {attempts} times (ray.max_retries "
-                                                   f"{study.ray.max_retries}), e.g. killed for memory"))
+            error = UnfreezeError(f"its worker died {attempts} times (ray.max_retries {study.ray.max_retries}), "
+                                  "e.g. killed for memory")
+            fail(optuna, opt, trial, error)
+            echo(f"[trial {trial.number}] {job.arm} FAILED: {error}")
             continue
         with heartbeat(opt, trial), run_lock(study_dir, job.run_id, parallel):
             run_trial(optuna, opt, trial, job, study_dir, pool, top_ks, metric, echo, progress)
@@ -273,4 +289,7 @@ def trial_worker(study_data: dict, study_dir: str, num_cpus: float, worker: int)
     study = StudyConfig.model_validate(study_data)
     if not study.base.get("train", {}).get("threads"):
         torch.set_num_threads(max(1, int(num_cpus)))
-    run_trials(study, Path(study_dir), DataPool(None), log.info, progress=False, parallel=True, worker=worker)
+    def echo(line: str) -> None:  # a worker's stdout reaches the driver's console through Ray
+        print(f"[worker {worker}] {line}", flush=True)
+
+    run_trials(study, Path(study_dir), DataPool(None), echo, progress=False, parallel=True, worker=worker)
