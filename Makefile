@@ -49,7 +49,7 @@ bench-full: install assets
 gpu-check: install assets
 	$(BIN)/python benchmarks/gpu_check.py --out BENCHMARKS.md
 
-# Full grid vs a one-seed pruned grid search (benchmarks/search.json, BENCHMARKS.md); ~1 hour on 2 cores.
+# Full grid vs a one-seed pruned grid search (benchmarks/search.json, BENCHMARKS.md); ~35 min on 2 cores.
 bench-search: install assets
 	$(BIN)/python benchmarks/bench_search.py --out benchmarks/search.json
 

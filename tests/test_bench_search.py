@@ -46,7 +46,7 @@ def test_bench_search_pruned_one_seed_search(tiny_bert, sentiment_csv, tmp_path,
     assert 0 < entry["fast_compute_seconds"] < entry["full_compute_seconds"]
     assert entry["search"]["order"] == "costly_first" and entry["search"]["pruner"] == "median"
     section = bench_search.render(json.loads(out.read_text()))
-    assert "| tiny | pruned | 12, " in section and "lr=0.003 → lr=0.003 | same arm | yes |" in section
+    assert "| tiny | pruned | 12, " in section and "lr=0.003 → lr=0.003 | same arm | yes: same arm |" in section
     assert section.startswith(bench_search.MARK_START) and "fast trials in the order run: lr=0.003: complete" in section
 
 

@@ -35,13 +35,13 @@ def mc(p: float, studies: int = 1000) -> float:
 
 
 def test_one_seed_screen_picks_a_clearly_worse_arm_rarely_when_seeds_agree():
-    """Seed sd 0.005: the best arm in ≈ 77 % of studies, an arm ≥ 3 points worse in ≈ 1 %."""
+    """Seed sd 0.005: the best arm in ≈ 77 % of studies, an arm ≥ 3 points worse in ≈ 0.7 %."""
     best, worse = rate(0.005)
     assert abs(best - 0.77) <= mc(0.77) and worse <= 0.01 + mc(0.01)
 
 
 def test_one_seed_screen_is_often_wrong_when_seeds_disagree():
-    """Seed sd 0.02 (fine-tuning on small data): the best arm in only ≈ 57 %, an arm ≥ 3 points worse in ≈ 11 %
+    """Seed sd 0.02 (fine-tuning on small data): the best arm in only ≈ 56 %, an arm ≥ 3 points worse in ≈ 10.5 %
     of studies — why the screen's pick is called a pick, to confirm with seeds, and not a finding."""
     best, worse = rate(0.02)
-    assert abs(best - 0.57) <= mc(0.57) and abs(worse - 0.11) <= mc(0.11)
+    assert abs(best - 0.56) <= mc(0.56) and abs(worse - 0.105) <= mc(0.105)

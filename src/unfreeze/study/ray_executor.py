@@ -141,11 +141,12 @@ class RayExecutor:
             fits.append(total.get("memory", 0) / (self.cfg.memory_mb * 2**20))
         return max(1, math.floor(min(fits)))
 
-    def remote_function(self, body=None):
+    def remote_function(self, body=None, max_retries: int | None = None):
         import ray
 
         options = {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus,
-                   "max_retries": self.cfg.max_retries, "retry_exceptions": False}
+                   "max_retries": self.cfg.max_retries if max_retries is None else max_retries,
+                   "retry_exceptions": False}
         if self.cfg.memory_mb:
             options["memory"] = self.cfg.memory_mb * 2**20
         return ray.remote(body or run_on_worker).options(**options)

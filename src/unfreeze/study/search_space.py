@@ -82,7 +82,8 @@ def check_space(study: StudyConfig) -> None:
 
 def space_jobs(study: StudyConfig) -> list[PlannedRun]:
     """The planned run of each combination of the space's lists (ranges at the base's value); a combination that
-    is not a valid run is left out here (asked, it fails as its own trial)."""
+    is not a valid run is left out here (`check_space` refuses it up front in spaces of up to
+    `CHECKED_COMBINATIONS`; in larger ones, asked, it fails as its own trial)."""
     from itertools import product
 
     lists = {k: v for k, v in study.search.space.items() if isinstance(v, list)}

@@ -68,8 +68,9 @@ def retry_stale(study, trial) -> None:
 
     system_attrs = {**trial.system_attrs, "retry_history": [*trial.system_attrs.get("retry_history", []),
                                                             trial.number]}
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "error"}
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
-                                              distributions=trial.distributions, user_attrs=trial.user_attrs,
+                                              distributions=trial.distributions, user_attrs=user_attrs,
                                               system_attrs=system_attrs))
 
 
@@ -108,37 +109,46 @@ def run_trials(study: StudyConfig, study_dir: Path, pool: DataPool, echo, progre
     if study.search.sampler == "grid" and not is_shared(study) and counted(optuna, opt) < total:
         ordered = costly_first(study) if study.search.order == "costly_first" else grid_points(study)
     while True:
-        if shared:
-            reap_stale(optuna, opt)
-        done, running = tally(optuna, opt)
-        if done >= total:
-            break
         with hold(study_dir / "locks" / "ask") if parallel else contextlib.nullcontext():
+            if shared:  # under the lock: two workers never re-queue the same dead trial
+                reap_stale(optuna, opt)
+            done, running = tally(optuna, opt)
+            if done >= total:
+                break
             left = done + running < total and (ordered is None or enqueue_next(optuna, opt, ordered))
             trial = opt.ask() if left else None
+            if trial is not None and shared:  # beat at once: a worker killed before its thread starts is seen
+                opt._storage.record_heartbeat(trial._trial_id)
         if trial is None:
             if shared and running:
                 time.sleep(POLL_S)  # others are still running trials; one may die and be re-asked
                 continue
             break
-        try:
-            job = planned(study, suggest(trial, study.search.space), study.seeds[0])
-        except UnfreezeError as exc:  # values that are not a valid run together: the trial fails, counted
-            fail(optuna, opt, trial, exc)
-            echo(f"[trial {trial.number}] {trial.params} FAILED: {exc}")
-            continue
-        trial.set_user_attr("run_id", job.run_id)
-        trial.set_user_attr("arm", job.arm)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        attempts = len(opt._storage.get_trial_system_attrs(trial._trial_id).get("retry_history", []))
-        if attempts > study.ray.max_retries:
-            error = UnfreezeError(f"its worker died {attempts} times (ray.max_retries {study.ray.max_retries}), "
-                                  "e.g. killed for memory")
-            fail(optuna, opt, trial, error)
-            echo(f"[trial {trial.number}] {job.arm} FAILED: {error}")
-            continue
-        with heartbeat(opt, trial), run_lock(study_dir, job.run_id, parallel):
-            run_trial(optuna, opt, trial, job, study_dir, pool, top_ks, metric, echo, progress)
+        with heartbeat(opt, trial):
+            ask_and_run(optuna, opt, trial, study, study_dir, pool, top_ks, metric, echo, progress, parallel)
+
+
+def ask_and_run(optuna, opt, trial, study: StudyConfig, study_dir: Path, pool: DataPool, top_ks, metric: str, echo,
+                progress: bool, parallel: bool) -> None:
+    """One asked trial: its values, its bookkeeping, then its run (or its failure, counted)."""
+    try:
+        job = planned(study, suggest(trial, study.search.space), study.seeds[0])
+    except UnfreezeError as exc:  # values that are not a valid run together: the trial fails, counted
+        fail(optuna, opt, trial, exc)
+        echo(f"[trial {trial.number}] {trial.params} FAILED: {exc}")
+        return
+    trial.set_user_attr("run_id", job.run_id)
+    trial.set_user_attr("arm", job.arm)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    deaths = len(opt._storage.get_trial_system_attrs(trial._trial_id).get("retry_history", []))
+    if deaths > study.ray.max_retries:  # ran 1 + max_retries times, and its process died every time
+        error = UnfreezeError(f"its worker died {deaths} times (the first run and ray.max_retries "
+                              f"{study.ray.max_retries} retries), e.g. killed for memory")
+        fail(optuna, opt, trial, error)
+        echo(f"[trial {trial.number}] {job.arm} FAILED: {error}")
+        return
+    with run_lock(study_dir, job.run_id, parallel):
+        run_trial(optuna, opt, trial, job, study_dir, pool, top_ks, metric, echo, progress)
 
 
 def heartbeat(opt, trial):
@@ -243,8 +253,8 @@ def run_trials_on_ray(study: StudyConfig, study_dir: Path, echo, executor=None) 
     to run), each a Ray task running `run_trials` in parallel mode on the study folder (a path every node sees, as
     for a grid study on Ray). The default SQLite storage is for one machine; several nodes need `search.storage`
     set to a database URL. The activation cache is filled once per data by a cache task before the workers start.
-    A worker that dies is retried by Ray (`ray.max_retries`); its trial is failed and re-asked once its heartbeat
-    is stale, and failed for good (counted) once it has killed that many workers. The first error a worker raises
+    A worker that dies is restarted by Ray; its trial is failed and re-asked once its heartbeat is stale, and
+    failed for good (counted) once the same values have killed 1 + `ray.max_retries` workers. The first error a worker raises
     stops the search (the other workers are cancelled)."""
     from unfreeze.study.ray_executor import RayExecutor, cache_group, fill_cache_on_worker, import_ray
     from unfreeze.study.search_space import space_jobs
@@ -265,7 +275,9 @@ def run_trials_on_ray(study: StudyConfig, study_dir: Path, echo, executor=None) 
         ray.get([fill.remote(job, str(study_dir), None, top_ks, executor.cfg.num_cpus) for job in groups.values()])
         workers = max(1, min(executor.capacity(), total - counted(optuna, opt)))
         echo(f"search {study.name}: {workers} Ray trial workers, storage {storage_url(study, study_dir)}")
-        task = executor.remote_function(trial_worker)
+        # Ray's retries of a worker task are not the limit (a worker may die on several trials): each trial's
+        # own `retry_history` is, so the task may be retried once per trial allowed to die max_retries + 1 times
+        task = executor.remote_function(trial_worker, max_retries=(executor.cfg.max_retries + 1) * total)
         refs = [task.remote(study.model_dump(mode="json"), str(study_dir), executor.cfg.num_cpus, i)
                 for i in range(workers)]
         ray.get(refs)
