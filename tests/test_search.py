@@ -9,6 +9,7 @@ from tiny import run_config
 import unfreeze.study as study
 from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError
+from unfreeze.training.run import train as REAL_TRAIN
 
 optuna = pytest.importorskip("optuna")
 
@@ -25,28 +26,33 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing in the search may catch it."""
 
 
-def test_killed_search_resumes_without_retraining(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+def record_training(monkeypatch, key, die_on: int | None = None) -> list:
+    """Patch `training.train` to record `key(config, out_dir)` for every run it starts and to raise `Killed` at the
+    `die_on`-th (a SIGKILL mid-run); returns the record."""
     import unfreeze.training.run as training
 
-    s, out, calls = make_search(tiny_bert, sentiment_csv), tmp_path / "study", []
-    original = training.train
+    calls = []
 
-    def dies_on_third(config, out_dir, **kw):
-        calls.append(out_dir.name)
-        if len(calls) == 3:
+    def train(config, out_dir, **kw):
+        calls.append(key(config, out_dir))
+        if len(calls) == die_on:
             raise Killed()
-        return original(config, out_dir, **kw)
+        return REAL_TRAIN(config, out_dir, **kw)
 
-    monkeypatch.setattr(training, "train", dies_on_third)
+    monkeypatch.setattr(training, "train", train)
+    return calls
+
+
+def test_killed_search_resumes_without_retraining(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    s, out = make_search(tiny_bert, sentiment_csv), tmp_path / "study"
+    calls = record_training(monkeypatch, lambda config, out_dir: out_dir.name, die_on=3)
     with pytest.raises(Killed):
         study.run_study(s, out, progress=False, echo=lambda *_: None)
     first_two, killed = calls[:2], calls[2]
     stored = optuna.load_study(study_name="s", storage=f"sqlite:///{(out / 'optuna.db').resolve()}")
     assert [t.state.name for t in stored.trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
 
-    calls.clear()
-    monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(out_dir.name) or original(
-        config, out_dir, **kw))
+    calls = record_training(monkeypatch, lambda config, out_dir: out_dir.name)
     results = study.run_study(s, out, progress=False, echo=lambda *_: None)
     assert len(calls) == 2 and calls[0] == killed  # the killed trial is re-asked first, the finished never redone
     assert not set(calls) & set(first_two)
@@ -125,27 +131,21 @@ def test_costly_first_grid_runs_each_point_once_in_cost_order(tiny_bert, sentime
     """`order: costly_first`: the grid's points run costliest first (the dry run's estimate; ties in the grid's
     order), and a search killed mid-way resumes with the killed point first and runs every other point once."""
     import unfreeze.study.estimate as estimate
-    import unfreeze.training.run as training
 
     cost = {"head": 1.0, "top-1": 2.0, "all": 3.0}
     monkeypatch.setattr(estimate, "estimate_job", lambda job: cost[job.arm.split(" · ")[0]])  # ties across lr
     s = make_search(tiny_bert, sentiment_csv, sampler="grid", order="costly_first", trials=99,
                     space={"freeze": ["head", {"top_k": 1}, "all"], "optim.lr": [1e-3, 1e-2]})
-    out, calls, original = tmp_path / "study", [], training.train
+    out = tmp_path / "study"
 
-    def dies_on_third(config, out_dir, **kw):
-        calls.append((config.freeze.strategy, config.optim.lr))
-        if len(calls) == 3:
-            raise Killed()
-        return original(config, out_dir, **kw)
+    def values(config, out_dir):
+        return config.freeze.strategy, config.optim.lr
 
-    monkeypatch.setattr(training, "train", dies_on_third)
+    calls = record_training(monkeypatch, values, die_on=3)
     with pytest.raises(Killed):
         study.run_study(s, out, progress=False, echo=lambda *_: None)
     assert calls == [("all", 1e-3), ("all", 1e-2), ("top_k", 1e-3)]
-    calls.clear()
-    monkeypatch.setattr(training, "train", lambda config, out_dir, **kw: calls.append(
-        (config.freeze.strategy, config.optim.lr)) or original(config, out_dir, **kw))
+    calls = record_training(monkeypatch, values)
     results = study.run_study(s, out, progress=False, echo=lambda *_: None)
     assert calls == [("top_k", 1e-3), ("top_k", 1e-2), ("head", 1e-3), ("head", 1e-2)]
     assert len(results) == 6 and results["arm"].nunique() == 6  # every point once, none repeated
