@@ -74,8 +74,9 @@ def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=
     if reruns:
         echo(f"re-running the best {study.search.top} trial(s) with seeds {study.search.seeds}")
     failed = []
+    top_ks = space_top_ks(study) if reruns else {}
     for job in reruns:
-        outcome = execute_run(job, study_dir, pool, space_top_ks(study), progress=progress)
+        outcome = execute_run(job, study_dir, pool, top_ks, progress=progress)
         if not outcome.ok:
             failed.append(outcome)
             echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from itertools import product
 
-from unfreeze.study.search_space import asked_values, encode, is_final, planned
+from unfreeze.study.search_space import asked_values, encode, is_final, list_combinations, planned
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,7 @@ def grid_points(study) -> list[dict]:
     Optuna's GridSampler, which counts a killed trial's point as visited and would then re-ask a finished one."""
     import random
 
-    keys = list(study.search.space)
-    points = [{k: encode(v) for k, v in zip(keys, combo)} for combo in product(*(study.search.space[k] for k in keys))]
+    points = [{k: encode(v) for k, v in values.items()} for values in list_combinations(study)]
     random.Random(study.search.seed).shuffle(points)
     return points
 
@@ -45,8 +43,7 @@ def costly_first(study, with_seconds: bool = False) -> list:
     error."""
     from unfreeze.study.estimate import estimate_job
 
-    keys = list(study.search.space)
-    points = [dict(zip(keys, combo)) for combo in product(*(study.search.space[k] for k in keys))]
+    points = list_combinations(study)
     cost = []
     for point in points:
         try:

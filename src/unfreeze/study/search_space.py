@@ -24,7 +24,7 @@ def import_optuna():
     # the trial loop beats the heartbeat itself (study/trials.py: ask/tell, not Study.optimize)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
-                            message=".*(fail_stale_trials|RetryFailedTrialCallback|heartbeat).*")
+                            message=".*(fail_stale_trials|heartbeat).*")
     return optuna
 
 
@@ -60,19 +60,25 @@ def planned(study: StudyConfig, overrides: dict[str, Any], seed: int) -> Planned
 CHECKED_COMBINATIONS = 5000  # spaces with more combinations of their lists are checked value by value only
 
 
+def list_combinations(study: StudyConfig) -> list[dict[str, Any]]:
+    """Every combination of the space's lists (values as written; ranges left out), in the grid's order: for
+    `sampler: grid`, whose space is lists only, the grid's points."""
+    from itertools import product
+
+    lists = {k: v for k, v in study.search.space.items() if isinstance(v, list)}
+    return [dict(zip(lists, combo)) for combo in product(*lists.values())]
+
+
 def check_space(study: StudyConfig) -> None:
     """Every choice and both ends of every range make a valid run config, and so does every combination of the
     lists (values valid alone can clash, e.g. two split fractions): fail before the first trial."""
-    from itertools import product
-
     for key, spec in study.search.space.items():
         for value in spec if isinstance(spec, list) else [spec["low"], spec["high"]]:
             planned(study, {key: value}, study.seeds[0])
-    lists = {k: v for k, v in study.search.space.items() if isinstance(v, list)}
-    if len(lists) < 2 or math.prod(len(v) for v in lists.values()) > CHECKED_COMBINATIONS:
+    lists = [v for v in study.search.space.values() if isinstance(v, list)]
+    if len(lists) < 2 or math.prod(len(v) for v in lists) > CHECKED_COMBINATIONS:
         return
-    for combo in product(*lists.values()):
-        values = dict(zip(lists, combo))
+    for values in list_combinations(study):
         try:
             planned(study, values, study.seeds[0])
         except ConfigError as exc:
@@ -84,13 +90,10 @@ def space_jobs(study: StudyConfig) -> list[PlannedRun]:
     """The planned run of each combination of the space's lists (ranges at the base's value); a combination that
     is not a valid run is left out here (`check_space` refuses it up front in spaces of up to
     `CHECKED_COMBINATIONS`; in larger ones, asked, it fails as its own trial)."""
-    from itertools import product
-
-    lists = {k: v for k, v in study.search.space.items() if isinstance(v, list)}
     jobs = []
-    for combo in product(*lists.values()):
+    for values in list_combinations(study):
         try:
-            jobs.append(planned(study, dict(zip(lists, combo)), study.seeds[0]))
+            jobs.append(planned(study, values, study.seeds[0]))
         except UnfreezeError:
             continue
     return jobs

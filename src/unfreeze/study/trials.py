@@ -257,6 +257,7 @@ def run_trials_on_ray(study: StudyConfig, study_dir: Path, echo, executor=None) 
     failed for good (counted) once the same values have killed 1 + `ray.max_retries` workers. The first error a worker raises
     stops the search (the other workers are cancelled)."""
     from unfreeze.study.ray_executor import RayExecutor, cache_group, fill_cache_on_worker, import_ray
+    from unfreeze.study.execute import cache_top_ks
     from unfreeze.study.search_space import space_jobs
 
     ray = import_ray()
@@ -269,7 +270,8 @@ def run_trials_on_ray(study: StudyConfig, study_dir: Path, echo, executor=None) 
     started_here = executor.connect()
     refs: list = []
     try:
-        jobs, top_ks = space_jobs(study), space_top_ks(study)
+        jobs = space_jobs(study)
+        top_ks = cache_top_ks(jobs)
         groups = {cache_group(job): job for job in jobs if cache_group(job) is not None}
         fill = executor.remote_function(fill_cache_on_worker)
         ray.get([fill.remote(job, str(study_dir), None, top_ks, executor.cfg.num_cpus) for job in groups.values()])
