@@ -176,7 +176,11 @@ def test_validate_reports_every_error_of_the_study_and_its_base_at_once(tmp_path
     path.write_text("base:\n  data: {dataset: rotten_tomatoes}\n  train: {epochz: 1, batch_sise: 2}\n"
                     "  optim: {lr: -1, nam: adamw}\ngrid:\n  optim.name: [adamw, adamz]\n  freeze: [head, top_9x]\n")
     code, errors, _ = _validate(path)  # the base's 4 once (not once per arm), each bad grid value once
-    assert code == 2 and len(errors) == 6 and "adamz" in errors[4] and "top_9x" in errors[5], errors
+    assert code == 2 and len(errors) == 6 and "top_9x" in errors[0] and "adamz" in errors[5], errors
+    assert sum("base:" in e for e in errors) == 4
+    path.write_text("base: {train: {epochs: 1}}\ngrid:\n  data.dataset: [rotten_tomatoes, imdb]\n")
+    code, errors, output = _validate(path)  # a base that only its arms complete is valid
+    assert code == 0, output
 
 
 def test_validate_runs_the_checks_a_search_study_makes_before_training(tmp_path):

@@ -210,6 +210,11 @@ def describe_validation_errors(exc: ValidationError, root: type[BaseModel], sour
     return [_describe(err, root, source) for err in exc.errors()]
 
 
+def describe_error(err: dict, root: type[BaseModel], source: str) -> str:
+    """One of pydantic's `exc.errors()` as the one line `describe_validation_errors` gives it."""
+    return _describe(err, root, source)
+
+
 def _describe(err: dict, root: type[BaseModel], source: str) -> str:
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     key = ".".join(loc) or "(top level)"

@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from unfreeze.config.load import apply_overrides, describe_validation_errors, set_dotted
-from unfreeze.config.schema import RunConfig
+from unfreeze.config.load import apply_overrides, describe_error, describe_validation_errors, set_dotted
+from unfreeze.config.schema import FreezeConfig, RunConfig
 from unfreeze.config.study import StudyConfig
 from unfreeze.errors import ConfigError
 from unfreeze.study.grid import arm_overrides, config_hash
@@ -28,46 +28,68 @@ def check(study: StudyConfig) -> None:
 
 
 def problems(study: StudyConfig, source: str | None = None) -> list[str]:
-    """Every problem, once each: an error of the base is listed once (not once per arm), an arm's own error once
-    for the first arm × seed that has it. `source` (the file) prefixes each line."""
+    """Every problem, once each: an error that every arm shares with the base is listed once, as the base's; an
+    arm's own error once, for the first arm × seed that has it. `source` (the file) prefixes each line."""
     lead = f"{source}: " if source else ""
+    if study.search is not None:
+        return _search_problems(study, lead)
+    lines, study = _freeze_values(study, lead)  # an arm is named from its freeze value: bad ones are left out
+    base_errors, _ = _errors(study, {}, study.seeds[0])
+    base_keys = {key for key, _ in base_errors}
     seen: set[tuple] = set()
-    lines, _ = _config_problems(study, {}, study.seeds[0], f"{lead}base", seen)
-    if study.search is None:  # each grid value alone first: an arm is named from valid values only
-        for label, overrides, seed, _ in _values(study.grid, "grid", study.seeds[0]):
-            lines += _config_problems(study, overrides, seed, f"{lead}{label}", seen)[0]
-        if lines:
-            return lines
-    runs = _values(study.search.space, "search.space", study.seeds[0]) if study.search else _grid_runs(study)
     ids: dict[str, str] = {}
-    for label, overrides, seed, fold in runs:
-        found, config = _config_problems(study, overrides, seed, f"{lead}{label}", seen)
-        lines += found
-        if config is None or study.search is not None:
-            continue
-        run_id = config_hash(config, fold)
-        if run_id in ids:
-            lines.append(f"{lead}{label} (seed {seed}) duplicates the config of {ids[run_id]}; drop one of them")
-        ids.setdefault(run_id, label)
-    if study.search is not None and not lines:
-        lines += _combination_problems(study, lead, seen)
+    for arm, overrides in arm_overrides(study):
+        for seed in study.seeds:
+            errors, config = _errors(study, overrides, seed)
+            for key, describe in errors:  # the base's own error (not one of the arm's values): named as the base's
+                if key not in seen:
+                    seen.add(key)
+                    lines.append(describe(f"{lead}base" if key in base_keys else f"{lead}study arm {arm!r}"))
+            if config is None:
+                continue
+            run_id = config_hash(config, -1)
+            if run_id in ids:
+                lines.append(f"{lead}study arm {arm!r} (seed {seed}) duplicates the config of study arm "
+                             f"{ids[run_id]!r}; drop one of them")
+            ids.setdefault(run_id, arm)
     return lines
 
 
-def _grid_runs(study: StudyConfig) -> Iterator[tuple[str, dict, int, int]]:
-    for arm, overrides in arm_overrides(study):
-        for seed in study.seeds:
-            yield f"study arm {arm!r}", overrides, seed, -1
+def _search_problems(study: StudyConfig, lead: str) -> list[str]:
+    """A search: the base alone (every trial starts from it), each value and range end with it, then every
+    combination of the lists."""
+    seen: set[tuple] = set()
+    lines = _lines(_errors(study, {}, study.seeds[0])[0], f"{lead}base", seen)
+    for label, overrides in _values(study.search.space, "search.space"):
+        lines += _lines(_errors(study, overrides, study.seeds[0])[0], f"{lead}{label}", seen)
+    return lines or _combination_problems(study, lead)
 
 
-def _values(space: dict[str, Any], section: str, seed: int) -> Iterator[tuple[str, dict, int, int]]:
-    """Each list value and both ends of each range, alone (a search trial runs the first seed)."""
+def _freeze_values(study: StudyConfig, lead: str) -> tuple[list[str], StudyConfig]:
+    """(the problems of the grid's `freeze` values, valid alone or not at all, the study with the valid ones)."""
+    lines, valid = [], []
+    for value in study.grid.get("freeze", []):
+        try:
+            FreezeConfig.model_validate(value)
+            valid.append(value)
+        except ValidationError as exc:
+            lines += describe_validation_errors(exc, FreezeConfig, f"{lead}grid.freeze value {value!r}")
+        except ConfigError as exc:
+            lines.append(f"{lead}grid.freeze value {value!r}: {exc}")
+    if not lines:
+        return lines, study
+    grid = {k: v for k, v in study.grid.items() if k != "freeze"} | ({"freeze": valid} if valid else {})
+    return lines, study.model_copy(update={"grid": grid})
+
+
+def _values(space: dict[str, Any], section: str) -> Iterator[tuple[str, dict]]:
+    """Each list value and both ends of each range, alone."""
     for key, spec in space.items():
         for value in spec if isinstance(spec, list) else [spec["low"], spec["high"]]:
-            yield f"{section}.{key} value {value!r}", {key: value}, seed, -1
+            yield f"{section}.{key} value {value!r}", {key: value}
 
 
-def _combination_problems(study: StudyConfig, lead: str, seen: set) -> list[str]:
+def _combination_problems(study: StudyConfig, lead: str) -> list[str]:
     """Values valid alone can clash (two split fractions): every combination of the lists, in spaces of up to
     `CHECKED_COMBINATIONS`."""
     from unfreeze.study.search_space import list_combinations
@@ -77,10 +99,10 @@ def _combination_problems(study: StudyConfig, lead: str, seen: set) -> list[str]
         return []
     lines = []
     for values in list_combinations(study):
-        found, _ = _config_problems(study, values, study.seeds[0], "", set())
-        if found:
-            lines.append(f"{lead}search.space: the combination {values} is not a valid run ({found[0][2:]}); drop "
-                         "one of these values, or split the search in two")
+        errors, _ = _errors(study, values, study.seeds[0])
+        if errors:
+            lines.append(f"{lead}search.space: the combination {values} is not a valid run "
+                         f"({errors[0][1]('')[2:]}); drop one of these values, or split the search in two")
     return lines
 
 
@@ -92,24 +114,26 @@ def _data(study: StudyConfig, overrides: dict[str, Any], seed: int) -> dict:
     return data
 
 
-def _config_problems(study: StudyConfig, overrides: dict[str, Any], seed: int, source: str,
-                     seen: set) -> tuple[list[str], RunConfig | None]:
-    """(the run config's errors not reported yet, the config when it is valid). `seen` holds (key, message,
-    value) of the errors reported already."""
+def _errors(study: StudyConfig, overrides: dict[str, Any], seed: int) -> tuple[list[tuple], RunConfig | None]:
+    """([(identity of an error, source → its one line)], the config when it is valid). An error's identity is its
+    key, message and value (an unknown key: key and message), so the same mistake met in many arms is one."""
     try:
         return [], RunConfig.model_validate(_data(study, overrides, seed))
-    except ConfigError as exc:  # raised inside a validator (e.g. an unknown strategy)
-        return _unseen(([((), str(exc), None)], [f"{source}: {exc}"]), seen), None
+    except ConfigError as exc:  # raised inside a validator
+        return [(((), str(exc), None), lambda source, exc=exc: f"{source}: {exc}")], None
     except ValidationError as exc:
-        keys = [(tuple(map(str, e["loc"])), e["msg"],
-                 None if e["type"] == "extra_forbidden" else repr(e.get("input"))[:200]) for e in exc.errors()]
-        return _unseen((keys, describe_validation_errors(exc, RunConfig, source)), seen), None
+        out = []
+        for err in exc.errors():
+            value = None if err["type"] == "extra_forbidden" else repr(err.get("input"))[:200]
+            out.append(((tuple(map(str, err["loc"])), err["msg"], value),
+                        lambda source, err=err: describe_error(err, RunConfig, source)))
+        return out, None
 
 
-def _unseen(errors: tuple[list, list[str]], seen: set) -> list[str]:
+def _lines(errors: list[tuple], source: str, seen: set) -> list[str]:
     out = []
-    for key, line in zip(*errors):
+    for key, describe in errors:
         if key not in seen:
             seen.add(key)
-            out.append(line)
+            out.append(describe(source))
     return out

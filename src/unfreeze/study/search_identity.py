@@ -90,8 +90,8 @@ def check_resume(study: StudyConfig, study_dir: Path) -> None:
     """Refuse, before anything is written, to resume a stored search with a different identity, or a study name
     in a `storage:` SQLite file owned by another folder. Nothing stored yet: nothing to compare."""
     url = storage_url(study, study_dir)
-    if study.search.storage is None and not (study_dir / "optuna.db").exists():
-        return
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # nothing stored yet (and opening it would create the file)
     optuna = import_optuna()
     with storage_errors(study, study_dir):
         try:
