@@ -125,3 +125,101 @@ def test_study_set_applies_run_keys_to_base(tmp_path):
         load_study_config(file, ["train.epocs=1"])
     with pytest.raises(ConfigError, match=r"did you mean `seeds`"):
         load_study_config(file, ["seds=[1]"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue #26: strict YAML, every problem at once, a run limit from the grid's shape
+
+
+def _validate(path):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    return result.exit_code, [line for line in result.output.splitlines() if line.startswith("error:")], result.output
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: rotten_tomatoes}\ntrain:\n  epochs: 1\noptim: {lr: 1e-3}\ntrain:\n  epochs: 9\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: key `train` appears twice in one mapping \(lines 2 and 5\)"):
+        load_run_config(path)
+    path.write_text("data: {dataset: rotten_tomatoes}\noptim: {lr: 1e-3, lr: 1e-2}\n")  # nested, flow style
+    with pytest.raises(ConfigError, match=r"key `lr` appears twice"):
+        load_run_config(path)
+    code, errors, _ = _validate(path)
+    assert code == 2 and len(errors) == 1
+
+
+def test_exponent_numbers_without_a_dot_are_floats_in_files_and_overrides(tmp_path):
+    """YAML 1.1 reads `1e-5` as text: a run config quietly took it (pydantic converts), a search range did not."""
+    from unfreeze.config.load import load_yaml
+
+    assert load_yaml("a: 1e-5\nb: 2E3\nc: '1e-5'\nd: 1.5\ne: 7\nf: e5") == {
+        "a": 1e-5, "b": 2000.0, "c": "1e-5", "d": 1.5, "e": 7, "f": "e5"}
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: rotten_tomatoes}\noptim: {lr: 1e-5}\n")
+    assert load_run_config(path, ["optim.head_lr=3e-4"]).optim.head_lr == 3e-4
+    assert apply_overrides({}, ["x=1e-5"]) == {"x": 1e-5}
+
+
+def test_validate_reports_every_error_of_the_study_and_its_base_at_once(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("seeds: [1, 1]\ncv: {folds: 1}\nbase:\n  data: {dataset: rotten_tomatoes}\n"
+                    "  train: {epochz: 1, batch_sise: 2}\n  optim: {lr: -1, nam: adamw}\n")
+    code, errors, _ = _validate(path)
+    assert code == 2 and len(errors) == 6, errors
+    joined = " ".join(errors)
+    for key in ("seeds", "cv.folds", "base: `optim.lr`", "optim.nam", "train.epochz", "train.batch_sise"):
+        assert key in joined
+    path.write_text("base:\n  data: {dataset: rotten_tomatoes}\n  train: {epochz: 1, batch_sise: 2}\n"
+                    "  optim: {lr: -1, nam: adamw}\ngrid:\n  optim.name: [adamw, adamz]\n  freeze: [head, top_9x]\n")
+    code, errors, _ = _validate(path)  # the base's 4 once (not once per arm), each bad grid value once
+    assert code == 2 and len(errors) == 6 and "top_9x" in errors[0] and "adamz" in errors[5], errors
+    assert sum("base:" in e for e in errors) == 4
+    path.write_text("base: {train: {epochs: 1}}\ngrid:\n  data.dataset: [rotten_tomatoes, imdb]\n")
+    code, errors, output = _validate(path)  # a base that only its arms complete is valid
+    assert code == 0, output
+
+
+def test_validate_runs_the_checks_a_search_study_makes_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text("base: {data: {dataset: rotten_tomatoes}}\nsearch:\n  space:\n    optim.name: [adamw, adamz]\n"
+                    "    train.epochz: [1, 2]\n    optim.lr: {low: 1e-5, high: 1e-3, log: true}\n")
+    code, errors, _ = _validate(path)
+    assert code == 2 and len(errors) == 2 and "adamz" in errors[0] and "did you mean `train.epochs`" in errors[1]
+    dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
+    assert dry.exit_code == 2 and "adamz" in dry.output and "1 more" in dry.output  # the same list, refused
+
+
+def test_a_grid_over_the_run_limit_is_refused_from_its_shape(tmp_path, monkeypatch):
+    """10^6 grid points: counted from the lists' lengths, never expanded (the old code listed them: > 150 s)."""
+    from typer.testing import CliRunner
+
+    import unfreeze.study.grid as grid
+    from unfreeze.cli import app
+    from unfreeze.config.study import MAX_RUNS
+
+    def never(*_):
+        raise AssertionError("the grid was expanded")
+
+    monkeypatch.setattr(grid, "grid_combinations", never)
+    ten = list(range(1, 11))
+    lists = "\n".join(f"  {k}: {ten}" for k in ("train.epochs", "train.batch_size", "data.train_size",
+                                                  "train.eval_batch_size", "train.log_every_steps", "data.split_seed"))
+    path = tmp_path / "s.yaml"
+    path.write_text(f"base: {{data: {{dataset: rotten_tomatoes}}}}\nseeds: [0, 1]\ngrid:\n{lists}\n")
+    code, errors, _ = _validate(path)
+    assert code == 2 and len(errors) == 1 and "plans 2,000,000 runs" in errors[0] and f"{MAX_RUNS:,}" in errors[0]
+    dry = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
+    assert dry.exit_code == 2 and "2,000,000 runs" in dry.output
+    path.write_text("base: {data: {dataset: rotten_tomatoes}}\nsearch: {sampler: grid, space: {" +
+                    ", ".join(f"{k}: {ten}" for k in ("train.epochs", "train.batch_size", "data.train_size",
+                                                      "data.split_seed")) + "}}\n")
+    code, errors, _ = _validate(path)
+    assert code == 2 and "the grid has 10,000 points" in errors[0]

@@ -267,7 +267,8 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
 
     try:
         results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
-                            echo=console.print, study_text=config.read_text(encoding="utf-8"),
+                            echo=functools.partial(console.print, markup=False, highlight=False, soft_wrap=True),
+                            study_text=config.read_text(encoding="utf-8"),
                             command=_command_line(), track=track)
     except KeyboardInterrupt:
         from unfreeze.study.runner import finished_runs
@@ -317,13 +318,10 @@ def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
     from unfreeze.config.load import validate_file
 
     kind, errors, cfg = validate_file(config)
-    if kind == "study" and cfg is not None:  # each arm's run config too (an invalid grid value names its arm)
-        from unfreeze.study.grid import expand
+    if kind == "study" and cfg is not None:  # every check a study makes before training (study/preflight.py)
+        from unfreeze.study.preflight import problems
 
-        try:
-            expand(cfg)
-        except UnfreezeError as exc:
-            errors = [f"{config}: {exc}"]
+        errors = problems(cfg, str(config))
     for line in errors:
         err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     if errors:

@@ -1,11 +1,12 @@
-"""Reading configs: YAML (`yaml.safe_load`), `--set key=value` overrides, and pydantic errors turned into one line
-that names the key and suggests the closest valid one.
+"""Reading configs: YAML (`yaml.safe_load` semantics, with two fixes: `ConfigLoader`), `--set key=value` overrides,
+and pydantic errors turned into one line that names the key and suggests the closest valid one.
 """
 from __future__ import annotations
 
 import copy
 
 import difflib
+import re
 
 from pathlib import Path
 
@@ -21,12 +22,50 @@ from unfreeze.config.study import StudyConfig
 
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names one key twice (YAML keeps the last silently)."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (safe tags only), except that (1) a key given twice in one mapping is an error naming the key
+    and both lines, instead of the last one silently winning, and (2) a number in exponent notation without a dot
+    (`1e-5`, `2E3`), which YAML 1.1 reads as a string, is a float, as in YAML 1.2 and as users mean it."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in lines:
+                        raise DuplicateKeyError(problem=f"key `{key}` appears twice in one mapping (lines "
+                                                        f"{lines[key]} and {line}): YAML would keep the last one "
+                                                        "silently; keep one")
+                    lines[key] = line
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """`yaml.safe_load` semantics with `ConfigLoader`'s two fixes (every config and `--set` value goes through it)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 — ConfigLoader is a SafeLoader
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
@@ -43,7 +82,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({first}); quote text values, e.g. "
@@ -121,14 +160,23 @@ def study_overrides(overrides: list[str] | None) -> list[str]:
 
 def validate_file(path: str | Path) -> tuple[str, list[str], RunConfig | StudyConfig | None]:
     """("run" | "study", every problem of the file as one line each, the config when there is none): all of
-    pydantic's errors at once. A file with a top-level `base:` is a study (its arms are checked by the caller,
-    with `unfreeze.study.grid.expand`). Loads no model."""
+    pydantic's errors at once, and for a study whose own keys are wrong, its `base`'s errors as well. A file with a
+    top-level `base:` is a study (its arms are checked by the caller, with `unfreeze.study.preflight.problems`).
+    Loads no model."""
     data = read_yaml(path)
     kind, model = ("study", StudyConfig) if "base" in data else ("run", RunConfig)
     try:
         return kind, [], model.model_validate(data)
     except ValidationError as exc:
-        return kind, describe_validation_errors(exc, model, str(path)), None
+        errors = describe_validation_errors(exc, model, str(path))
+    if kind == "study" and isinstance(data["base"], dict):
+        try:
+            RunConfig.model_validate(data["base"])
+        except ValidationError as exc:
+            errors += describe_validation_errors(exc, RunConfig, f"{path}: base")
+        except ConfigError as exc:
+            errors.append(f"{path}: base: {exc}")
+    return kind, errors, None
 
 
 
@@ -162,6 +210,11 @@ def describe_validation_errors(exc: ValidationError, root: type[BaseModel], sour
     return [_describe(err, root, source) for err in exc.errors()]
 
 
+def describe_error(err: dict, root: type[BaseModel], source: str) -> str:
+    """One of pydantic's `exc.errors()` as the one line `describe_validation_errors` gives it."""
+    return _describe(err, root, source)
+
+
 def _describe(err: dict, root: type[BaseModel], source: str) -> str:
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     key = ".".join(loc) or "(top level)"
@@ -177,7 +230,7 @@ def _describe(err: dict, root: type[BaseModel], source: str) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
-    return f"{source}: `{key}`: {msg}{shown}"
+    return f"{source}: `{key}`: {msg}{shown}" if loc else f"{source}: {msg}{shown}"
 
 
 

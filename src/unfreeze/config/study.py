@@ -2,11 +2,25 @@
 racing, an Optuna search, the executor and its Ray resources, tracking."""
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from unfreeze.config.schema import StrictModel, TrackingConfig
+
+
+MAX_RUNS = 5000  # planned runs of one study (grid × named arms × seeds × folds; a grid search's points): more is refused
+
+
+def _number(value: Any) -> Any:
+    """A range end written as text that reads as a number (`"1e-5"`) is that number; anything else as given."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 class CVConfig(StrictModel):
@@ -54,9 +68,14 @@ class SearchConfig(StrictModel):
                 continue
             if not isinstance(value, dict) or not {"low", "high"} <= set(value) or set(value) - {"low", "high", "log"}:
                 raise ValueError(f"search.space.{key}: write a list of choices or {{low, high, log}}, got {value!r}")
+            space[key] = value = {**value, "low": _number(value["low"]), "high": _number(value["high"])}
             low, high = value["low"], value["high"]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
-                raise ValueError(f"search.space.{key}: low and high must be numbers with low < high, got {value!r}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in (low, high)) or low >= high:
+                raise ValueError(f"search.space.{key}: low and high must be finite numbers with low < high, got "
+                                 f"{value!r}")
+            if not isinstance(value.get("log", False), bool):
+                raise ValueError(f"search.space.{key}.log: write true or false, got {value['log']!r}")
             if value.get("log") and low <= 0:
                 raise ValueError(f"search.space.{key}: log: true needs low > 0, got low={low}")
         return space
@@ -66,6 +85,10 @@ class SearchConfig(StrictModel):
         ranges = [k for k, v in self.space.items() if not isinstance(v, list)]
         if self.sampler == "grid" and ranges:
             raise ValueError(f"search.sampler: grid takes lists only; {ranges} are ranges (use random or tpe)")
+        points = math.prod(len(v) for v in self.space.values())
+        if self.sampler == "grid" and points > MAX_RUNS:
+            raise ValueError(f"search.space: the grid has {points:,} points, over the limit of {MAX_RUNS:,} (docs/"
+                             "config.md); use sampler: random or tpe, or shorten the lists")
         if self.order == "costly_first" and self.sampler != "grid":
             raise ValueError(f"search.order: costly_first orders a grid; sampler {self.sampler} asks its own "
                              "trials (use sampler: grid, or drop order)")
@@ -121,6 +144,22 @@ class StudyConfig(StrictModel):
             if extra:
                 raise ValueError(f"search: cannot be combined with {'/'.join(extra)}; move those keys into "
                                  "search.space or base")
+        return self
+
+    def planned_runs(self) -> int:
+        """How many runs the grid × named arms × seeds × folds plan, from their lengths alone (nothing expanded)."""
+        return (math.prod(len(v) for v in self.grid.values()) * max(1, len(self.arms)) * len(self.seeds)
+                * (self.cv.folds if self.cv else 1))
+
+    @model_validator(mode="after")
+    def _run_limit(self) -> "StudyConfig":
+        """A grid of a million runs would take minutes and gigabytes just to list: refused from its shape."""
+        if self.search is None and self.planned_runs() > MAX_RUNS:
+            shape = " × ".join([f"{len(v)} {k}" for k, v in self.grid.items()]
+                               + ([f"{len(self.arms)} arms"] if self.arms else []) + [f"{len(self.seeds)} seeds"]
+                               + ([f"{self.cv.folds} folds"] if self.cv else []))
+            raise ValueError(f"the study plans {self.planned_runs():,} runs ({shape}), over the limit of "
+                             f"{MAX_RUNS:,} (docs/config.md): shorten the grid, or split it into several studies")
         return self
 
     @field_validator("grid")

@@ -28,6 +28,14 @@ def _png(ax_or_fig) -> bytes:
     return buffer.getvalue()
 
 
+def rank_trials(trials: list, lower_is_better: bool) -> list:
+    """Complete trials best first by their value; ties go to the arm name first in sorted order (the rule of the
+    arms table's "best", `stats.best_arm` over arms grouped in sorted order), then to the earlier trial. The
+    report's pick and the trials `search.seeds` re-runs follow it, so they name the arm the table calls best."""
+    sign = 1 if lower_is_better else -1
+    return sorted(trials, key=lambda t: (sign * t.value, str(t.user_attrs.get("arm", "")), t.number))
+
+
 def pruned_blocks(pruned: pd.DataFrame, metric: str) -> list:
     if pruned.empty:
         return []
@@ -63,7 +71,7 @@ def optuna_blocks(meta: dict) -> list:
         f"complete trials' validation {meta['selection_metric']}."))]
     if not done:
         return blocks + [("p", "No complete trial yet: no views.")]
-    best = study.best_trial
+    best = rank_trials(done, study.direction == optuna.study.StudyDirection.MINIMIZE)[0]
     shown = best.user_attrs.get("arm") or ", ".join(f"{k}={v}" for k, v in best.params.items())
     confirm = (f"its re-runs with seeds {search['seeds']} are in the Results table" if search.get("seeds") else
                "`search.seeds` re-runs the best trials with more seeds to give them a spread and a test")

@@ -121,12 +121,15 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
     naming the holder's pid and host) instead of both writing the same runs. The returned frame's
     ``attrs["failed_runs"]`` counts the runs that failed in this call (the CLI exits 3 when it is not 0)."""
     study_dir = Path(out_dir)
+    from unfreeze.study.preflight import check
+
+    check(study)  # every problem `unfreeze validate` lists, refused before the folder is touched
     with StudyLock(study_dir, command=command):
         recover_all(study_dir / "runs")  # finish run-folder swaps a killed process left half done
-        if study.search is not None:  # an Optuna search instead of a grid (tracking backends: not wired for it)
+        if study.search is not None:  # an Optuna search instead of a grid
             from unfreeze.study.search import run_search
 
-            return run_search(study, study_dir, progress, echo, study_text, command, executor)
+            return run_search(study, study_dir, progress, echo, study_text, command, executor, track)
         return _run_study_locked(study, study_dir, executor, progress, echo, study_text, command, track)
 
 

@@ -15,7 +15,9 @@ from unfreeze.study.bookkeeping import record_failures, run_baseline, write_stud
 from unfreeze.study.execute import RunOutcome, execute_run
 from unfreeze.study.grid import PlannedRun
 from unfreeze.study.pool import DataPool
-from unfreeze.study.search_space import (check_space, decode, grid_size, import_optuna, open_study_readonly,
+from unfreeze.study.preflight import check
+from unfreeze.study.search_identity import check_resume, storage_errors
+from unfreeze.study.search_space import (decode, grid_size, import_optuna, open_study_readonly,
                                          planned, space_top_ks, storage_url)
 from unfreeze.study.trials import run_trials
 
@@ -35,9 +37,11 @@ def best_reruns(study: StudyConfig, study_dir: Path) -> list[PlannedRun]:
     extra = [s for s in study.search.seeds if s != study.seeds[0]]
     if not extra:
         return []
+    from unfreeze.report.search_views import rank_trials
+
     optuna, opt = open_study_readonly(study, study_dir)
-    done = [t for t in opt.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
-    done.sort(key=lambda t: t.value, reverse=opt.direction == optuna.study.StudyDirection.MAXIMIZE)
+    done = rank_trials(opt.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]),
+                       opt.direction == optuna.study.StudyDirection.MINIMIZE)
     jobs, seen = [], set()
     for t in done:
         overrides = decode(study, t.params)
@@ -52,17 +56,57 @@ def best_reruns(study: StudyConfig, study_dir: Path) -> list[PlannedRun]:
 
 
 def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=print, study_text=None,
-               command=None, executor=None) -> pd.DataFrame:
+               command=None, executor=None, track: list[str] | None = None) -> pd.DataFrame:
     """Run the search (resuming; trials on Ray workers with `executor: ray` or a Ray `executor`), the extra seeds
-    of the best trials, then results.csv (with `status`) and the report with Optuna's views."""
-    from unfreeze.study.results import collect_results
+    of the best trials, then results.csv (with `status`) and the report with Optuna's views. Refused before
+    anything is written: a stored search of another definition, or another folder's (study/search_identity.py).
+    `track`: backends besides the file's `tracking:` (a parent run for the search, one child per finished run)."""
+    check(study)
+    check_resume(study, study_dir)
+    with storage_errors(study, study_dir):
+        return _run_search(study, study_dir, progress, echo, study_text, command, executor, track)
 
-    check_space(study)
+
+def _run_search(study: StudyConfig, study_dir: Path, progress: bool, echo, study_text, command, executor,
+                track) -> pd.DataFrame:
+    from unfreeze.study.results import collect_results
+    from unfreeze.study.tracking import StudyTracking
+
     pool = DataPool(None)
     first = planned(study, {}, study.seeds[0])
     write_study_meta(study_dir, study, [first], study_text, command)
+    tracking = StudyTracking(study, study_dir, [first], track, study_text)
     if study.baseline:
         run_baseline(study_dir, [first], pool, echo)
+    try:
+        failed = _trials_and_reruns(study, study_dir, pool, echo, progress, executor)
+    except BaseException:
+        tracking.close(pd.DataFrame(), status="KILLED")
+        raise
+    trial_failures = failed_trials(study, study_dir)
+    record_failures(study_dir, trial_failures + failed)
+    jobs = trial_jobs(study, study_dir) + best_reruns(study, study_dir)
+    write_study_meta(study_dir, study, jobs or [first], study_text, command)
+    meta = read_json(study_dir / "study.json")
+    meta.update(grid_keys=list(study.search.space), search={
+        **study.search.model_dump(mode="json", exclude={"storage"}), "storage": storage_url(study, study_dir),
+        "study_name": study.name})
+    write_json(study_dir / "study.json", meta)
+    results = collect_results(study_dir, jobs)
+    from unfreeze.report.build import build_report
+
+    _, html = build_report(study_dir, results)
+    tracking.add_jobs(jobs)
+    tracking.log_finished()
+    tracking.close(results, status="FAILED" if trial_failures or failed else "FINISHED")
+    echo(f"report: {html}")
+    results.attrs["failed_runs"] = len(trial_failures) + len(failed)  # the CLI exits 3, as for a grid study
+    return results
+
+
+def _trials_and_reruns(study: StudyConfig, study_dir: Path, pool: DataPool, echo, progress: bool,
+                       executor) -> list[RunOutcome]:
+    """The trials (locally or as Ray trial workers), then the best trials' extra seeds; the re-runs that failed."""
     ray_executor = executor if getattr(executor, "name", study.executor) == "ray" else None
     if ray_executor is not None or (executor is None and study.executor == "ray"):
         from unfreeze.study.trials import run_trials_on_ray
@@ -80,22 +124,7 @@ def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=
         if not outcome.ok:
             failed.append(outcome)
             echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
-    trial_failures = failed_trials(study, study_dir)
-    record_failures(study_dir, trial_failures + failed)
-    jobs = trial_jobs(study, study_dir) + reruns
-    write_study_meta(study_dir, study, jobs or [first], study_text, command)
-    meta = read_json(study_dir / "study.json")
-    meta.update(grid_keys=list(study.search.space), search={
-        **study.search.model_dump(mode="json", exclude={"storage"}), "storage": storage_url(study, study_dir),
-        "study_name": study.name})
-    write_json(study_dir / "study.json", meta)
-    results = collect_results(study_dir, jobs)
-    from unfreeze.report.build import build_report
-
-    _, html = build_report(study_dir, results)
-    echo(f"report: {html}")
-    results.attrs["failed_runs"] = len(trial_failures) + len(failed)  # the CLI exits 3, as for a grid study
-    return results
+    return failed
 
 
 def failed_trials(study: StudyConfig, study_dir: Path) -> list[RunOutcome]:
@@ -109,7 +138,8 @@ def failed_trials(study: StudyConfig, study_dir: Path) -> list[RunOutcome]:
 
 def plan_search(study: StudyConfig, out: Path, console) -> None:
     """`unfreeze study FILE --dry-run` for a search: the space, the budget, and what is done already."""
-    check_space(study)
+    check(study)
+    check_resume(study, Path(out))
     s = study.search
     total = min(s.trials, grid_size(s)) if s.sampler == "grid" else s.trials
     console.print(f"search {study.name}: {s.sampler} sampler, {total} trials of seed {study.seeds[0]}, pruner "
@@ -131,7 +161,8 @@ def plan_search(study: StudyConfig, out: Path, console) -> None:
     if s.storage is None and db.exists():
         optuna = import_optuna()
         try:
-            opt = optuna.load_study(study_name=study.name, storage=storage_url(study, Path(out)))
+            with storage_errors(study, Path(out)):
+                opt = optuna.load_study(study_name=study.name, storage=storage_url(study, Path(out)))
             console.print(f"{len(opt.trials)} trials in {db} already", highlight=False)
         except KeyError:
             pass

@@ -57,9 +57,6 @@ def planned(study: StudyConfig, overrides: dict[str, Any], seed: int) -> Planned
     return PlannedRun(config_hash(config, -1), arm_name(overrides), seed, -1, overrides, config)
 
 
-CHECKED_COMBINATIONS = 5000  # spaces with more combinations of their lists are checked value by value only
-
-
 def list_combinations(study: StudyConfig) -> list[dict[str, Any]]:
     """Every combination of the space's lists (values as written; ranges left out), in the grid's order: for
     `sampler: grid`, whose space is lists only, the grid's points."""
@@ -69,27 +66,10 @@ def list_combinations(study: StudyConfig) -> list[dict[str, Any]]:
     return [dict(zip(lists, combo)) for combo in product(*lists.values())]
 
 
-def check_space(study: StudyConfig) -> None:
-    """Every choice and both ends of every range make a valid run config, and so does every combination of the
-    lists (values valid alone can clash, e.g. two split fractions): fail before the first trial."""
-    for key, spec in study.search.space.items():
-        for value in spec if isinstance(spec, list) else [spec["low"], spec["high"]]:
-            planned(study, {key: value}, study.seeds[0])
-    lists = [v for v in study.search.space.values() if isinstance(v, list)]
-    if len(lists) < 2 or math.prod(len(v) for v in lists) > CHECKED_COMBINATIONS:
-        return
-    for values in list_combinations(study):
-        try:
-            planned(study, values, study.seeds[0])
-        except ConfigError as exc:
-            raise ConfigError(f"search.space: the combination {values} is not a valid run ({exc}); drop one of "
-                              "these values, or split the search in two") from None
-
-
 def space_jobs(study: StudyConfig) -> list[PlannedRun]:
     """The planned run of each combination of the space's lists (ranges at the base's value); a combination that
-    is not a valid run is left out here (`check_space` refuses it up front in spaces of up to
-    `CHECKED_COMBINATIONS`; in larger ones, asked, it fails as its own trial)."""
+    is not a valid run is left out here (`preflight.check` refuses it up front in spaces of up to
+    `preflight.CHECKED_COMBINATIONS`; in larger ones, asked, it fails as its own trial)."""
     jobs = []
     for values in list_combinations(study):
         try:

@@ -1,5 +1,6 @@
 """A study sent to a tracker: one parent (the study: file, grid, seeds as params; results.csv and the report as
-artifacts; per-arm means as metrics) and one child per arm × seed × fold.
+artifacts; per-arm means as metrics) and one child per arm × seed × fold (a search: per finished trial and re-run,
+logged when the search ends).
 
 Everything is logged from the driver process, from what the run folders hold, whichever executor trained the
 runs: a child is logged as each outcome arrives, and once more at the end for every finished run the tracker
@@ -36,6 +37,8 @@ class StudyTracking:
             return
         params = {"study": study.name, "grid": study.grid, "arms": sorted(study.arms), "seeds": study.seeds,
                   "cv_folds": study.cv.folds if study.cv else None, "runs": len(jobs), "study_file": study_text or ""}
+        if study.search is not None:  # a search: its runs are known as trials finish (see `add_jobs`)
+            params.update(search=study.search.model_dump(mode="json", exclude={"storage"}), runs=None)
         self.parent = self.tracker.start_study(study.name, params, {"task": jobs[0].config.task},
                                                study_dir=study_dir)
 
@@ -48,6 +51,10 @@ class StudyTracking:
             self._child(job, self._metrics(job, outcome.metrics), "FINISHED")
         elif not outcome.skipped:
             self._child(job, None, "FAILED", error=outcome.error)
+
+    def add_jobs(self, jobs: list[PlannedRun]) -> None:
+        """Runs planned after the start: a search's trials and re-runs, known once Optuna asked for them."""
+        self.jobs.update({j.run_id: j for j in jobs})
 
     def log_finished(self) -> None:
         """Every finished run not logged in this process (a resumed study, or tracking switched on later)."""

@@ -24,6 +24,7 @@ from unfreeze.io import read_json, write_json
 from unfreeze.io.lock import StudyLock
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.study.pool import DataPool
+from unfreeze.study.search_identity import record
 from unfreeze.study.search_order import costly_first, enqueue_next, grid_points
 from unfreeze.study.search_space import (grid_size, import_optuna, is_final, is_shared, make_pruner,
                                          make_sampler, planned, space_top_ks, storage_url, suggest)
@@ -48,6 +49,7 @@ def open_study(study: StudyConfig, study_dir: Path, metric: str, parallel: bool 
     opt = optuna.create_study(study_name=study.name, storage=storage, load_if_exists=True,
                               pruner=make_pruner(optuna, study.search),
                               direction="minimize" if metric in LOWER_IS_BETTER else "maximize")
+    record(opt, study, study_dir)
     opt.sampler = make_sampler(optuna, study.search, len(opt.trials), worker)
     if shared:
         reap_stale(optuna, opt)
@@ -215,6 +217,8 @@ def run_trial(optuna, opt, trial, job, study_dir: Path, pool: DataPool, top_ks, 
             return trial.should_prune()
         except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another worker: finish the run
             return False
+        except optuna.exceptions.StorageInternalError:  # the storage broke (deleted?): finish and keep the run;
+            return False  # telling its result then stops the search in one line (search_identity.storage_errors)
 
     try:
         metrics = training.train(job.config, run_dir, overwrite=True, progress=progress,
