@@ -167,10 +167,11 @@ def print_inspect_report(report: dict, percentile: float) -> None:
             continue
         name = key.replace("rows", "sentences") if sentences and key == "rows" else key
         table.add_row(name, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
-    table.add_row("tags" if sentences else "labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
-    if sentences:
-        table.add_row("entities", f"{report['tag_scheme']}: " + ", ".join(
-            f"{k}: {v}" for k, v in report["entities"].items()))
+    table.add_row("tags" if sentences else "labels", top_counts(report["labels"]))
+    if sentences and report["entities"]:
+        table.add_row("entities", f"{report['tag_scheme']}: " + top_counts(report["entities"]))
+    elif sentences:
+        table.add_row("tag scheme", "plain (no B-/I- prefixes, no O): tags read as word classes, no entity spans")
         table.add_row("words per sentence", ", ".join(f"{k} {v}" for k, v in report["words"].items()))
     else:
         table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))
@@ -190,7 +191,21 @@ def print_inspect_report(report: dict, percentile: float) -> None:
                             f"{row['relative_cost']:.2f}")
         console.print(lengths)
     if report.get("imbalance_hint"):
-        console.print(f"hint: {report['imbalance_hint']}", highlight=False)
+        console.print(f"hint: {report['imbalance_hint']}", highlight=False, markup=False)
+    if report.get("unseen_labels"):
+        from unfreeze.data.inspect_tokens import unseen_labels_warning
+
+        console.print(f"warning: {unseen_labels_warning(report['unseen_labels'])}", highlight=False, markup=False)
+
+
+def top_counts(counts: dict, limit: int = 30) -> str:
+    """`name: n` for the `limit` most frequent (in the given order), then "… and N more" (110 POS tags in one
+    table cell are unreadable)."""
+    from rich.markup import escape
+
+    items = list(counts.items())
+    text = escape(", ".join(f"{k}: {v}" for k, v in items[:limit]))
+    return text + (f", … and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @app.command()
