@@ -36,6 +36,10 @@ TrackOption = typer.Option(None, "--track", help="Also log to mlflow, tensorboar
 def _setup(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # `warnings.warn` through the same handlers, so the filter below sees it too
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OnceFilter) for f in handler.filters):
+            handler.addFilter(OnceFilter())
     logging.getLogger("unfreeze").setLevel(logging.INFO)
     for noisy in ("transformers", "accelerate", "datasets", "torch"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -43,6 +47,28 @@ def _setup(verbose: bool = False) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+class OnceFilter(logging.Filter):
+    """Each warning printed once per process: a study loads its data for the baseline, the planner and every run,
+    and a data warning (e.g. tags of val/test unseen in train) used to print once per load, plus once more
+    through `warnings.warn`. A warning captured from `warnings` is keyed by its message alone, so the same text
+    sent both ways prints once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if record.name == "py.warnings":  # "path:line: UserWarning: message\n  source line\n"
+            text = text.split("Warning: ", 1)[-1].split("\n", 1)[0]
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
 
 
 def user_errors(fn):
