@@ -135,3 +135,34 @@ def test_size_curve_places_the_full_training_set_at_its_real_size():
                             "strategy": ["head"] * 4, "test_f1_macro": [0.6, 0.62, 0.7, 0.71]})
     assert plots.metric_vs_size(results, "f1_macro", {500.0: 0.78, 13891.0: 0.85})[:4] == b"\x89PNG"
     assert plots.metric_vs_size(results.drop(columns="n_train"), "f1_macro") is None  # one numeric size: no curve
+
+
+def test_live_report_is_throttled_by_the_cost_of_its_last_rebuild(monkeypatch, tmp_path):
+    """Issue 25: a live rebuild took 81 s after every run. A rebuild is skipped while the time since the last one
+    is under `ratio` × its cost, so rebuilding never takes more than ~1 / (1 + ratio) of the study's time."""
+    from types import SimpleNamespace
+
+    from unfreeze.study.live import LiveReport
+
+    now = {"t": 0.0}
+    cost = {"s": 10.0}
+
+    def build(self):
+        now["t"] += cost["s"]
+
+    monkeypatch.setattr(LiveReport, "build", build)
+    live = LiveReport(tmp_path, [], ratio=4.0, clock=lambda: now["t"])
+    done = SimpleNamespace(skipped=False, ok=True)
+    built = []
+    for _ in range(30):  # a run finishes every 6 s of study time; each rebuild costs 10 s
+        now["t"] += 6.0
+        before = live.built
+        live(done)
+        built.append(live.built > before)
+    assert built[0] and live.built + live.skipped == 30
+    assert live.seconds <= (now["t"]) / (1 + 4.0) + cost["s"]  # bounded share of the study's time
+    first, second = [i for i, b in enumerate(built) if b][:2]
+    assert second - first == 7  # 6 s runs: the next rebuild only once 40 s (4 × 10 s) have passed
+    live(SimpleNamespace(skipped=False, ok=False))  # a failed run never triggers a rebuild
+    live(SimpleNamespace(skipped=True, ok=True))
+    assert live.built + live.skipped == 30
