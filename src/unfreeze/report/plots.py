@@ -59,7 +59,7 @@ DPI = 110
 #: 7,480 × 6,358 px confusion matrix): figures are capped at MAX_PX / DPI inches.
 MAX_PX = 2000
 #: The confusion matrix shows at most this many classes (the most confused ones, the rest pooled as "other"),
-#: and the per-class F1 bars at most MAX_BARS classes (the lowest F1).
+#: and the per-class F1 bars at most MAX_BARS classes (the highest and the lowest F1, half each).
 MAX_CONFUSION_CLASSES = 20
 MAX_BARS = 40
 
@@ -240,9 +240,10 @@ def per_class_f1(per_class: dict[str, dict], title: str) -> bytes | None:
     if len(per_class) < 3:
         return None
     names = list(per_class)
-    if len(names) > MAX_BARS:  # the lowest F1 first: where the model fails is what a reader looks for
-        names = sorted(names, key=lambda n: per_class[n]["f1"])[:MAX_BARS]
-        title += f" — the {MAX_BARS} lowest of {len(per_class)} classes"
+    if len(names) > MAX_BARS:  # the best and the worst classes: the range a reader looks for
+        ranked = sorted(names, key=lambda n: -per_class[n]["f1"])
+        names = ranked[:MAX_BARS // 2] + ranked[-(MAX_BARS // 2):]
+        title += f"\nthe {MAX_BARS // 2} highest and {MAX_BARS // 2} lowest of {len(per_class)} classes"
     fig, ax = plt.subplots(figsize=_inches(max(6, 0.45 * len(names) + 2), 4.2))
     stds = [per_class[n].get("std", 0.0) for n in names]
     x = np.arange(len(names))
