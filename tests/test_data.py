@@ -169,3 +169,73 @@ def test_builtin_datasets_load_offline(name, classes):
     data = load_sequence_data(DataConfig(dataset=name))
     assert len(data.label_names) == classes
     assert len(data.train) > 1000 and sum(data.notes["duplicates_removed"].values()) > 0
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("texts", [["good movie", "bad movie"], ["", "", "", "", ""], ["  ", "\t", " ", "  ", " "]],
+                         ids=["two-rows", "all-empty", "whitespace-only"])
+def test_too_few_usable_rows_is_one_line_naming_file_column_and_minimum(tmp_path, texts, tiny_bert):
+    """Issue 26: a 2-row CSV or an all-empty / whitespace-only text column was an IndexError in data/sequence.py
+    (rc 1) in `train`; now rc 2 and one line naming the file, the column and the rows needed."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from tiny import run_config
+    from unfreeze.cli import app
+    from unfreeze.data.split_sizes import min_rows
+
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": texts, "label": (["pos", "neg"] * 3)[:len(texts)]}).to_csv(path, index=False)
+    needed = min_rows(DataConfig(path=str(path)))
+    with pytest.raises(DataError, match=rf"d\.csv: \d usable row\(s\) .*column 'text'.*at least {needed} are needed"):
+        load_sequence_data(DataConfig(path=str(path)))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(run_config(tiny_bert, path, train={"epochs": 1, "threads": 1})))
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and f"at least {needed} are needed" in result.output
+
+
+def test_min_rows_follows_the_split_fractions():
+    from unfreeze.data.split_sizes import carved_sizes, check_enough_rows, min_rows
+
+    cfg = DataConfig(path="x.csv")
+    assert min_rows(cfg) == 4 and carved_sizes(4, cfg) == {"test": 1, "val": 1, "train": 2}
+    assert min_rows(cfg, carve_test=False, carve_val=False) == 2
+    check_enough_rows(4, cfg, "x.csv")
+    with pytest.raises(DataError, match="x.csv: 3 usable row"):
+        check_enough_rows(3, cfg, "x.csv")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("other", ["2", "abc"])
+def test_labels_are_read_as_written_whatever_else_the_column_holds(tmp_path, suffix, other):
+    """Issue 26: `1` and `1.0` became one class next to a `2` (pandas read the column as floats) and two next to
+    an `abc`; labels are now read by their own value in every format: `1`, `1.0` and the other are three."""
+    rows = 30
+    labels = (["1", "1.0", other] * rows)[:3 * rows]
+    path = tmp_path / f"d{suffix}"
+    if suffix in (".csv", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        path.write_text("text" + sep + "label\n" + "".join(f"text number {i}{sep}{label}\n"
+                                                         for i, label in enumerate(labels)), encoding="utf-8")
+    elif suffix == ".jsonl":  # JSON numbers, written as 1 and 1.0 (and a string or a number for the third)
+        import json
+
+        raw = {"1": "1", "1.0": "1.0", "2": "2", "abc": json.dumps("abc")}
+        path.write_text("".join(f'{{"text": {json.dumps(f"text number {i}")}, "label": {raw[label]}}}\n'
+                                for i, label in enumerate(labels)), encoding="utf-8")
+    else:  # a typed column: ints and floats cannot share a Parquet column, so an object column of both
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        values = [{"1": 1, "1.0": 1.0, "2": 2}.get(label, label) for label in labels]
+        if other == "abc":
+            pytest.skip("a Parquet column holds one type")
+        pq.write_table(pa.table({"text": [f"text number {i}" for i in range(len(labels))],
+                                 "label": pa.array([float(v) for v in values])}), path)
+        data = load_sequence_data(DataConfig(path=str(path)))
+        assert data.label_names == ["1.0", "2.0"]  # a float column: every value written the same way
+        return
+    data = load_sequence_data(DataConfig(path=str(path)))
+    assert sorted(data.label_names) == sorted(["1", "1.0", other])

@@ -74,14 +74,21 @@ def test_length_table_counts_padded_tokens_per_batch():
     assert {r["max_length"]: r for r in length_table(many)}[64]["relative_cost"] == 1.0
 
 
-def test_imbalance_hint_below_ten_percent(tmp_path, tiny_bert):
+def test_imbalance_hint_below_half_the_uniform_share(tmp_path, tiny_bert):
     assert imbalance_hint({"a": 91, "b": 9}) and "balanced" in imbalance_hint({"a": 91, "b": 9})
-    assert imbalance_hint({"a": 90, "b": 10}) is None
+    assert imbalance_hint({"a": 70, "b": 30}) is None
+    # issue 25: a balanced 20-class set whose smallest class is 3.3 % (uniform 5 %) is not imbalanced ...
+    balanced = {f"c{i}": 53 for i in range(19)} | {"small": 33}
+    assert imbalance_hint(balanced) is None
+    # ... while a 3-class set with a 9 % class is (uniform 33 %), and the hint names the uniform share
+    three = imbalance_hint({"pos": 60, "neg": 31, "neutral": 9})
+    assert three and "'neutral' is 9.0%" in three and "33.3% of a uniform split over 3 classes" in three
     path = tmp_path / "spam.csv"
     pd.DataFrame({"text": [f"the movie {i}" for i in range(100)], "label": ["ham"] * 95 + ["spam"] * 5}).to_csv(path, index=False)
     result = runner.invoke(app, ["inspect", str(path), "--model", tiny_bert])
     assert result.exit_code == 0, result.output
-    assert "class_weights: balanced" in result.output and "'spam' is 5.0%" in result.output
+    output = " ".join(result.output.split())
+    assert "class_weights: balanced" in output and "'spam' is 5.0%" in output
     assert "relative cost" in result.output
 
 
@@ -90,3 +97,50 @@ def test_imbalance_hint_below_ten_percent(tmp_path, tiny_bert):
 def test_builtin_token_datasets(name):
     report = inspect_data(DataConfig(dataset=name), None)
     assert report["task"] == "token" and report["rows"] > 100 and report["entities"]
+
+
+def _write_pos(path, tags=110, words_per_tag=3):
+    """Part-of-speech-like data: plain tags (no B-/I- prefixes, no `O`), many of them, a few very rare."""
+    names = [f"t{i:03d}" for i in range(tags - 2)] + ["dt$", "wql"]
+    sentences = [[(f"w{i}", names[(i + j) % (tags - 2)]) for i in range(8)] for j in range(tags * words_per_tag)]
+    sentences.append([("the", "dt$"), ("which", "wql")])
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n", encoding="utf-8")
+    return path
+
+
+def test_plain_pos_tags_are_tags_not_entities(tmp_path):
+    """Issue 25: plain POS tags gave an "entities" row and "entity type 'dt$' is 0.0 %"; no prefixes and no `O`
+    means word classes: no entities row, the hint (if any) speaks of tags, and the tag list is cut at 30."""
+    path = _write_pos(tmp_path / "pos.conll")
+    report = inspect_data(DataConfig(path=str(path)), None)
+    assert report["tag_scheme"] == "plain" and report["entities"] == {}
+    assert "entity" not in report.get("imbalance_hint", "")
+    assert report["imbalance_hint"].startswith("tag ")
+    result = runner.invoke(app, ["inspect", str(path), "--model", "", "--task", "token"])
+    assert result.exit_code == 0, result.output
+    assert "entities" not in result.output and "entity type" not in result.output
+    assert "… and 80 more" in " ".join(result.output.split())
+    # an IO-scheme NER file (plain tags with `O`) still has entities
+    io = tmp_path / "io.conll"
+    io.write_text("alice\tPER\nin\tO\nparis\tLOC\n\nbob\tPER\nsaw\tO\n", encoding="utf-8")
+    assert inspect_data(DataConfig(path=str(io)), None)["entities"] == {"PER": 2, "LOC": 1}
+
+
+def test_val_and_test_labels_absent_from_train_are_named_once(tmp_path):
+    """Issue 25: inspect did not check for val/test labels missing from train."""
+    import datasets
+
+    frames = {"train": pd.DataFrame({"text": [f"text {i}" for i in range(20)], "label": ["a", "b"] * 10}),
+              "validation": pd.DataFrame({"text": ["v1", "v2", "v3"], "label": ["a", "c", "c"]}),
+              "test": pd.DataFrame({"text": ["t1", "t2"], "label": ["d", "c"]})}
+    folder = tmp_path / "dsd"
+    datasets.DatasetDict({k: datasets.Dataset.from_pandas(v) for k, v in frames.items()}).save_to_disk(str(folder))
+    report = inspect_data(DataConfig(path=str(folder)), None)
+    assert report["unseen_labels"] == {"c": {"val": 2, "test": 1}, "d": {"test": 1}}
+    result = runner.invoke(app, ["inspect", str(folder), "--model", ""])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert output.count("never occur in train") == 1 and "'c' (2 in val, 1 in test); 'd' (1 in test)" in output
+    single = tmp_path / "one.csv"
+    frames["train"].to_csv(single, index=False)
+    assert "unseen_labels" not in inspect_data(DataConfig(path=str(single)), None)

@@ -5,7 +5,6 @@ redone, and the lost node's run must have been retried on the surviving node (no
 import json
 import os
 import threading
-import time
 
 import pytest
 from tiny import run_config
@@ -41,56 +40,90 @@ def two_node_cluster():
     cluster.shutdown()
 
 
-def running_on(node) -> bool:
-    """Whether a worker process of `node` (a child of its raylet) is executing one of our runs right now."""
+def node_running(nodes, pid: int):
+    """The node whose raylet started the worker process `pid` (None when that process is gone)."""
     import psutil
 
-    raylet = node.all_processes["raylet"][0].process.pid
-    try:
-        children = psutil.Process(raylet).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return False
-    for proc in children:
+    for node in nodes:
+        raylet = node.all_processes["raylet"][0].process.pid
         try:
-            if " ".join(proc.cmdline()).startswith("ray::run_on_worker"):
-                return True
-        except psutil.Error:
+            if pid in {p.pid for p in psutil.Process(raylet).children(recursive=True)}:
+                return node
+        except psutil.NoSuchProcess:
             continue
-    return False
+    return None
+
+
+def held_runs(gate: str):
+    """A Ray task body: the study's own `run_on_worker`, except that once the test creates `<gate>/hold`, a run
+    that starts writes `<gate>/started-<pid>` and waits for `<gate>/release` before training. The test so
+    removes a node while it is certainly executing a run: an event, not a guess about how long a run takes (the
+    old version polled for a busy node and, on a loaded 2-core machine, caught none)."""
+    def body(job, study_dir, cv, top_ks, num_cpus):
+        import os
+        import time
+        from pathlib import Path
+
+        from unfreeze.study.ray_executor import run_on_worker
+
+        folder = Path(gate)
+        if (folder / "hold").exists():
+            (folder / f"started-{os.getpid()}").write_text(job.run_id)
+            while not (folder / "release").exists():
+                time.sleep(0.05)
+        return run_on_worker(job, study_dir, cv, top_ks, num_cpus)
+
+    return body
+
+
+class HeldRayExecutor(RayExecutor):
+    def __init__(self, cfg, gate):
+        super().__init__(cfg)
+        self.gate = gate
+
+    def remote_function(self, body=None, max_retries=None):
+        return super().remote_function(body or held_runs(str(self.gate)), max_retries)
 
 
 def test_worker_node_lost_mid_study_its_runs_are_retried_elsewhere(two_node_cluster, tiny_bert, sentiment_csv,
                                                                    tmp_path):
     cluster, workers = two_node_cluster
-    # runs long enough (several seconds each on a quiet machine) that the remover finds one executing
-    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 6, "batch_size": 8, "threads": 1,
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "batch_size": 8, "threads": 1,
                                                        "save_model": False})
     base["freeze"] = "all"  # no cache task: every task is a run
     cfg = StudyConfig.model_validate({"name": "t", "base": base, "baseline": False, "seeds": [0, 1, 2],
                                       "grid": {"optim.lr": [3e-3, 1e-2]}})
-    out = tmp_path / "s"
-    removed, finished_at_removal = [], {}
+    out, gate = tmp_path / "s", tmp_path / "gate"
+    gate.mkdir()
+    removed, finished_at_removal, study_done = [], {}, threading.Event()
 
     def remove_a_busy_node():
-        deadline = time.time() + 120
-        while time.time() < deadline and not removed:
-            finished = list(out.glob("runs/*/metrics.json"))
-            if finished:
-                for node in workers:
-                    if running_on(node):
-                        finished_at_removal.update({p.parent.name: p.stat().st_mtime_ns
-                                                    for p in out.glob("runs/*/metrics.json")})
-                        cluster.remove_node(node)
-                        removed.append(node)
-                        break
-            time.sleep(0.01)
+        # 1. wait for a finished run, 2. hold the next runs at their start, 3. remove the node executing one
+        while not study_done.is_set() and not list(out.glob("runs/*/metrics.json")):
+            study_done.wait(0.05)
+        (gate / "hold").touch()
+        while not study_done.is_set() and not removed:
+            for marker in gate.glob("started-*"):
+                node = node_running(workers, int(marker.name.split("-", 1)[1]))
+                if node is not None:
+                    finished_at_removal.update({p.parent.name: p.stat().st_mtime_ns
+                                                for p in out.glob("runs/*/metrics.json")})
+                    cluster.remove_node(node)
+                    removed.append(node)
+                    break
+            study_done.wait(0.05)
+        (gate / "release").touch()
 
     remover = threading.Thread(target=remove_a_busy_node, daemon=True)
     remover.start()
-    started = time.time()
-    results = study.run_study(cfg, out, progress=False, echo=lambda *_: None,
-                              executor=RayExecutor(RayConfig(address=cluster.address, num_cpus=1, max_retries=3)))
-    remover.join(timeout=1)
+    try:
+        results = study.run_study(cfg, out, progress=False, echo=lambda *_: None,
+                                  executor=HeldRayExecutor(RayConfig(address=cluster.address, num_cpus=1,
+                                                                     max_retries=3), gate))
+    finally:
+        study_done.set()
+        (gate / "release").touch()
+        remover.join(timeout=60)
     assert removed, "no worker node was caught executing a run"
     assert 0 < len(finished_at_removal) < 6  # the loss happened mid-study
     assert len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) == 1
@@ -102,4 +135,3 @@ def test_worker_node_lost_mid_study_its_runs_are_retried_elsewhere(two_node_clus
         assert (out / "runs" / run_id / "metrics.json").exists()
     for run_id, mtime in finished_at_removal.items():  # finished before the loss: not redone
         assert (out / "runs" / run_id / "metrics.json").stat().st_mtime_ns == mtime
-    assert time.time() - started < 240

@@ -135,3 +135,169 @@ def test_size_curve_places_the_full_training_set_at_its_real_size():
                             "strategy": ["head"] * 4, "test_f1_macro": [0.6, 0.62, 0.7, 0.71]})
     assert plots.metric_vs_size(results, "f1_macro", {500.0: 0.78, 13891.0: 0.85})[:4] == b"\x89PNG"
     assert plots.metric_vs_size(results.drop(columns="n_train"), "f1_macro") is None  # one numeric size: no curve
+
+
+def test_live_report_is_throttled_by_the_cost_of_its_last_rebuild(monkeypatch, tmp_path):
+    """Issue 25: a live rebuild took 81 s after every run. A rebuild is skipped while the time since the last one
+    is under `ratio` × its cost, so rebuilding never takes more than ~1 / (1 + ratio) of the study's time."""
+    from types import SimpleNamespace
+
+    from unfreeze.study.live import LiveReport
+
+    now = {"t": 0.0}
+    cost = {"s": 10.0}
+
+    def build(self):
+        now["t"] += cost["s"]
+
+    monkeypatch.setattr(LiveReport, "build", build)
+    live = LiveReport(tmp_path, [], ratio=4.0, clock=lambda: now["t"])
+    done = SimpleNamespace(skipped=False, ok=True)
+    built = []
+    for _ in range(30):  # a run finishes every 6 s of study time; each rebuild costs 10 s
+        now["t"] += 6.0
+        before = live.built
+        live(done)
+        built.append(live.built > before)
+    assert built[0] and live.built + live.skipped == 30
+    assert live.seconds <= (now["t"]) / (1 + 4.0) + cost["s"]  # bounded share of the study's time
+    first, second = [i for i, b in enumerate(built) if b][:2]
+    assert second - first == 7  # 6 s runs: the next rebuild only once 40 s (4 × 10 s) have passed
+    live(SimpleNamespace(skipped=False, ok=False))  # a failed run never triggers a rebuild
+    live(SimpleNamespace(skipped=True, ok=True))
+    assert live.built + live.skipped == 30
+
+
+def many_labels_frame(k: int, seed: int = 0):
+    """`k` classes, each cued by its own 3-letter word among neutral filler; every 10th class is rare (3 rows)."""
+    import string
+
+    import numpy as np
+    import pandas as pd
+
+    from tiny import NEUTRAL
+
+    rng, letters, rows = np.random.default_rng(seed), string.ascii_lowercase, []
+    for i in range(k):
+        cue = letters[i % 26] + letters[(i // 26) % 26] + letters[(i * 7) % 26]
+        for j in range(12 if i % 10 else 3):
+            words = [*rng.choice(NEUTRAL, 4), cue]
+            rng.shuffle(words)
+            rows.append({"text": " ".join(words) + f" {j}", "label": f"tag{i:03d}"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_study_on_many_labels_reads_right(tiny_bert, tmp_path):
+    """Issue 25 end to end, through the CLI: a 40-class study (tiny random model, 1 epoch) gives plots no larger
+    than 2,000 px a side, report.html under the documented size, top-N lists, a per-class flag for classes never
+    got right, no one-dot learning curve, markdown without HTML entities, and no warning printed twice."""
+    import re
+    import sys
+
+    import yaml
+    from PIL import Image
+
+    from unfreeze.report.plots import MAX_PX
+    from unfreeze.report.render import HTML_LIMIT_BYTES
+
+    frame = many_labels_frame(40)
+    test = frame.sample(frac=0.2, random_state=0)
+    frame.drop(test.index).to_csv(tmp_path / "train.csv", index=False)
+    test = test.assign(text=test["text"] + " held")
+    test.iloc[0, test.columns.get_loc("label")] = "never-in-train"  # one warning, printed once
+    test.to_csv(tmp_path / "test.csv", index=False)
+    base = run_config(tiny_bert, tmp_path / "train.csv", data={"train": str(tmp_path / "train.csv"),
+                                                               "test": str(tmp_path / "test.csv")},
+                      train={"epochs": 1, "threads": 1, "save_model": False})
+    (tmp_path / "many.yaml").write_text(yaml.safe_dump({"name": "many", "base": base, "seeds": [0, 1],
+                                                        "grid": {"freeze": ["head"]}}))
+    out = tmp_path / "study"
+    done = subprocess.run([sys.executable, "-c", "from unfreeze.cli import app; app()", "study",
+                           str(tmp_path / "many.yaml"), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("WARNING")]
+    assert len(printed) == len(set(printed)), printed
+    assert sum("never occur in the training split" in line for line in printed) == 1, printed
+    for png in (out / "plots").glob("*.png"):
+        assert max(Image.open(png).size) <= MAX_PX, png.name
+    assert (out / "plots" / "confusion.png").exists() and not (out / "plots" / "learning_curves.png").exists()
+    assert (out / "report.html").stat().st_size < HTML_LIMIT_BYTES
+    md = (out / "report.md").read_text()
+    setup = md[md.index("## Setup"):md.index("## Results")]
+    assert re.search(r"training labels \| .*, … and 1\d more", setup)  # 40 labels: the first 30, then a count
+    flags = md[md.index("## Per-class outcomes"):]
+    assert "never got right" in flags and "train.class_weights: balanced" in flags
+    assert "&lt;" not in md and "&gt;" not in md and "&amp;" not in md
+
+
+def test_plots_for_110_labels_stay_readable_and_at_most_2000_px():
+    """Issue 25: 110 tags drew a 7,480 × 6,358 px confusion matrix; now the 19 most confused classes + "other"
+    (every example still counted once), per-class bars for the 20 best and 20 worst, each plot ≤ 2,000 px."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from unfreeze.report import plots
+
+    rng = np.random.default_rng(0)
+    labels = [f"tag{i:03d}" for i in range(110)]
+    matrix = rng.integers(0, 3, (110, 110)) + np.diag(rng.integers(5, 50, 110))
+    matrix[7, 3] = 500  # the most confused pair must be shown
+    cut, names = plots.most_confused(matrix.tolist(), labels)
+    assert len(names) == 20 and names[-1] == "other (91 classes)" and {"tag007", "tag003"} <= set(names)
+    assert cut.sum() == matrix.sum() and cut[names.index("tag007"), names.index("tag003")] == 500
+    for png in (plots.confusion_matrix_plot(matrix.tolist(), labels, "t"),
+                plots.per_class_f1({n: {"f1": float(f)} for n, f in zip(labels, rng.random(110))}, "t")):
+        assert max(Image.open(io.BytesIO(png)).size) <= plots.MAX_PX
+    small, _ = plots.most_confused([[3, 1], [0, 2]], ["a", "b"])
+    assert small.tolist() == [[3, 1], [0, 2]]
+    one_epoch = {"head": [pd.DataFrame({"epoch": [1.0], "train_loss": [0.5], "val_f1_macro": [0.7]})]}
+    assert plots.learning_curves(one_epoch, "f1_macro") is None  # one dot on a 0.945–1.05 axis: left out
+    two = {"head": [pd.DataFrame({"epoch": [1.0, 2.0], "train_loss": [0.5, 0.4], "val_f1_macro": [0.7, 0.8]})]}
+    assert plots.learning_curves(two, "f1_macro")[:4] == b"\x89PNG"
+
+
+def test_markdown_escapes_tags_not_comparisons_and_html_escapes_everything():
+    """Issue 25: report.md showed a literal `p &lt; 0.0001`; a tag-like `<` is backslash-escaped (CommonMark shows
+    it as text), `<` before a digit or space and a lone `&` stay as typed; report.html escapes every one."""
+    from unfreeze.report.render import render_html, render_markdown
+
+    blocks = [("p", "p < 0.0001, a & b, <script>x</script>, &amp;"), ("table", ["arm"], [["two\nlines | pipe"]])]
+    md = render_markdown(blocks)
+    assert "p < 0.0001, a & b, \\<script>x\\</script>, \\&amp;" in md
+    assert "&lt;" not in md and "| two lines \\| pipe |" in md
+    page = render_html(blocks)
+    assert "p &lt; 0.0001, a &amp; b, &lt;script&gt;" in page and "<script>" not in page
+
+
+def test_setup_lists_are_cut_at_30_with_a_count_and_unpredicted_classes_are_flagged(tmp_path):
+    """Issue 25: the Setup row listed all 110 tags; a class with F1 0.0 in every seed went unmentioned."""
+    import pandas as pd
+
+    from unfreeze.report.setup import per_class_flags, setup_rows
+
+    counts = {f"tag{i:03d}": 100 - i for i in range(45)}
+    paths = []
+    for seed in (0, 1):
+        run = tmp_path / f"r{seed}"
+        run.mkdir()
+        per_class = {"pos": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 20},
+                     "neutral": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 7},
+                     "absent": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+                     "neg": {"precision": 0.5, "recall": 0.5, "f1": 0.5 * seed, "support": 9}}
+        (run / "metrics.json").write_text(json.dumps({"train_label_counts": counts, "test": {"per_class": per_class}}))
+        (run / "config.yaml").write_text("model: {name: m}\n")
+        paths.append(str(run))
+    results = pd.DataFrame({"arm": ["head", "head"], "seed": [0, 1], "path": paths})
+    row = dict(setup_rows(results))["training labels"]
+    assert row.startswith("tag000: 100 (") and row.endswith(", … and 15 more") and "tag030" not in row
+    flags = per_class_flags(results, "head")
+    assert flags[0] == ("h2", "Per-class outcomes")
+    text = flags[1][1]
+    assert "'neutral' (7 test examples, never predicted)" in text and "train.class_weights: balanced" in text
+    assert "'neg'" not in text and "'absent'" not in text  # F1 0 in one seed only; no test examples
+    assert per_class_flags(results, None) == []

@@ -398,14 +398,20 @@ def test_train_track_mlflow_logs_the_metrics_json_numbers_and_history(tiny_bert,
     assert run.data.metrics["test/f1_macro"] == pytest.approx(saved["test"]["f1_macro"], abs=1e-12)
     assert run.data.metrics["trainable_params"] == saved["trainable_params"]
     assert run.data.params["optim.lr"] == str(yaml.safe_load((out / "config.yaml").read_text())["optim"]["lr"])
-    val_key = next(k for k in saved["history"][0] if k.startswith("val_"))
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, val_key)]
-    assert steps == [row["step"] for row in saved["history"]] and len(steps) == 2
+    # issue 25: one name per metric — the history's `val_f1_macro` is logged as `val/f1_macro`, the final value's
+    # name, whose last point is the saved model's value; no `val_...` twin
+    val_key = "val/f1_macro"
+    assert not any(k.startswith("val_") for k in run.data.metrics)
+    points = client.get_metric_history(run.info.run_id, val_key)
+    history = [(row["step"], row["val_f1_macro"]) for row in saved["history"]]
+    assert [(m.step, m.value) for m in points][:2] == history and len(history) == 2
+    assert run.data.metrics[val_key] == pytest.approx(saved["val"]["f1_macro"], abs=1e-12)
+    steps = [row["step"] for row in saved["history"]]
     events = list((tmp_path / "runs" / "tensorboard").rglob("events.out.tfevents.*"))
     assert events, "tensorboard: no event file beside the run folder"
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
-    assert [e.step for e in acc.Scalars(val_key)] == steps
+    assert [e.step for e in acc.Scalars(val_key)][:2] == steps
 
 
 def test_unknown_track_name_fails_before_training(tmp_path):
@@ -427,7 +433,7 @@ def test_study_logs_one_parent_and_four_children_and_a_rerun_adds_none(tiny_bert
     from unfreeze.study.runner import run_study
 
     base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
-    study = StudyConfig.model_validate({"name": "t", "base": base, "baseline": False, "seeds": [0, 1],
+    study = StudyConfig.model_validate({"name": "t", "base": base, "seeds": [0, 1],
                                         "grid": {"freeze": ["head", {"top_k": 1}]}, "tracking": ["mlflow"]})
     study_dir = tmp_path / "study"
     run_study(study, study_dir, progress=False, echo=lambda *a: None)
@@ -445,6 +451,10 @@ def test_study_logs_one_parent_and_four_children_and_a_rerun_adds_none(tiny_bert
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"results.csv", "report.html"} <= artifacts
     assert parents[0].data.params["seeds"] == "[0, 1]"
+    # issue 25: the baseline row (which may win the verdict) is logged on the parent, as its metrics.json says
+    baseline = json.loads(next((study_dir / "baseline").glob("*/metrics.json")).read_text())
+    assert parents[0].data.metrics["baseline/test/f1_macro"] == pytest.approx(baseline["test"]["f1_macro"])
+    assert parents[0].data.metrics["baseline/val/f1_macro"] == pytest.approx(baseline["val"]["f1_macro"])
     run_study(study, study_dir, progress=False, echo=lambda *a: None)
     _, again = _mlflow_runs(uri)
     assert len([r for r in again if MLFLOW_PARENT_RUN_ID in r.data.tags]) == 4
@@ -494,3 +504,36 @@ def test_parse_configs_from_dicts_match_the_yaml_loaders(tmp_path, sentiment_csv
     assert study.tracking.experiment == "e" and study.tracking.backends == ["mlflow"]
     with pytest.raises(ConfigError, match="did you mean `seeds`"):
         unfreeze.parse_study_config({"base": {}, "sedes": [1]}, "s.yaml")
+
+
+@needs["mlflow"]
+@pytest.mark.faults
+def test_read_only_or_file_store_is_one_warning_naming_the_real_cause(tmp_path, monkeypatch, caplog):
+    """Issue 26: a read-only store printed 9 warning blocks (MLflow retried for ~100 s) and blamed the install
+    ("reinstall unfreeze[track]"); a `file:` store (MLflow 3 refuses it) got the same wrong hint."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root ignores permission bits: a read-only mount
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
+    else:
+        folder.chmod(0o555)
+    try:
+        cases = {f"sqlite:///{folder / 'mlflow.db'}": "not writable",
+                 (tmp_path / "mlruns").as_uri(): "file store"}
+        for uri, cause in cases.items():
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                tracker = make_tracker(["mlflow"], tmp_path, "exp")
+            warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(warnings) == 1, warnings
+            assert cause in warnings[0] and uri in warnings[0] and "reinstall" not in warnings[0]
+            assert tracker.active == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -36,6 +36,10 @@ TrackOption = typer.Option(None, "--track", help="Also log to mlflow, tensorboar
 def _setup(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # `warnings.warn` through the same handlers, so the filter below sees it too
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OnceFilter) for f in handler.filters):
+            handler.addFilter(OnceFilter())
     logging.getLogger("unfreeze").setLevel(logging.INFO)
     for noisy in ("transformers", "accelerate", "datasets", "torch"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -43,6 +47,28 @@ def _setup(verbose: bool = False) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+class OnceFilter(logging.Filter):
+    """Each warning printed once per process: a study loads its data for the baseline, the planner and every run,
+    and a data warning (e.g. tags of val/test unseen in train) used to print once per load, plus once more
+    through `warnings.warn`. A warning captured from `warnings` is keyed by its message alone, so the same text
+    sent both ways prints once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if record.name == "py.warnings":  # "path:line: UserWarning: message\n  source line\n"
+            text = text.split("Warning: ", 1)[-1].split("\n", 1)[0]
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
 
 
 def user_errors(fn):
@@ -167,10 +193,11 @@ def print_inspect_report(report: dict, percentile: float) -> None:
             continue
         name = key.replace("rows", "sentences") if sentences and key == "rows" else key
         table.add_row(name, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
-    table.add_row("tags" if sentences else "labels", ", ".join(f"{k}: {v}" for k, v in report["labels"].items()))
-    if sentences:
-        table.add_row("entities", f"{report['tag_scheme']}: " + ", ".join(
-            f"{k}: {v}" for k, v in report["entities"].items()))
+    table.add_row("tags" if sentences else "labels", top_counts(report["labels"]))
+    if sentences and report["entities"]:
+        table.add_row("entities", f"{report['tag_scheme']}: " + top_counts(report["entities"]))
+    elif sentences:
+        table.add_row("tag scheme", "plain (no B-/I- prefixes, no O): tags read as word classes, no entity spans")
         table.add_row("words per sentence", ", ".join(f"{k} {v}" for k, v in report["words"].items()))
     else:
         table.add_row("characters", ", ".join(f"{k} {v}" for k, v in report["chars"].items()))
@@ -190,7 +217,21 @@ def print_inspect_report(report: dict, percentile: float) -> None:
                             f"{row['relative_cost']:.2f}")
         console.print(lengths)
     if report.get("imbalance_hint"):
-        console.print(f"hint: {report['imbalance_hint']}", highlight=False)
+        console.print(f"hint: {report['imbalance_hint']}", highlight=False, markup=False)
+    if report.get("unseen_labels"):
+        from unfreeze.data.inspect_tokens import unseen_labels_warning
+
+        console.print(f"warning: {unseen_labels_warning(report['unseen_labels'])}", highlight=False, markup=False)
+
+
+def top_counts(counts: dict, limit: int = 30) -> str:
+    """`name: n` for the `limit` most frequent (in the given order), then "… and N more" (110 POS tags in one
+    table cell are unreadable)."""
+    from rich.markup import escape
+
+    items = list(counts.items())
+    text = escape(", ".join(f"{k}: {v}" for k, v in items[:limit]))
+    return text + (f", … and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @app.command()

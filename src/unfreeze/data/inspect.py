@@ -20,7 +20,7 @@ from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import token_lengths
-from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_report
+from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_report, unseen_labels
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
@@ -29,6 +29,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
     if (task or detect_task(cfg)) == "token":
         return inspect_tokens(cfg, model_name)
     notes: dict = {}
+    splits: dict = {}
     if cfg.dataset is not None:
         from unfreeze.assets import load_builtin_frame
 
@@ -38,12 +39,14 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
     elif cfg.hub is not None:
         from unfreeze.data.hub import hub_frames
 
-        frame, source = hub_frames(cfg.hub)["train"]
+        frames = hub_frames(cfg.hub)
+        frame, source = frames["train"]
+        splits = {name: f for name, (f, _) in frames.items()}
     else:
         source = cfg.path or cfg.train
         frame = read_table(source, cfg.format)
         if isinstance(frame, dict):
-            frame = frame.get("train", next(iter(frame.values())))
+            splits, frame = frame, frame.get("train", next(iter(frame.values())))
     rows = len(frame)
     clean = clean_frame(frame, cfg.model_copy(update={"bad_rows": "drop"}), str(source), notes)
     counts = clean["label"].value_counts()
@@ -61,6 +64,12 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
     hint = imbalance_hint(report["labels"])
     if hint:
         report["imbalance_hint"] = hint
+    if len(splits) > 1:
+        quiet = cfg.model_copy(update={"bad_rows": "drop"})
+        unseen = unseen_labels({_split_name(name): clean_frame(part, quiet, f"{source}[{name}]", {})["label"].tolist()
+                                for name, part in splits.items()})
+        if unseen:
+            report["unseen_labels"] = unseen
     texts = clean["text"].tolist() + (clean["pair"].tolist() if "pair" in clean else [])
     share = cjk_share(texts)
     report["script"] = {"cjk_share": round(share, 4), "cjk": share >= CJK_THRESHOLD}
@@ -79,6 +88,10 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
                                 clean["pair"].tolist() if "pair" in clean else None)
         report.update(length_report(lengths, cfg, model_max_positions(tokenizer, backbone)))
     return report
+
+
+def _split_name(name: str) -> str:
+    return {"validation": "val", "dev": "val", "valid": "val"}.get(name, name)
 
 
 def char_lengths(texts) -> np.ndarray:

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from unfreeze.assets import load_builtin_frame
-from unfreeze.config.schema import DataConfig, label_text
+from unfreeze.config.schema import DataConfig
 from unfreeze.data.hub import dataset_to_frame
 from unfreeze.errors import DataError
 
@@ -72,8 +72,11 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     raise DataError(f"{path}: cannot tell the format from the name; set data.format (csv, tsv, jsonl, parquet, disk)")
 
 
-def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame | dict[str, pd.DataFrame]:
-    """A file as a frame; a `datasets` DatasetDict folder as {split: frame}."""
+def read_table(path: str | Path, fmt: str = "auto",
+               label_column: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """A file as a frame; a `datasets` DatasetDict folder as {split: frame}. With `label_column`, that column is
+    read as written, never coerced by its other values (see `_read_jsonl`): a CSV's `1` and `1.0` are two labels
+    whatever else the column holds (pandas would read both as 1.0 next to a `2`, but not next to an `abc`)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -82,15 +85,22 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame | dict[str, 
         if fmt in ("csv", "tsv"):
             # TSV with the csv default quoting, i.e. as `frame.to_csv(sep="\t")` writes it: a field holding a tab,
             # a newline or a quote is quoted, and reading it back keeps every row (quoting=3 split such rows)
-            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",",
+                                dtype={label_column: str} if label_column else None)
             if frame.empty:
                 raise DataError(f"{path}: no data rows (only a header with columns {list(frame.columns)}); "
                                 "add rows or point to another file")
             return frame
         if fmt == "jsonl":
-            return pd.read_json(path, lines=True)
+            return _read_jsonl(path) if label_column else pd.read_json(path, lines=True)
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
+            if label_column in frame:  # the column's own values (a nullable int column stays int, not 1.0)
+                import pyarrow.parquet as pq
+
+                frame[label_column] = pd.Series(pq.read_table(path, columns=[label_column]).column(0).to_pylist(),
+                                                index=frame.index, dtype=object)
+            return frame
         if fmt == "disk":
             return _read_datasets_folder(path)
     except DataError:
@@ -98,6 +108,30 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame | dict[str, 
     except Exception as exc:  # parser errors from pandas/pyarrow: name the file
         raise DataError(f"{path}: could not read as {fmt}: {str(exc).splitlines()[0]}") from None
     raise DataError(f"{path}: format {fmt!r} is for token tasks (`task: token`)")
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """JSON lines with each value as its own Python object (no column-wide dtype: pandas would turn `1` into `1.0`
+    next to a `2.5`); a JSON number keeps its written form (`Decimal`), so `1` and `1.0` read as `file_label`
+    says, the same as in a CSV."""
+    import json
+    from decimal import Decimal
+
+    with path.open(encoding="utf-8") as handle:
+        records = [json.loads(line, parse_float=Decimal) for line in handle if line.strip()]
+    return pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
+
+
+def file_label(value) -> str:
+    """A label from a data file as text, by its own value only: strings as written, integers `1` → "1", JSON
+    numbers as written (`1.0` → "1.0"), floats of a typed column (Parquet) by Python's `str` (1.0 → "1.0")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def _read_datasets_folder(path: Path) -> pd.DataFrame | dict[str, pd.DataFrame]:
@@ -148,7 +182,7 @@ def clean_frame(frame: pd.DataFrame, cfg: DataConfig, source: str, notes: dict) 
         log.warning("%s: dropped %s", source, what)
         notes.setdefault("dropped_bad_rows", {})[source] = int(bad.sum())
         out = out[~bad]
-    out["label"] = out["label"].map(lambda value: str(label_text(value)))
+    out["label"] = out["label"].map(file_label)
     return out.reset_index(drop=True)
 
 
@@ -240,7 +274,7 @@ def _raw_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
 
         return hub_frames(cfg.hub)
     if cfg.path is not None:
-        table = read_table(cfg.path, cfg.format)
+        table = read_table(cfg.path, cfg.format, cfg.label_column)
         if isinstance(table, dict):
             return {_canonical_split(k): (v, f"{cfg.path}[{k}]") for k, v in table.items()}
         return {"all": (table, cfg.path)}
@@ -248,7 +282,7 @@ def _raw_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
     for name in ("train", "val", "test"):
         file = getattr(cfg, name)
         if file is not None:
-            table = read_table(file, cfg.format)
+            table = read_table(file, cfg.format, cfg.label_column)
             if isinstance(table, dict):
                 raise DataError(f"{file}: a DatasetDict folder; give it as data.path instead of data.{name}")
             frames[name] = (table, file)
@@ -273,13 +307,15 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     sources = {name: source for name, (_, source) in raw.items()}
     if cfg.dedupe:
         frames = {name: drop_duplicates(f, sources[name], notes) for name, f in frames.items()}
+    _check_rows(frames, sources, cfg)
     assemble_splits(frames, sources, cfg, split_frame)
     if cfg.dedupe:
         frames = _drop_cross_split_leaks(frames, notes)
     frames = _near_duplicates(frames, cfg.near_duplicates, notes)
     names = label_names_from(frames["train"])
     if len(names) < 2:
-        raise DataError(f"{sources['train']}: only one class ({names[0]!r}) in column {cfg.label_column!r}")
+        raise DataError(f"{sources['train']}: only one class ({', '.join(map(repr, names)) or 'none'}) in column "
+                        f"{cfg.label_column!r} of the training split; a classifier needs at least two")
     names = _keep_unseen_labels(names, frames, sources, notes)
     index = {n: i for i, n in enumerate(names)}
     splits = {k: to_split(frames[k], index, sources.get(k, k)) for k in ("train", "val", "test")}
@@ -293,6 +329,19 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
         splits["train"] = splits["train"].subset(stratified_take(splits["train"].labels, cfg.train_size, cfg.split_seed))
     notes["sizes"] = {k: len(v) for k, v in splits.items()}
     return TaskData(splits["train"], splits["val"], splits["test"], names, notes)
+
+
+def _check_rows(frames: dict[str, pd.DataFrame], sources: dict, cfg: DataConfig) -> None:
+    """Enough usable rows for every split before any is carved (`split_sizes.check_enough_rows`)."""
+    from unfreeze.data.split_sizes import check_enough_rows, check_given_split
+
+    pool = "all" if "all" in frames else "train"
+    if pool in frames:
+        check_enough_rows(len(frames[pool]), cfg, sources[pool], cfg.text_column,
+                          carve_test="test" not in frames, carve_val="val" not in frames)
+    for split in ("val", "test"):
+        if split in frames:
+            check_given_split(len(frames[split]), split, sources[split], cfg.text_column)
 
 
 def _keep_unseen_labels(names: list[str], frames: dict[str, pd.DataFrame], sources: dict, notes: dict) -> list[str]:

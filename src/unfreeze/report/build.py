@@ -19,7 +19,7 @@ from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
 from unfreeze.metrics.stats import summarize
 from unfreeze.report.render import render_html, render_markdown
-from unfreeze.report.setup import per_class_over_seeds, setup_blocks
+from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
 from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
 from unfreeze.study.racing import stop_note
 
@@ -254,6 +254,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
                             "variance is 0; the arm's seed variance and the test set count, as above). The baseline "
                             "row's Δ is its test score minus the best fine-tuned arm's."))
     blocks += ensemble_blocks(study_dir, metric) + search_blocks
+    blocks += per_class_flags(results, first_best)
     failures = study_dir / "failures.json"
     if failures.exists() and read_json(failures):
         blocks += [("h2", "Failures"), ("table", ["run", "arm", "error"],

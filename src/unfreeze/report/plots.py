@@ -54,20 +54,38 @@ def has_cjk(text: str) -> bool:
                or 0xFF00 <= ord(c) <= 0xFFEF for c in str(text))
 
 
+DPI = 110
+#: No plot is larger than this many pixels on a side (the report embeds every plot; 110 labels once drew a
+#: 7,480 × 6,358 px confusion matrix): figures are capped at MAX_PX / DPI inches.
+MAX_PX = 2000
+#: The confusion matrix shows at most this many classes (the most confused ones, the rest pooled as "other"),
+#: and the per-class F1 bars at most MAX_BARS classes (the highest and the lowest F1, half each).
+MAX_CONFUSION_CLASSES = 20
+MAX_BARS = 40
+
+
+def _inches(width: float, height: float) -> tuple[float, float]:
+    cap = MAX_PX / DPI
+    return min(width, cap), min(height, cap)
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     for ax in fig.axes:
         if ax.get_xlabel() in ("epoch", "encoder layers trained (0 = head only)"):
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
     return buffer.getvalue()
 
 
 def learning_curves(histories: dict[str, list[pd.DataFrame]], metric: str) -> bytes | None:
-    """Per arm: train loss and validation metric per epoch; mean line with a min–max band over seeds."""
+    """Per arm: train loss and validation metric per epoch; mean line with a min–max band over seeds. None when
+    no run evaluated more than once (one epoch is one dot: the arms table already says it)."""
     if not histories:
+        return None
+    if all(f.empty or f["epoch"].round().nunique() < 2 for frames in histories.values() for f in frames):
         return None
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     for arm, frames in histories.items():
@@ -165,7 +183,7 @@ def optimizer_lr_heatmap(results: pd.DataFrame, metric: str) -> bytes | None:
         return None
     facets = sorted(results["train.batch_size"].dropna().unique(), key=float) if "train.batch_size" in results \
         and results["train.batch_size"].nunique() > 1 else [None]
-    fig, axes = plt.subplots(1, len(facets), figsize=(5 * len(facets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(facets), figsize=_inches(5 * len(facets), 3.8), squeeze=False)
     for ax, facet in zip(axes[0], facets):
         part = results if facet is None else results[results["train.batch_size"] == facet]
         table = part.pivot_table(index="optim.name", columns="optim.lr", values=f"test_{metric}", aggfunc="mean")
@@ -181,10 +199,30 @@ def optimizer_lr_heatmap(results: pd.DataFrame, metric: str) -> bytes | None:
     return _png(fig)
 
 
-def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], title: str) -> bytes:
+def most_confused(matrix: list[list[int]], labels: list[str], k: int = MAX_CONFUSION_CLASSES
+                  ) -> tuple[np.ndarray, list[str]]:
+    """The matrix cut to the `k` classes with the most errors (as true or as predicted class, off-diagonal), the
+    others pooled into one "other (N classes)" row and column, so every example is still counted once."""
     cm = np.asarray(matrix)
+    if len(labels) <= k:
+        return cm, list(labels)
+    errors = cm.sum(axis=0) + cm.sum(axis=1) - 2 * np.diag(cm)
+    keep = sorted(np.argsort(-errors, kind="stable")[:k - 1])
+    rest = [i for i in range(len(labels)) if i not in set(keep)]
+    groups = [[i] for i in keep] + [rest]
+    out = np.array([[cm[np.ix_(a, b)].sum() for b in groups] for a in groups])
+    return out, [labels[i] for i in keep] + [f"other ({len(rest)} classes)"]
+
+
+def confusion_matrix_plot(matrix: list[list[int]], labels: list[str], title: str) -> bytes:
+    """The confusion matrix; with more than `MAX_CONFUSION_CLASSES` classes, the most confused ones and "other"
+    (`most_confused`), the title saying so. Never over `MAX_PX` on a side."""
+    total = len(labels)
+    cm, labels = most_confused(matrix, labels)
+    if len(labels) < total:
+        title += f"\n{len(labels) - 1} most confused of {total} classes; the rest pooled as 'other'"
     size = max(4, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = plt.subplots(figsize=_inches(size, size * 0.85))
     image = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(labels)), labels)
@@ -202,7 +240,11 @@ def per_class_f1(per_class: dict[str, dict], title: str) -> bytes | None:
     if len(per_class) < 3:
         return None
     names = list(per_class)
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 4.2))
+    if len(names) > MAX_BARS:  # the best and the worst classes: the range a reader looks for
+        ranked = sorted(names, key=lambda n: -per_class[n]["f1"])
+        names = ranked[:MAX_BARS // 2] + ranked[-(MAX_BARS // 2):]
+        title += f"\nthe {MAX_BARS // 2} highest and {MAX_BARS // 2} lowest of {len(per_class)} classes"
+    fig, ax = plt.subplots(figsize=_inches(max(6, 0.45 * len(names) + 2), 4.2))
     stds = [per_class[n].get("std", 0.0) for n in names]
     x = np.arange(len(names))
     ax.bar(x, [per_class[n]["f1"] for n in names], yerr=stds if any(stds) else None, capsize=3, color="tab:blue")

@@ -59,8 +59,8 @@ def setup_rows(results: pd.DataFrame) -> list[list[str]]:
     counts = next((m["train_label_counts"] for m, _ in runs if m.get("train_label_counts")), None)
     if counts:
         total = sum(counts.values()) or 1
-        rows.append(["training labels", ", ".join(f"{k}: {v} ({100 * v / total:.1f}%)" for k, v in
-                                                  sorted(counts.items(), key=lambda kv: -kv[1]))])
+        rows.append(["training labels", top_list([f"{k}: {v} ({100 * v / total:.1f}%)" for k, v in
+                                                  sorted(counts.items(), key=lambda kv: -kv[1])])])
     rows.append(["model", _values([(c.get("model") or {}).get("name") for _, c in runs])])
     rows.append(["seeds", ", ".join(str(s) for s in sorted(results["seed"].unique()))])
     machines = [m.get("machine") for m, _ in runs if m.get("machine")]
@@ -70,13 +70,23 @@ def setup_rows(results: pd.DataFrame) -> list[list[str]]:
     return [r for r in rows if r[1] != "–"]
 
 
+#: Lists longer than this (labels, tags) show the first TOP_N and "… and N more" (110 POS tags in one cell).
+TOP_N = 30
+
+
+def top_list(items: list[str], limit: int = TOP_N) -> str:
+    """`items` joined by commas, cut to the first `limit` with "… and N more" when there are more."""
+    more = f", … and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 def setup_blocks(results: pd.DataFrame) -> list:
     rows = setup_rows(results)
     if not rows:
         return []
     note = ("Read from the runs' metrics.json and config.yaml; where arms differ, each value is listed with its "
             "number of runs. Training labels: counts in one run's training set (the same across arms unless data "
-            "settings are in the grid).")
+            f"settings are in the grid), most frequent first, the first {TOP_N} shown.")
     return [("h2", "Setup"), ("table", ["what", "value"], rows), ("p", note)]
 
 
@@ -94,3 +104,40 @@ def per_class_over_seeds(results: pd.DataFrame, arm: str, key: str = "per_class"
                 scores.setdefault(name, []).append(float(values["f1"]))
     return {name: {"f1": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
             for name, v in scores.items()}
+
+
+def never_right(results: pd.DataFrame, arm: str, key: str = "per_class") -> dict[str, dict]:
+    """Classes with test support that `arm` never got right: F1 0 in every run (all seeds and folds).
+    {class: {"runs": n, "support": test examples in the first run, "predicted": whether any run predicted it}}."""
+    seen: dict[str, dict] = {}
+    for path in results.loc[results["arm"] == arm, "path"]:
+        try:
+            per_class = read_json(Path(path) / "metrics.json")["test"].get(key) or {}
+        except (OSError, KeyError, ValueError):
+            continue
+        for name, values in per_class.items():
+            entry = seen.setdefault(name, {"runs": 0, "zero": 0, "support": int(values.get("support", 0)),
+                                           "predicted": False})
+            entry["runs"] += 1
+            entry["zero"] += float(values.get("f1", 0.0)) == 0.0
+            entry["predicted"] |= float(values.get("precision", 0.0)) > 0 or float(values.get("recall", 0.0)) > 0
+    return {name: {k: v for k, v in e.items() if k != "zero"} for name, e in seen.items()
+            if e["runs"] and e["zero"] == e["runs"] and e["support"] > 0}
+
+
+def per_class_flags(results: pd.DataFrame, arm: str | None) -> list:
+    """A "Per-class outcomes" section when the best arm never got a class right (F1 0.0 in every run on test),
+    with the fix to try: a class the model never predicts is invisible to accuracy but sinks f1_macro."""
+    if arm is None:
+        return []
+    flagged = never_right(results, arm)
+    if not flagged:
+        return []
+    runs = max(e["runs"] for e in flagged.values())
+    names = top_list([f"{name!r} ({e['support']} test examples" + ("" if e["predicted"] else ", never predicted")
+                      + ")" for name, e in sorted(flagged.items(), key=lambda kv: -kv[1]["support"])])
+    return [("h2", "Per-class outcomes"),
+            ("p", f"{len(flagged)} class{'es' if len(flagged) != 1 else ''} the best arm ({arm}) never got right: "
+                  f"F1 0.0 on test in every one of its {runs} run{'s' if runs != 1 else ''}: {names}. Try "
+                  "`train.class_weights: balanced` (each class weighted by the inverse of its training frequency), "
+                  "or more examples of these classes.")]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+SLOW_SECONDS = 5.0
 
 
 class LiveReport:
@@ -41,6 +42,9 @@ class LiveReport:
         self.last_cost = self.last_end - now
         self.seconds += self.last_cost
         self.built += 1
+        if self.last_cost > SLOW_SECONDS:  # a reader watching the console learns why the study paused
+            log.info("live report rebuilt in %.0f s; the next rebuild waits at least %.0f s", self.last_cost,
+                     self.ratio * self.last_cost)
 
     def build(self) -> None:
         from unfreeze.report.build import build_report

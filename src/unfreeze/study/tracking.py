@@ -19,7 +19,7 @@ from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json
 from unfreeze.study.execute import RunOutcome
 from unfreeze.study.grid import PlannedRun
-from unfreeze.tracking.runs import open_tracker, replay_run
+from unfreeze.tracking.runs import baseline_metrics, open_tracker, replay_run
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class StudyTracking:
             for stat, frame in (("mean", grouped.mean()), ("std", grouped.std())):
                 for arm, row in frame.iterrows():
                     metrics.update({f"{arm}/{col}_{stat}": value for col, value in row.items() if pd.notna(value)})
+        metrics.update(baseline_metrics(self.study_dir))  # the baseline row competes in the verdict: log it too
         files = [self.study_dir / name for name in ("results.csv", "report.html", "report.md", "study.yaml")]
         self.tracker.end_study(self.parent, metrics, [p for p in files if p.exists()], status=status)
 

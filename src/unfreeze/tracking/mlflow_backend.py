@@ -52,20 +52,16 @@ class MlflowBackend:
             uri = mlflow.get_tracking_uri()
         self.uri = uri
         where = f"MLFLOW_TRACKING_URI={uri}" if user_uri else uri
-        if uri.startswith("sqlite:"):
-            missing = [m for m in ("sqlalchemy", "alembic") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise BackendUnavailable(f"the SQLite store {uri} needs {' and '.join(missing)}; "
-                                         f"pip install sqlalchemy alembic (or the full `mlflow` package)")
+        check_store(uri, where)
         remote = uri.startswith(("http://", "https://"))
         probe = {k: v for k, v in MLFLOW_PROBE_ENV.items() if k not in os.environ}  # the user's settings win
         if remote:
             for key, value in MLFLOW_HTTP_DEFAULTS.items():
                 os.environ.setdefault(key, value)
-        self.client = MlflowClient(tracking_uri=uri)
         fix = ("start the server there, or unset MLFLOW_TRACKING_URI to log to a local SQLite file" if remote
                else "check the path and permissions, or set MLFLOW_TRACKING_URI")
         try:
+            self.client = MlflowClient(tracking_uri=uri)
             with env_defaults(probe, override=True) if remote else contextlib.nullcontext():
                 self.experiment_id = self._experiment(experiment, root_dir, local=not remote)
         except Exception as exc:  # noqa: BLE001 — any failure to reach the store means: off, with the reason
@@ -190,6 +186,37 @@ class MlflowBackend:
             elif path.exists():
                 self.client.log_artifact(part.ref, str(path))
         self.client.set_terminated(part.ref, status)
+
+
+def check_store(uri: str, where: str) -> None:
+    """The causes MLflow itself reports badly, checked before it is asked: a `file:` store (MLflow 3 refuses it
+    with a long maintenance notice), a SQLite store without its packages, and a SQLite file that cannot be written
+    (MLflow retries for ~100 s, printing one warning block per try, then fails as if the install were broken).
+    Raises `BackendUnavailable` with the real cause and its fix."""
+    if uri.startswith("file:") or "://" not in uri and not uri.startswith(("sqlite:", "databricks")):
+        raise BackendUnavailable(f"{where} is a file store, which MLflow 3 no longer writes; use a SQLite store "
+                                 "(MLFLOW_TRACKING_URI=sqlite:///PATH/mlflow.db), or unset MLFLOW_TRACKING_URI "
+                                 "to log to <study>/mlflow.db")
+    if not uri.startswith("sqlite:"):
+        return
+    missing = [m for m in ("sqlalchemy", "alembic") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"the SQLite store {uri} needs {' and '.join(missing)}; "
+                                 f"pip install sqlalchemy alembic (or the full `mlflow` package)")
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        return
+    db = Path(path)
+    if not db.parent.is_dir():
+        raise BackendUnavailable(f"the folder of the SQLite store {where} does not exist ({db.parent}); create it or "
+                                 "point MLFLOW_TRACKING_URI elsewhere")
+    try:
+        with db.open("ab"):  # what SQLite needs first: the file opened for writing (created when absent)
+            pass
+    except OSError as exc:
+        raise BackendUnavailable(f"the SQLite store {where} is not writable ({exc.strerror or exc}); it is a "
+                                 "permission problem, not the install: make the file and its folder writable, or "
+                                 "set MLFLOW_TRACKING_URI to a writable place") from None
 
 
 def _user() -> str:

@@ -49,9 +49,41 @@ def replay_run(tracker: Tracker, name: str, params: Mapping[str, Any], results: 
     if handle.skipped:
         return handle
     for row in (results or {}).get("history", []):
-        tracker.log_metrics(handle, row, step=int(row.get("step", 0)))
+        tracker.log_metrics(handle, history_metrics(row), step=int(row.get("step", 0)))
     tracker.end_run(handle, final_metrics(results) if results else {}, status=status)
     return handle
+
+
+def history_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation of `history` under the names the final metrics use: `val_f1_macro` → `val/f1_macro`, so
+    each metric has ONE name in a tracker (its curve, then the saved model's value as the last point, which is
+    the run's summary value), not a `val_f1_macro` curve beside a `val/f1_macro` summary."""
+    return {("val/" + k[4:] if k.startswith("val_") else k): v for k, v in row.items()}
+
+
+def baseline_metrics(study_dir: str | Path) -> dict[str, float]:
+    """The study's baseline rows as tracker metrics: `baseline/val/f1_macro`, `baseline/test/accuracy`, ... (one
+    baseline) or `baseline/<data key>/test/...` (one per distinct training set), plus the baseline's seconds.
+    Read from `baseline/*/metrics.json` (and the older single `baseline/metrics.json`)."""
+    from unfreeze.io import read_json
+    from unfreeze.metrics.classification import scalar_metrics
+
+    root = Path(study_dir) / "baseline"
+    paths = sorted(root.glob("*/metrics.json")) or [p for p in [root / "metrics.json"] if p.exists()]
+    out: dict[str, float] = {}
+    for path in paths:
+        try:
+            saved = read_json(path)
+        except (OSError, ValueError):
+            continue
+        prefix = "baseline/" if len(paths) == 1 else f"baseline/{path.parent.name}/"
+        for split in ("val", "test"):
+            if isinstance(saved.get(split), Mapping):
+                out.update({f"{prefix}{split}/{k}": v for k, v in scalar_metrics(saved[split]).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if isinstance(saved.get("train_seconds"), (int, float)):
+            out[f"{prefix}train_seconds"] = float(saved["train_seconds"])
+    return out
 
 
 def track_run(config, out_dir: str | Path, results: Mapping[str, Any], extra: Iterable[str] | None = None) -> None:

@@ -12,6 +12,9 @@ from unfreeze.tracking.tensorboard_backend import TensorboardBackend
 from unfreeze.tracking.wandb_backend import WandbBackend
 from unfreeze.tracking.common import BACKENDS
 
+STORE_HINT = {"mlflow": "MLFLOW_TRACKING_URI, or <study>/mlflow.db", "wandb": "WANDB_DIR / WANDB_MODE",
+              "tensorboard": "<study>/tensorboard"}
+
 # ---------------------------------------------------------------------------------------------------------
 # Fan-out
 
@@ -119,7 +122,10 @@ def make_tracker(backends: Iterable[str], root_dir: str | Path | None, experimen
             live.append(_BACKEND_CLASSES[name](root, experiment))
         except BackendUnavailable as exc:
             log.warning("tracking: %s is off: %s. Training goes on without it.", name, exc)
-        except Exception as exc:  # noqa: BLE001 — a broken install must not stop training either
-            log.warning("tracking: %s is off: it failed to start (%s); reinstall it with %s. Training goes on "
+        except ImportError as exc:  # a broken install: the one case where reinstalling is the fix
+            log.warning("tracking: %s is off: it failed to import (%s); reinstall it with %s. Training goes on "
                         "without it.", name, first_line(exc), INSTALL_HINT[name])
+        except Exception as exc:  # noqa: BLE001 — a store that refuses must not stop training either
+            log.warning("tracking: %s is off: it failed to start (%s); check where it stores (%s) and that it is "
+                        "writable. Training goes on without it.", name, first_line(exc), STORE_HINT[name])
     return Tracker(live)
