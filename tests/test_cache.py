@@ -2,6 +2,8 @@
 the data or the tokenisation change; it respects its RAM budget by memory-mapping from disk."""
 import json
 
+import numpy as np
+
 import pytest
 
 from tiny import make_tiny_model, run_config, synthetic_frame
@@ -123,3 +125,111 @@ def test_cross_validation_computes_each_example_once(tiny_bert, sentiment_csv, t
     pool_and_test = 240 - sizes.get("dropped", 0)
     computed = cache.STATS["forward_examples"] - before
     assert computed <= pool_and_test < 2 * computed  # once each (3 folds without sharing: ≈ 3× the pool)
+
+
+# Evaluation through the cache (issue #27): val/test in float32, pooled vectors for `head`
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_head_run_reads_pooled_vectors_and_never_runs_the_encoder_once_cached(pooling, tiny_bert, sentiment_csv,
+                                                                              tmp_path, monkeypatch):
+    """A head run's cache is one pooled vector per example (no token states), and a run with a warm cache trains,
+    validates and runs its final pass without calling the encoder at all."""
+    from unfreeze.model.heads import EncoderClassifier
+
+    def head_run(name, seed):
+        cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head", seed=seed,
+                                          model={"name": tiny_bert, "pooling": pooling},
+                                          train={"epochs": 2, "threads": 1, "save_model": False}))
+        return train(cfg, tmp_path / name, progress=False, cache_root=tmp_path / "cache")
+
+    first = head_run("a", 0)
+    assert first["cache"]["pooled"] == pooling
+    assert first["cache"]["dtypes"] == {"train": "float16", "val": "float32", "test": "float32"}
+    arrays = {p.name for p in (tmp_path / "cache").glob("*/shard-*/*.npy")}
+    assert arrays == {f"{pooling}2.npy", "keys.npy", "offsets.npy"}  # no per-token layer2.npy
+    pooled = [np.load(p) for p in (tmp_path / "cache").glob(f"*-float32/shard-*/{pooling}2.npy")]
+    assert sum(len(a) for a in pooled) == first["data"]["sizes"]["val"] + first["data"]["sizes"]["test"]
+    calls = []
+    original = EncoderClassifier.encode
+    monkeypatch.setattr(EncoderClassifier, "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    second = head_run("b", 1)
+    assert second["cache"]["computed_examples"] == 0 and calls == []
+    assert second["final_eval_seconds"] >= 0 and second["epoch_eval_seconds"] >= 0
+
+
+@pytest.mark.parametrize("freeze", ["head", {"top_k": 1}])
+def test_fp16_training_cache_still_reports_what_predict_computes_bit_for_bit(freeze, tiny_bert, sentiment_csv,
+                                                                             tmp_path):
+    """Training reads fp16 states; validation and the final pass read val/test's float32 cache: `predict RUN` (the
+    full forward of best/, same batches) reproduces predictions_val.csv and predictions_test.csv exactly."""
+    from test_cache_families import assert_predict_reproduces_exactly
+
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze=freeze, train={
+        "epochs": 2, "threads": 1, "eval_batch_size": 64, "cache_dtype": "float16"}))
+    result = train(cfg, tmp_path / "run", progress=False, cache_root=tmp_path / "cache")
+    assert result["cache"]["used"] and result["cache"]["dtypes"]["train"] == "float16"
+    assert_predict_reproduces_exactly(tmp_path / "run", tmp_path)
+
+
+def test_evaluation_seconds_are_recorded_per_epoch_and_for_the_final_pass(tiny_bert, sentiment_csv, tmp_path):
+    result = run(tiny_bert, sentiment_csv, tmp_path, "r", {"top_k": 1})
+    assert all(row["eval_seconds"] >= 0 for row in result["history"]) and len(result["history"]) == 2
+    assert result["epoch_eval_seconds"] == pytest.approx(sum(r["eval_seconds"] for r in result["history"]), abs=2e-3)
+    assert result["final_eval_seconds"] >= 0 and result["cache"]["fill_seconds"] >= 0
+    history = (tmp_path / "r" / "history.csv").read_text().splitlines()[0].split(",")
+    assert "eval_seconds" in history
+
+
+def test_cache_fill_and_final_pass_show_progress_with_a_total(tiny_bert, sentiment_csv, tmp_path, capsys):
+    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1},
+                                      train={"epochs": 1, "threads": 1, "save_model": False}))
+    train(cfg, tmp_path / "p", progress=True, cache_root=tmp_path / "cache")
+    err = capsys.readouterr().err
+    for split in ("train", "val", "test"):
+        assert f"caching frozen layers ({split}:" in err
+    assert "final pass (test)" in err and "validating" in err
+    assert "100%" in err  # a percentage, so the bars had a total (and an ETA)
+    train(cfg, tmp_path / "q", progress=False, cache_root=tmp_path / "cache")
+    assert capsys.readouterr().err == ""  # quiet
+
+
+# Verification of the shards on open (issue #26): checksums on each shard's first open per process
+
+
+def test_shards_are_checksummed_on_first_open_only_unless_changed(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    import os
+
+    from unfreeze.errors import ConfigError
+    from unfreeze.io import integrity
+    from unfreeze.training.cache_store import StoreIndex
+
+    monkeypatch.delenv("UNFREEZE_CACHE_VERIFY", raising=False)
+    run(tiny_bert, sentiment_csv, tmp_path, "a", {"top_k": 1})
+    store = next((tmp_path / "cache").glob("*-float32"))
+    hashed = []
+    original = integrity.file_checksum
+    monkeypatch.setattr(integrity, "file_checksum", lambda p, a="crc32": hashed.append(p) or original(p, a))
+    StoreIndex(store, "float32")
+    assert hashed == []  # written by this process: its checksums were computed from the files on disk
+    integrity.forget_verified()  # a new process
+    StoreIndex(store, "float32")
+    files = len([p for p in store.glob("shard-*/*") if p.name != "manifest.json"])
+    assert len(hashed) == files  # every byte read once
+    StoreIndex(store, "float32")
+    assert len(hashed) == files  # memoised
+    layer = next(store.glob("shard-*/layer1.npy"))
+    os.utime(layer)  # rewritten (mtime changed): checked again
+    StoreIndex(store, "float32")
+    assert layer in hashed[files:]
+    monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "full")
+    before = len(hashed)
+    StoreIndex(store, "float32", integrity.verify_mode())
+    assert len(hashed) == before + files
+    monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "lengths")
+    integrity.forget_verified()
+    StoreIndex(store, "float32", integrity.verify_mode())
+    assert len(hashed) == before + files
+    monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "sometimes")
+    with pytest.raises(ConfigError, match="UNFREEZE_CACHE_VERIFY='sometimes'.*first"):
+        run(tiny_bert, sentiment_csv, tmp_path, "b", {"top_k": 1})

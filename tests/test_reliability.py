@@ -145,35 +145,54 @@ def _flip(path):
     path.write_bytes(data)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped", "zero_length", "no_manifest"])
+# (damage, freeze, store dtype, array): every kind of cached file — fp16 training token states, fp32 val/test
+# token states, pooled head vectors (fp16 train, fp32 val/test) — and every kind of damage
+CACHE_DAMAGE = [("flipped", {"top_k": 1}, "float16", "layer1"), ("flipped", {"top_k": 1}, "float32", "layer1"),
+                ("flipped", "head", "float16", "mean2"), ("flipped", "head", "float32", "mean2"),
+                ("truncated", {"top_k": 1}, "float32", "layer1"), ("zero_length", "head", "float32", "mean2"),
+                ("no_manifest", {"top_k": 1}, "float16", "layer1")]
+
+
+@pytest.mark.parametrize("damage, freeze, dtype, array", CACHE_DAMAGE)
 def test_corrupted_cache_shard_is_recomputed_and_metrics_equal_a_clean_run(tiny_bert, sentiment_csv, tmp_path,
-                                                                            monkeypatch, caplog, damage):
+                                                                            monkeypatch, caplog, damage, freeze,
+                                                                            dtype, array):
+    """With DEFAULT settings (no UNFREEZE_CACHE_VERIFY): a damaged shard is found on open, deleted with one
+    warning, its examples recomputed, and the metrics equal the clean run's."""
+    import os
+
     from unfreeze.config.schema import RunConfig
+    from unfreeze.io.integrity import forget_verified
     from unfreeze.training import cache
     from unfreeze.training.run import train
 
-    cfg = RunConfig.model_validate(run_config(tiny_bert, sentiment_csv, freeze="head",
+    monkeypatch.delenv("UNFREEZE_CACHE_VERIFY", raising=False)
+    cfg = RunConfig.model_validate(run_config(tiny_bert, sentiment_csv, freeze=freeze,
                                               train={"epochs": 1, "threads": 1, "save_model": False}))
     clean = train(cfg, tmp_path / "clean", progress=False, cache_root=tmp_path / "cache")
-    shards = sorted((tmp_path / "cache").glob("*/shard-*"))
+    shards = sorted((tmp_path / "cache").glob(f"*-{dtype}/shard-*"))
     assert shards and all((s / "manifest.json").is_file() for s in shards)
-    layer = next(shards[0].glob("layer*.npy"))
+    target = next(s for s in shards if (s / f"{array}.npy").is_file())
+    layer = target / f"{array}.npy"
+    stat = layer.stat()
     if damage == "truncated":
         layer.write_bytes(layer.read_bytes()[:-100])
-    elif damage == "flipped":
-        monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "full")  # a flipped byte keeps lengths: only checksums see it
+    elif damage == "flipped":  # keeps the length and, like a bit flipped on disk, the mtime
         _flip(layer)
+        os.utime(layer, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     elif damage == "zero_length":
         layer.write_bytes(b"")
     else:
-        (shards[0] / "manifest.json").unlink()
+        (target / "manifest.json").unlink()
+    forget_verified()  # as a new process: it has checked no shard yet
     cache.reset_memory()
     before = cache.STATS["forward_examples"]
     again = train(cfg, tmp_path / "again", progress=False, cache_root=tmp_path / "cache")
     assert cache.STATS["forward_examples"] > before  # the damaged shard's examples were recomputed
     warnings = [r for r in caplog.records if "damaged shard" in r.getMessage()]
-    assert len(warnings) == 1 and shards[0].name in warnings[0].getMessage()
+    assert len(warnings) == 1 and target.name in warnings[0].getMessage()
     assert again["val"] == clean["val"] and again["test"] == clean["test"]
+    assert again["history"][0]["val_loss"] == clean["history"][0]["val_loss"]
 
 
 def test_quoted_tsv_with_tabs_and_newlines_keeps_every_row(tmp_path):

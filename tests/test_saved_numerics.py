@@ -1,5 +1,6 @@
 """The test split is scored with the numerics of the saved model: after a cached run (fp16 frozen prefix),
-`predict RUN` on the test file reproduces predictions_test.csv — the final val/test pass runs the full forward.
+`predict RUN` on the test file reproduces predictions_test.csv — the final val/test pass reads val/test's float32
+cache, which equals the full forward (bit for bit on the same batches: tests/test_cache_families.py).
 `freeze: {layer: k}` stops the model at layer k in the cached and the uncached path and in the saved model."""
 import json
 

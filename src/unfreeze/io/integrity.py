@@ -9,8 +9,12 @@ hours later with an opaque numpy error).
   that publishes the shard.
 * `verify(folder)` returns the problems (empty list = intact): missing / unreadable manifest, missing or unlisted
   files, wrong length, checksum mismatch, .npy header unreadable or not matching the file size. ``checksums=False``
-  checks lengths and headers only (reads a few hundred bytes per file): cheap enough for every shard open; the full
-  check reads every byte (see the throughput in the module's test / report).
+  checks lengths and headers only (reads a few hundred bytes per file); the full check reads every byte.
+* `verify_once(folder)` is what a cache open calls: the full check (checksums included) the first time this process
+  opens the shard, memoised by every file's name, size, mtime and inode; later opens of the unchanged shard check
+  lengths and headers only. A flipped byte is therefore caught with default settings, at the cost of reading each
+  shard once per process (crc32: see BENCHMARKS.md). `UNFREEZE_CACHE_VERIFY=full` checksums on every open,
+  `UNFREEZE_CACHE_VERIFY=lengths` skips checksums (the cheap check only; for caches on trusted storage).
 * `open_memmap_guarded(path, dtype, shape)` creates a .npy memory map whose blocks are reserved up front with
   `os.posix_fallocate`: a full disk is then a `DiskFullError` at creation, not a SIGBUS (process killed, no message)
   at the first page that cannot be allocated while filling the map. Caveat: on copy-on-write file systems (btrfs,
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unfreeze.errors import DiskFullError
+from unfreeze.errors import ConfigError, DiskFullError
 from unfreeze.io.atomic import disk_full_error, is_disk_full, write_json
 
 MANIFEST = "manifest.json"
@@ -44,9 +48,16 @@ __all__ = [
     "npy_problem",
     "open_memmap_guarded",
     "preallocate",
+    "remember_verified",
     "verify",
+    "verify_mode",
+    "verify_once",
     "write_manifest",
 ]
+
+#: `UNFREEZE_CACHE_VERIFY` values: checksums on the first open per process (default), on every open, or never.
+VERIFY_MODES = ("first", "full", "lengths")
+_VERIFIED: dict[str, tuple] = {}  # shard folder → the signature it had when its checksums last matched
 
 
 def file_checksum(path: str | Path, algorithm: str = "crc32") -> str:
@@ -159,6 +170,55 @@ def verify(folder: str | Path, checksums: bool = True) -> list[str]:
             if problem is not None:
                 problems.append(problem)
     return problems
+
+
+def verify_mode() -> str:
+    """`UNFREEZE_CACHE_VERIFY`, checked: `first` (default, also when unset), `full` or `lengths`."""
+    mode = os.environ.get("UNFREEZE_CACHE_VERIFY", "").strip().lower() or "first"
+    if mode not in VERIFY_MODES:
+        raise ConfigError(f"UNFREEZE_CACHE_VERIFY={mode!r} is not a verification mode; use one of {VERIFY_MODES} "
+                          "(or unset it: checksums on each shard's first open per process)")
+    return mode
+
+
+def _signature(folder: Path) -> tuple:
+    """(name, size, mtime, inode) of every entry: a rewritten, truncated or replaced file changes it."""
+    with os.scandir(folder) as entries:
+        stats = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns, st.st_ino) for name, st in stats))
+
+
+def verify_once(folder: str | Path, mode: str | None = None) -> list[str]:
+    """`verify(folder)`, with checksums only when this process has not yet seen the shard, unchanged, pass them
+    (`mode` `first`); `full` always checksums, `lengths` never. Returns the problems ([] = intact)."""
+    folder = Path(folder)
+    mode = mode or verify_mode()
+    key = str(folder.resolve())
+    try:
+        signature = _signature(folder)
+    except OSError as exc:
+        return [f"{folder}: unreadable shard folder ({exc})"]
+    checksums = mode == "full" or (mode == "first" and _VERIFIED.get(key) != signature)
+    problems = verify(folder, checksums=checksums)
+    if checksums and not problems:
+        _VERIFIED[key] = signature
+    elif problems:
+        _VERIFIED.pop(key, None)
+    return problems
+
+
+def remember_verified(folder: str | Path) -> None:
+    """Mark a shard this process has just written (its manifest hashed the files on disk) as verified."""
+    folder = Path(folder)
+    try:
+        _VERIFIED[str(folder.resolve())] = _signature(folder)
+    except OSError:
+        pass
+
+
+def forget_verified() -> None:
+    """Forget every verified shard: the next open of each checksums it again (tests; a new process does this)."""
+    _VERIFIED.clear()
 
 
 def _zero_fill(fd: int, start: int, end: int) -> None:

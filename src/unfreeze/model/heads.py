@@ -39,8 +39,9 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class EncoderClassifier(nn.Module):
-    """Backbone + head. `forward` accepts either token ids (full pass) or cached hidden states entering layer
-    `cached_from` (the frozen prefix computed once, see `cache.py`)."""
+    """Backbone + head. `forward` accepts either token ids (full pass), cached hidden states entering layer
+    `cached_from` (the frozen prefix computed once, see `training/cache.py`), or `cached_features`: the pooled
+    vectors the head reads, cached when nothing below the head trains."""
 
     def __init__(self, backbone: nn.Module, layout: EncoderLayout, num_labels: int, cfg: ModelConfig,
                  task: str = "sequence"):
@@ -84,6 +85,9 @@ class EncoderClassifier(nn.Module):
             return mean_pool(states, attention_mask)
         return self.layout.pooler(states)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
+    def forward(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None,
+                cached_features=None):
+        if cached_features is not None:
+            return self.head(cached_features)
         states = self.encode(input_ids, attention_mask, token_type_ids, cached_states, cached_from)
         return self.head(self.features(states, attention_mask))

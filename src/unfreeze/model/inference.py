@@ -20,14 +20,24 @@ from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def inference_batches(enc, batch_size: int, pad_token_id: int, token_task: bool = False,
-                      rows: np.ndarray | None = None) -> Iterator[tuple[list[int], dict]]:
+class inference_batches:  # noqa: N801 — used like the generator function it replaced
     """(positions, collated batch) over encoded examples (or only `rows` of them), grouped by length so little
-    padding is computed; `positions` index `rows` when given, else the examples."""
-    collate = Collator(enc, pad_token_id, token_task=token_task)
-    lengths = np.asarray(enc.lengths) if rows is None else np.asarray(enc.lengths)[rows]
-    for positions in LengthGroupedBatchSampler(lengths, batch_size, shuffle=False):
-        yield positions, collate(positions if rows is None else [int(rows[j]) for j in positions])
+    padding is computed (longest first); `positions` index `rows` when given, else the examples. `len()` is the
+    number of batches, so a progress bar over it has a total and an ETA."""
+
+    def __init__(self, enc, batch_size: int, pad_token_id: int, token_task: bool = False,
+                 rows: np.ndarray | None = None):
+        self.collate = Collator(enc, pad_token_id, token_task=token_task)
+        self.rows = rows
+        lengths = np.asarray(enc.lengths) if rows is None else np.asarray(enc.lengths)[rows]
+        self.batches = LengthGroupedBatchSampler(lengths, batch_size, shuffle=False).batches()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[list[int], dict]]:
+        for positions in self.batches:
+            yield positions, self.collate(positions if self.rows is None else [int(self.rows[j]) for j in positions])
 
 
 def encoder_inputs(batch: dict, device=None) -> dict:

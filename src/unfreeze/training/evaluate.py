@@ -35,18 +35,25 @@ log = logging.getLogger(__name__)
 
 
 def model_inputs(batch: dict, cached_from: int | None) -> dict:
+    """The model's keyword arguments for a collated batch. Cached token states are (batch, tokens, hidden); a
+    pooled cache (`training/cache.py`: what a `head` run's head reads) gives (batch, hidden) — the features."""
     keys = ("input_ids", "attention_mask", "token_type_ids", "cached_states")
     inputs = {k: batch[k] for k in keys if k in batch}
     if "cached_states" in inputs:
-        inputs["cached_from"] = cached_from
+        if inputs["cached_states"].dim() == 2:
+            inputs["cached_features"] = inputs.pop("cached_states")
+        else:
+            inputs["cached_from"] = cached_from
     return inputs
 
 
 
-def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int) -> list[np.ndarray]:
+def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int,
+                   desc: str | None = None) -> list[np.ndarray]:
     """Per-example logits in dataset order: (classes,) for sequence tasks, (tokens, classes) for token tasks.
 
     Gathered across processes and de-duplicated by index, so distributed padding never counts an example twice.
+    `desc`: show a progress bar (batches, with total and ETA) under that name; None = quiet.
     """
     out: list[np.ndarray | None] = [None] * size
 
@@ -58,6 +65,11 @@ def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | N
         for i, row, n in zip(index.tolist(), logits.float().cpu().numpy(), lengths.tolist()):
             out[i] = row[:n] if row.ndim == 2 else row
 
+    if desc is not None:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc=desc, total=len(loader), leave=False, dynamic_ncols=True,
+                      disable=not accelerator.is_local_main_process)
     run_inference(model, loader, lambda batch: model(**model_inputs(batch, cached_from)), keep)
     missing = [i for i, x in enumerate(out) if x is None]
     if missing:  # a real error, not an assert: `python -O` must not turn this into metrics over a partial split

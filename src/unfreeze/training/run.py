@@ -2,7 +2,10 @@
 loss → backward → clip → step → evaluate on val → keep the best → restore the best → test once → write.
 
 The test split is evaluated exactly once, with the weights chosen on validation. Metrics are computed on the
-whole split from gathered predictions (`accelerator.gather_for_metrics`, de-duplicated by example index).
+whole split from gathered predictions (`accelerate.gather_for_metrics`, de-duplicated by example index). With
+the activation cache, validation and the test pass read val/test's float32 cache (equal to the full forward), so
+they cost only the layers that train; the reported val numbers are those of the best evaluation itself (same
+weights, same forward), not a second pass.
 """
 
 from __future__ import annotations
@@ -104,14 +107,16 @@ class BestKeeper:
         self.best_value: float | None = None
         self.best_metrics: dict | None = None
         self.best_row: dict | None = None
+        self.best_logits: list | None = None
         self.state: dict[str, torch.Tensor] = {}
         self.stale = 0
 
-    def update(self, metrics: dict, row: dict) -> bool:
+    def update(self, metrics: dict, row: dict, logits: list | None = None) -> bool:
         """`train.metric` is known to be reported: `check_selection_metric` ran before the first step."""
         value = metrics[self.metric]
         if is_better(self.metric, value, self.best_value):
             self.best_value, self.best_metrics, self.best_row, self.stale = value, metrics, row, 0
+            self.best_logits = logits
             self.state = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.names}
             return True
         self.stale += 1
@@ -161,7 +166,9 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
     metric = config.selection_metric_for(run.data.notes.get("scheme"))
     check_selection_metric(run, metric, weight)
     with accelerator.main_process_first():  # one process fills the on-disk cache; the others then read it
+        cache_started = time.perf_counter()
         caches, cached_from, cache_computed = build_caches(run, accelerator, cache_root, progress, cache_top_ks)
+        cache_seconds = time.perf_counter() - cache_started
     loaders = make_loaders(run, caches)
     model = run.model
     strategy = get_strategy(config.freeze.strategy)
@@ -192,16 +199,19 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
 
     def evaluate_and_log(epoch: float) -> None:
         nonlocal running, running_n
-        logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]))
+        eval_started = time.perf_counter()
+        logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]),
+                                "validating" if progress else None)
         val = evaluate_split(run, "val", logits, weight)
         row = {"epoch": round(epoch, 4), "step": step, "train_loss": running / max(running_n, 1),
                **{f"val_{k}": v for k, v in scalar_metrics(val).items()},
-               **current_lrs(optimizer, config), "seconds": round(time.perf_counter() - started, 3)}
+               **current_lrs(optimizer, config), "seconds": round(time.perf_counter() - started, 3),
+               "eval_seconds": round(time.perf_counter() - eval_started, 3)}
         if schedule is not None:
             row["unfrozen_layers"] = schedule.unfrozen
             row["embeddings_trainable"] = schedule.plan.embeddings_trainable
         history.append(row)
-        keeper.update(val, row)
+        keeper.update(val, row, logits)
         if on_eval is not None and on_eval(row):
             raise Pruned(row["epoch"], step, history)
         if config.scheduler.name == "plateau":
@@ -256,16 +266,16 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
             break
     train_seconds = time.perf_counter() - started
     keeper.restore()
-    final, final_from = loaders, cached_from
-    if cached_from is not None:
-        # The reported val/test numbers are those of the saved model: a full forward in the model's own dtype,
-        # not the (possibly fp16) cached prefix — `unfreeze predict best/` then reproduces predictions_test.csv.
-        # The cache has already paid off: it served every training epoch and every per-epoch evaluation.
-        final, final_from = make_loaders(run, None), None
-        final.val, final.test = accelerator.prepare(final.val, final.test)
+    # The final pass reads val/test's float32 cache when there is one (the states the full forward computes, so
+    # `unfreeze predict best/` reproduces predictions_test.csv), running only the layers that train. Val: the
+    # best evaluation's own logits — the restored weights through the same forward would give them again.
     eval_started = time.perf_counter()
-    val_logits = collect_logits(model, final.val, accelerator, final_from, len(run.encoded["val"]))
-    test_logits = collect_logits(model, final.test, accelerator, final_from, len(run.encoded["test"]))
+    val_logits = keeper.best_logits
+    if val_logits is None:
+        val_logits = collect_logits(model, loaders.val, accelerator, cached_from, len(run.encoded["val"]),
+                                    "final pass (val)" if progress else None)
+    test_logits = collect_logits(model, loaders.test, accelerator, cached_from, len(run.encoded["test"]),
+                                 "final pass (test)" if progress else None)
     final_eval_seconds = time.perf_counter() - eval_started
     results = {
         "val": evaluate_split(run, "val", val_logits, weight),
@@ -279,12 +289,13 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
         "trainable_params_at_start": run.trainable_params,
         "total_params": run.total_params,
         "train_seconds": round(train_seconds, 3),
-        "final_eval_seconds": round(final_eval_seconds, 3),
+        "final_eval_seconds": round(final_eval_seconds, 3),  # the final pass: test (+ val if never evaluated)
+        "epoch_eval_seconds": round(sum(row["eval_seconds"] for row in history), 3),  # every validation pass
         "run_seconds": round(time.perf_counter() - started, 3),  # the whole run: load, cache, train, final pass
         "max_length": run.max_length,
         "token_lengths": run.length_stats,
         "data": run.data.notes,
-        "cache": {"used": cached_from is not None, "from_layer": cached_from, "computed_examples": cache_computed},
+        "cache": cache_summary(run, caches, cached_from, cache_computed, cache_seconds),
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(),
         "parameter_groups": describe_groups(groups),
@@ -344,6 +355,21 @@ def _changeable_names(model, config: RunConfig) -> set[str]:
     if get_strategy(config.freeze.strategy).changes_frozen_set:
         return {n for n, _ in model.named_parameters()}
     return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+
+def cache_summary(run: PreparedRun, caches: dict | None, cached_from: int | None, computed: int,
+                  seconds: float) -> dict:
+    """metrics.json "cache": whether it served the run, from which layer, what the head read (`pooled`: `mean` /
+    `cls` vectors, or null for token states), the dtypes per split, examples computed now and the fill time."""
+    summary = {"used": cached_from is not None, "from_layer": cached_from, "computed_examples": computed,
+               "fill_seconds": round(seconds, 3)}
+    if caches:
+        from unfreeze.training.cache import EVAL_DTYPE
+
+        summary.update(pooled=run.model.pooling if caches["train"].pooled else None,
+                       dtypes={"train": run.config.train.cache_dtype, "val": EVAL_DTYPE, "test": EVAL_DTYPE})
+    return summary
 
 
 
