@@ -82,7 +82,7 @@ def test_same_config_and_seed_give_identical_metrics_and_predict_reloads(tiny_be
     losses = [[h["train_loss"] for h in m["history"] if "train_loss" in h] for m in (first, second)]
     assert losses[0] and losses[0] == losses[1]
     assert first["test"]["f1_macro"] > 0.6, first["test"]  # it learns the cue word
-    assert json.loads((tmp_path / "a" / "best" / "config.json").read_text())["model_type"] == "bilstm"
+    assert json.loads((tmp_path / "a" / "best" / "encoder" / "config.json").read_text())["model_type"] == "bilstm"
     result = runner.invoke(app, ["predict", str(tmp_path / "a" / "best"), str(tmp_path / "a" / "predictions_test.csv"),
                                  "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output

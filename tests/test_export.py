@@ -1,6 +1,7 @@
 """Using a saved model outside unfreeze: plain transformers checkpoints (token heads, pooler heads), label maps
 in every `best/` config.json, and ONNX export checked with onnxruntime against the run's own predictions."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,13 +46,125 @@ def test_token_model_is_a_plain_token_classification_checkpoint(token_best):
     assert [e["entity"] for e in tagged] == ours_tags and tagged[0]["word"] == "alice"
 
 
-def test_mean_pooling_folder_still_carries_the_label_maps(tiny_bert, sentiment_csv, tmp_path):
-    cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1}))
+@pytest.fixture(scope="module")
+def mean_run(tmp_path_factory, tiny_models):
+    """A default run (`pooling: mean`): no transformers class computes its head."""
+    from tiny import synthetic_frame
+
+    root = tmp_path_factory.mktemp("meanrun")
+    synthetic_frame(240, seed=0).to_csv(root / "s.csv", index=False)
+    cfg = parse_run_config(run_config(tiny_models["bert"], root / "s.csv", train={"epochs": 1, "threads": 1}))
     assert cfg.model.pooling == "mean"
-    train(cfg, tmp_path / "run", progress=False)
-    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    train(cfg, root / "run", progress=False)
+    return root / "run"
+
+
+def test_mean_pooling_folder_is_refused_by_transformers_auto_classes(mean_run):
+    """The silent trap: a mean-pooling best/ used to hold the backbone's config.json (BertModel + id2label), so
+    AutoModelForSequenceClassification loaded it with a randomly initialised classifier and predicted at chance.
+    Now every Auto class and pipeline() raise, naming unfreeze.load; the encoder loads from encoder/."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
+
+    from unfreeze.model.checkpoint import load_model
+
+    best = mean_run / "best"
+    for load in (lambda: AutoModelForSequenceClassification.from_pretrained(best),
+                 lambda: AutoModel.from_pretrained(best),
+                 lambda: pipeline("text-classification", model=str(best))):
+        with pytest.raises(ValueError, match=r"mean pooling: not a transformers class; load the folder with "
+                                             r"unfreeze\.load"):
+            load()
+    config = json.loads((best / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
-    assert config["architectures"] == ["BertModel"]  # backbone only: no transformers class pools by mean
+    encoder = AutoModel.from_pretrained(best, subfolder="encoder").eval()
+    ours, tokenizer, _ = load_model(best)
+    enc = tokenizer(["the film was great"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(encoder(**enc).last_hidden_state, ours.backbone(**enc).last_hidden_state)
+    card = (best / "README.md").read_text()
+    for fact in ("`neg`, `pos`", "mean pooling", "unfreeze.load", 'subfolder="encoder"', "| f1_macro |"):
+        assert fact in card
+
+
+def test_unfreeze_model_reproduces_the_runs_test_predictions(mean_run, tmp_path):
+    import unfreeze
+    from unfreeze.model.unfreeze_model import UnfreezeModel
+
+    expected = pd.read_csv(mean_run / "predictions_test.csv")
+    model = UnfreezeModel.from_pretrained(mean_run / "best")
+    assert model.labels == ["neg", "pos"] and model.task == "sequence" and model.max_length > 0
+    assert model.predict(expected["text"].tolist()) == expected["pred"].tolist()
+    probs = model.predict_proba(expected["text"].tolist())
+    assert np.abs(probs - expected[["prob_neg", "prob_pos"]].to_numpy()).max() < 1e-6
+    again = unfreeze.load(mean_run)  # a run folder works too
+    assert again.predict(expected["text"].tolist()[:3]) == expected["pred"].tolist()[:3]
+    # saved again (save_pretrained) and reloaded: the same predictions, the same layout
+    copy = model.save_pretrained(tmp_path / "copy")
+    assert (copy / "encoder" / "model.safetensors").is_file() and (copy / "README.md").is_file()
+    assert np.array_equal(UnfreezeModel.from_pretrained(copy).predict_proba(expected["text"].tolist()), probs)
+
+
+OLD_LAYOUT = Path(__file__).parent / "fixtures" / "old_best_mean"
+
+
+def test_a_best_folder_in_the_old_layout_still_loads(tmp_path):
+    """tests/fixtures/old_best_mean/best was written by unfreeze before the encoder/ sub-folder (commit c30f723:
+    the BertModel config.json + model.safetensors at the top), with that run's predictions_test.csv."""
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+    from unfreeze.model.unfreeze_model import UnfreezeModel
+
+    best = OLD_LAYOUT / "best"
+    assert not (best / "encoder").exists() and json.loads((best / "config.json").read_text())["architectures"] == [
+        "BertModel"]
+    expected = pd.read_csv(OLD_LAYOUT / "predictions_test.csv")
+    model = UnfreezeModel.from_pretrained(best)
+    assert model.predict(expected["text"].tolist()) == expected["pred"].tolist()
+    assert np.abs(model.predict_proba(expected["text"].tolist()) - expected[["prob_neg", "prob_pos"]].to_numpy()
+                  ).max() < 1e-6
+    done = CliRunner().invoke(app, ["predict", str(best), str(OLD_LAYOUT / "predictions_test.csv"), "-o",
+                                    str(tmp_path / "p.csv")])
+    assert done.exit_code == 0, done.output
+    assert pd.read_csv(tmp_path / "p.csv")["pred"].tolist() == expected["pred"].tolist()
+    moved = model.save_pretrained(tmp_path / "new")  # re-saving writes the new layout
+    assert (moved / "encoder").is_dir() and UnfreezeModel.from_pretrained(moved).predict(
+        expected["text"].tolist()) == expected["pred"].tolist()
+
+
+def test_pooler_head_loads_in_a_text_classification_pipeline(tiny_bert, sentiment_csv, tmp_path):
+    from transformers import pipeline
+
+    from unfreeze.model.unfreeze_model import UnfreezeModel
+
+    model = {"name": tiny_bert, "pooling": "pooler"}
+    train(parse_run_config(run_config(tiny_bert, sentiment_csv, model=model, train={"epochs": 1, "threads": 1})),
+          tmp_path / "run", progress=False)
+    expected = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    texts = expected["text"].tolist()
+    classifier = pipeline("text-classification", model=str(tmp_path / "run" / "best"), top_k=None)
+    got = [{d["label"]: d["score"] for d in row} for row in classifier(texts)]
+    assert [max(row, key=row.get) for row in got] == expected["pred"].tolist()
+    assert max(abs(row["pos"] - p) for row, p in zip(got, expected["prob_pos"])) < 1e-5
+    ours = UnfreezeModel.from_pretrained(tmp_path / "run")
+    assert ours.predict(texts) == expected["pred"].tolist()
+    out = ours.export("transformers", tmp_path / "hf")  # the object's export is `unfreeze export`
+    assert (out / "model.safetensors").is_file() and not (out / "unfreeze.json").exists()
+
+
+def test_token_model_object_tags_words_as_predict_does(token_best, tmp_path):
+    import unfreeze
+    from unfreeze.model.predict import predict_file
+
+    sentences = [["alice", "lives", "in", "paris"], ["the", "acme", "film", "was", "boring"]]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"tokens": s}) + "\n" for s in sentences))
+    frame = predict_file(token_best, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    model = unfreeze.load(token_best)
+    assert model.task == "token" and model.predict(sentences) == frame["pred"].tolist()
+    assert model.predict(["alice lives in paris"]) == frame["pred"].tolist()[:1]  # a string is split on spaces
+    probs = model.predict_proba(sentences)
+    assert [[model.labels[i] for i in p.argmax(-1)] for p in probs] == frame["pred"].tolist()
+    assert all(np.allclose(p.sum(-1), 1.0) for p in probs)
 
 
 def onnx_probabilities(folder, texts):

@@ -280,7 +280,7 @@ def test_lora_run_keeps_backbone_frozen_and_saved_model_reloads(tiny_bert, senti
     result = train(cfg, tmp_path / "run", progress=False)
     assert not result["cache"]["used"]
     before = load_file(f"{tiny_bert}/model.safetensors")
-    after = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))  # merged: a plain BertModel
+    after = load_file(str(tmp_path / "run" / "best" / "encoder" / "model.safetensors"))  # merged: a plain BertModel
     assert set(after) == set(before)
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed == {f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "value")}

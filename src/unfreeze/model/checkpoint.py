@@ -1,57 +1,78 @@
-"""The saved model (`best/`): backbone weights (safetensors), tokenizer, `head.safetensors` and `unfreeze.json`
-(labels, head config, tokenisation settings) — written by a run, loaded by `predict` with nothing downloaded.
+"""The saved model folder (`best/`): what is written, how it is read back, and how a path leads to it.
+
+```
+best/
+  README.md              model card: task, labels, base model, data, metrics, how to load (model/card.py)
+  unfreeze.json          labels, head config, tokenisation settings: what `predict` needs besides weights
+  head.safetensors       our head (ClassificationHead)
+  tokenizer files
+  config.json + model.safetensors   a head transformers computes exactly (token heads, `pooling: pooler`;
+                         see `_save_as_standard_classifier`): a plain AutoModelFor…Classification checkpoint
+  — or, for every other head (mean / cls pooling, hidden layers, `layer: k`, BiLSTM) —
+  encoder/               the encoder alone (config.json + model.safetensors): `AutoModel.from_pretrained(best,
+                         subfolder="encoder")`
+  config.json            no transformers class: its `model_type` names the head and says to load with unfreeze,
+                         so `AutoModelFor…Classification.from_pretrained(best)` raises instead of loading a
+                         randomly initialised classifier that predicts at chance
+  adapter/               LoRA runs only: the unmerged adapter + head + unfreeze.json, loadable on the pretrained base
+```
+Folders written before the `encoder/` sub-folder (the backbone's config.json + model.safetensors at the top) still
+load (`load_model` looks for `encoder/` first).
 """
 from __future__ import annotations
 
 import json
-
-
 import shutil
-
-
 from pathlib import Path
-
 
 import torch
 
-
 from unfreeze.errors import UnfreezeError
-
-from unfreeze.io import replace_dir
-
+from unfreeze.io import read_json, replace_dir
+from unfreeze.model.card import write_card
 
 MODEL_META = "unfreeze.json"
-
-
 HEAD_FILE = "head.safetensors"
+ENCODER_DIR = "encoder"
 
 
-def save_model(target: Path, run, model) -> None:
-    """Save backbone (safetensors), tokenizer, head and metadata. Where the head is one transformers expresses
-    (see `_save_as_standard_classifier`) the folder is also a plain `AutoModelForSequenceClassification` /
-    `AutoModelForTokenClassification` checkpoint; `config.json` always carries the run's id2label / label2id. A LoRA run also keeps its unmerged adapter in `adapter/`,
-    loadable by `unfreeze predict` on top of the pretrained backbone."""
+def save_model(target: Path, run, model, results: dict | None = None) -> None:
+    """Save a run's model (see the module docstring for the layout); `results` (the run's metrics) go into
+    the model card."""
+    meta = model_meta(run)
+    if results is not None:
+        meta["card"] = card_facts(run, results)
+    save_folder(target, model, run.tokenizer, meta)
+
+
+def save_folder(target: Path, model, tokenizer, meta: dict) -> None:
+    """Write `model` (an EncoderClassifier), its tokenizer and `meta` to `target`, atomically (a temp folder
+    renamed into place). A LoRA backbone also keeps its unmerged adapter in `adapter/`, loadable by
+    `unfreeze predict` on top of the pretrained backbone."""
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     backbone = model.backbone
-    meta = model_meta(run)
     if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model
         backbone.save_pretrained(tmp / "adapter", safe_serialization=True)  # adapter_config.json + adapter_model.safetensors (MBs, not GBs)
-        _save_head_and_meta(tmp / "adapter", run, model, {**meta, "adapter_of": run.config.model.name})
+        _save_head_and_meta(tmp / "adapter", model, tokenizer, {**meta, "adapter_of": meta["model"]["name"]})
         backbone = backbone.merge_and_unload()
-    if not _save_as_standard_classifier(tmp, run, model, backbone):
-        backbone.save_pretrained(tmp, safe_serialization=True)
-    _write_label_maps(tmp, run.label_names)
-    _save_head_and_meta(tmp, run, model, meta)
+    standard = _save_as_standard_classifier(tmp, model, meta, backbone)
+    if standard:
+        _write_label_maps(tmp, meta["labels"])
+    else:
+        backbone.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
+        _write_refusing_config(tmp, model, meta)
+    _save_head_and_meta(tmp, model, tokenizer, meta)
+    write_card(tmp / "README.md", meta, head_description(meta, getattr(model, "stop_at", None)), standard)
     replace_dir(tmp, target)
 
 
-def _save_head_and_meta(folder: Path, run, model, meta: dict) -> None:
+def _save_head_and_meta(folder: Path, model, tokenizer, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    run.tokenizer.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(folder / HEAD_FILE))
     (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -78,27 +99,49 @@ def model_meta(run) -> dict:
     }
 
 
-def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
+def card_facts(run, results: dict) -> dict:
+    """What the model card says about the data and the scores (kept in unfreeze.json, so a re-saved model keeps
+    its card): the data source, split sizes, the selection metric and the test set's scalar metrics."""
+    data = run.config.data
+    test = {k: v for k, v in results.get("test", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"data": data.dataset or data.path, "sizes": results.get("data", {}).get("sizes"),
+            "selection_metric": results.get("selection_metric"), "best_epoch": results.get("best_epoch"),
+            "freeze": run.config.freeze.model_dump(mode="json", exclude_defaults=True) or {"strategy": "all"},
+            "test": test}
+
+
+def head_description(meta: dict, stop_at: int | None) -> str:
+    """Our head in words: `mean pooling`, `cls pooling, hidden [16]`, `token head, stops at layer 1`."""
+    model = meta.get("model", {})
+    words = ["token head" if meta.get("task") == "token" else f"{model.get('pooling', 'mean')} pooling"]
+    if model.get("hidden"):
+        words.append(f"hidden {model['hidden']}")
+    if stop_at is not None:
+        words.append(f"stops at layer {stop_at}")
+    return ", ".join(words)
+
+
+def _save_as_standard_classifier(tmp: Path, model, meta: dict, backbone) -> bool:
     """Write `best/` as a plain transformers checkpoint when our head computes exactly what the transformers
     class does: a sequence task with `pooling: pooler` (the pooler, dropout, one linear layer =
     `AutoModelForSequenceClassification` of BERT-like families), or a token task (dropout + one linear layer
     per token state = `AutoModelForTokenClassification`), both without `hidden` layers. Families whose
     transformers classifier is not a single linear layer (RoBERTa/ELECTRA sequence heads: dense + tanh + linear)
-    keep the backbone-only folder."""
-    cfg = run.config.model
-    if cfg.hidden or not standard_class_name(run.config.task, cfg.pooling):
+    keep the encoder-only layout."""
+    name = standard_class_name(meta["task"], meta["model"].get("pooling", "mean"))
+    if meta["model"].get("hidden") or not name:
         return False
     if getattr(model, "stop_at", None) is not None:  # a stock classifier would run every layer
         return False
     import transformers
 
-    cls = getattr(transformers, standard_class_name(run.config.task, cfg.pooling))
+    labels = meta["labels"]
     config = backbone.config.__class__.from_dict(backbone.config.to_dict())
-    config.num_labels = len(run.label_names)
-    config.id2label = dict(enumerate(run.label_names))
-    config.label2id = {n: i for i, n in enumerate(run.label_names)}
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {n: i for i, n in enumerate(labels)}
     try:
-        clf = cls.from_config(config)
+        clf = getattr(transformers, name).from_config(config)
     except ValueError:
         return False
     if not isinstance(getattr(clf, "classifier", None), torch.nn.Linear):
@@ -107,7 +150,7 @@ def _save_as_standard_classifier(tmp: Path, run, model, backbone) -> bool:
     state = backbone.state_dict()
     unused = set(state) - set(base.state_dict())
     if any(not key.startswith("pooler.") for key in unused):
-        return False  # the class drops more than the pooler a token head never reads: keep the backbone folder
+        return False  # the class drops more than the pooler a token head never reads: keep the encoder layout
     base.load_state_dict({k: v for k, v in state.items() if k not in unused})
     linear = model.head.net[-1]
     with torch.no_grad():
@@ -124,9 +167,27 @@ def standard_class_name(task: str, pooling: str) -> str | None:
     return "AutoModelForSequenceClassification" if pooling == "pooler" else None
 
 
+def refusing_model_type(description: str) -> str:
+    """A `model_type` no transformers Auto class knows, worded so that transformers' own refusal ("has model
+    type `…` but Transformers does not recognize this architecture") says what the folder is and how to load it."""
+    return (f"unfreeze ({description}: not a transformers class; load the folder with unfreeze.load(path), "
+            f"or the encoder alone with AutoModel.from_pretrained(path, subfolder='{ENCODER_DIR}'))")
+
+
+def _write_refusing_config(folder: Path, model, meta: dict) -> None:
+    """The top-level config.json of the encoder layout: label maps for readers of the folder (the hub, a model
+    card), and a model_type that makes every transformers Auto class and `pipeline()` refuse the folder."""
+    labels = meta["labels"]
+    config = {"model_type": refusing_model_type(head_description(meta, getattr(model, "stop_at", None))),
+              "id2label": {str(i): name for i, name in enumerate(labels)},
+              "label2id": {name: i for i, name in enumerate(labels)},
+              "unfreeze": {"encoder": ENCODER_DIR, "head": HEAD_FILE, "meta": MODEL_META}}
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _write_label_maps(folder: Path, labels: list[str]) -> None:
-    """Put id2label / label2id into `config.json` whatever was saved, so any reader of the folder (transformers,
-    ONNX tooling, a model card) sees the run's label names rather than LABEL_0…"""
+    """Put id2label / label2id into `config.json`, so any reader of the folder (transformers, ONNX tooling, a
+    model card) sees the run's label names rather than LABEL_0…"""
     path = folder / "config.json"
     if not path.is_file():
         return
@@ -136,17 +197,8 @@ def _write_label_maps(folder: Path, labels: list[str]) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def load_model(best_dir: str | Path):
-    """(EncoderClassifier in eval mode, tokenizer, metadata) from a `best/` folder; nothing downloaded."""
-    from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
-
-    from unfreeze.model.backbone import discover_layout
-    from unfreeze.model.bilstm import is_bilstm_folder, load_bilstm
-    from unfreeze.config.schema import ModelConfig
-    from unfreeze.model.heads import EncoderClassifier
-
-    best = Path(best_dir)
+def read_meta(best: Path) -> dict:
+    """`unfreeze.json` of a saved model folder, checked for the keys every reader needs."""
     if not (best / MODEL_META).is_file():
         raise UnfreezeError(f"{best}: not a saved unfreeze model (no {MODEL_META}); pass a run's best/ folder")
     try:
@@ -156,20 +208,35 @@ def load_model(best_dir: str | Path):
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UnfreezeError(f"{best / MODEL_META}: malformed ({type(exc).__name__}: {exc}); it is written by a run — "
                             "re-run it or restore the file") from None
-    weights = [best / "model.safetensors", best / "adapter_model.safetensors"]
-    if not meta.get("adapter_of") and not any(w.is_file() for w in weights) and not list(best.glob("*.safetensors")):
+    return meta
+
+
+def load_model(best_dir: str | Path):
+    """(EncoderClassifier in eval mode, tokenizer, metadata) from a `best/` folder (either layout); nothing
+    downloaded. `UnfreezeModel.from_pretrained` wraps this."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from unfreeze.config.schema import ModelConfig
+    from unfreeze.model.backbone import discover_layout
+    from unfreeze.model.bilstm import is_bilstm_folder, load_bilstm
+    from unfreeze.model.heads import EncoderClassifier
+
+    best = Path(best_dir)
+    meta = read_meta(best)
+    encoder = best / ENCODER_DIR if (best / ENCODER_DIR).is_dir() else best  # older folders: the top level
+    if not meta.get("adapter_of") and not [p for p in encoder.glob("*.safetensors") if p.name != HEAD_FILE]:
         raise UnfreezeError(f"{best}: no model.safetensors (the weights); the folder is incomplete — re-run the run "
                             "or point at another best/ folder")
     if meta.get("adapter_of"):
         backbone = _load_adapter(best, meta)
-    elif is_bilstm_folder(best):  # AutoModel does not know the bilstm model type
-        backbone = load_bilstm(best)
+    elif is_bilstm_folder(encoder):  # AutoModel does not know the bilstm model type
+        backbone = load_bilstm(encoder)
     else:
-        backbone = AutoModel.from_pretrained(best, local_files_only=True, use_safetensors=True)
+        backbone = AutoModel.from_pretrained(encoder, local_files_only=True, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(best, local_files_only=True)
     model = EncoderClassifier(backbone, discover_layout(backbone), len(meta["labels"]),
-                              ModelConfig(**meta["model"]), meta["task"])
-    model.stop_at = meta.get("stop_at")  # freeze `layer: k`: stop where the run stopped
+                              ModelConfig(**meta["model"]), meta["task"], stop_at=meta.get("stop_at"))
     model.head.load_state_dict(load_file(str(best / HEAD_FILE)))
     model.eval()
     return model, tokenizer, meta
@@ -185,8 +252,31 @@ def _load_adapter(adapter_dir: Path, meta: dict):
                             "convert it with safetensors or retrain the run")
     from peft import PeftModel
 
-    from unfreeze.model.backbone import load_backbone
     from unfreeze.config.schema import ModelConfig
+    from unfreeze.model.backbone import load_backbone
 
     base, _ = load_backbone(ModelConfig(**meta["model"]))
     return PeftModel.from_pretrained(base, adapter_dir, use_safetensors=True).merge_and_unload()
+
+
+def resolve_model_dirs(target: str | Path, arm: str | None = None) -> list[Path]:
+    """`best/` folders behind a path: itself, RUN/best, or the fold/seed runs of one study arm."""
+    target = Path(target)
+    if (target / MODEL_META).is_file():
+        return [target]
+    if (target / "best" / MODEL_META).is_file():
+        return [target / "best"]
+    if (target / "study.json").is_file():
+        if arm is None:
+            raise UnfreezeError(f"{target} is a study folder: pass --arm NAME (arms: {_arms(target)})")
+        dirs = [p.parent / "best" for p in (target / "runs").glob("*/run.json")
+                if read_json(p)["arm"] == arm and (p.parent / "best" / MODEL_META).is_file()]
+        if not dirs:
+            raise UnfreezeError(f"{target}: no saved models for arm {arm!r} (arms: {_arms(target)}); "
+                                "runs save models unless train.save_model is false")
+        return sorted(dirs)
+    raise UnfreezeError(f"{target}: not a saved model, a run folder or a study folder")
+
+
+def _arms(study_dir: Path) -> list[str]:
+    return sorted({read_json(p)["arm"] for p in (study_dir / "runs").glob("*/run.json")})

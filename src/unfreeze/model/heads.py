@@ -41,10 +41,11 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class EncoderClassifier(nn.Module):
     """Backbone + head. `forward` accepts either token ids (full pass), cached hidden states entering layer
     `cached_from` (the frozen prefix computed once, see `training/cache.py`), or `cached_features`: the pooled
-    vectors the head reads, cached when nothing below the head trains."""
+    vectors the head reads, cached when nothing below the head trains. `stop_at`: the head reads the hidden states
+    entering that layer (freeze `layer: k`; a saved model records it); None = the encoder's output."""
 
     def __init__(self, backbone: nn.Module, layout: EncoderLayout, num_labels: int, cfg: ModelConfig,
-                 task: str = "sequence"):
+                 task: str = "sequence", stop_at: int | None = None):
         super().__init__()
         if cfg.pooling == "pooler" and task == "sequence" and layout.pooler is None:
             raise ConfigError(
@@ -57,7 +58,7 @@ class EncoderClassifier(nn.Module):
         self.pooling = cfg.pooling
         self.head = ClassificationHead(hidden_size(backbone), num_labels, cfg)
         #: the head reads the hidden states entering this layer (freeze `layer: k`); None = the encoder's output
-        self.stop_at: int | None = None
+        self.stop_at: int | None = stop_at
 
     def encode(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
         """Final token states (batch, tokens, hidden): the encoder's output, or the states entering layer

@@ -1,4 +1,5 @@
-"""Predict with a saved model (a run's `best/`, a run folder, or every fold model of a study arm).
+"""Prediction with saved models, the engine behind `UnfreezeModel` (model/unfreeze_model.py) and
+`unfreeze predict`: a member is one loaded (network, tokenizer, meta) triple; a study arm is several.
 
 The same tokenisation (`max_length` saved with the model), eval mode and `inference_mode` as at test time, so
 predicting a run's test texts reproduces its `predictions_test.csv`.
@@ -10,39 +11,72 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
-from unfreeze.data.sequence import read_table
 from unfreeze.data.encode import encode_texts, uses_token_types
+from unfreeze.data.sequence import read_table
 from unfreeze.errors import DataError, UnfreezeError
-from unfreeze.io import read_json, write_dataframe_csv
-from unfreeze.model.checkpoint import load_model
+from unfreeze.io import write_dataframe_csv
+from unfreeze.model.checkpoint import load_model, resolve_model_dirs
+from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
+
+__all__ = ["load_members", "member_logits", "predict_file", "predict_logits", "predict_members",
+           "prediction_frame", "resolve_model_dirs", "softmax"]
 
 
-def resolve_model_dirs(target: str | Path, arm: str | None = None) -> list[Path]:
-    """`best/` folders behind a path: itself, RUN/best, or the fold/seed runs of one study arm."""
-    target = Path(target)
-    if (target / "unfreeze.json").is_file():
-        return [target]
-    if (target / "best" / "unfreeze.json").is_file():
-        return [target / "best"]
-    if (target / "study.json").is_file():
-        if arm is None:
-            raise UnfreezeError(f"{target} is a study folder: pass --arm NAME (arms: {_arms(target)})")
-        dirs = [p.parent / "best" for p in (target / "runs").glob("*/run.json")
-                if read_json(p)["arm"] == arm and (p.parent / "best" / "unfreeze.json").is_file()]
-        if not dirs:
-            raise UnfreezeError(f"{target}: no saved models for arm {arm!r} (arms: {_arms(target)}); "
-                                "runs save models unless train.save_model is false")
-        return sorted(dirs)
-    raise UnfreezeError(f"{target}: not a saved model, a run folder or a study folder")
+def load_members(target: str | Path, arm: str | None = None) -> tuple[list[Path], list[tuple]]:
+    """The `best/` folders behind `target` and their loaded (network, tokenizer, meta) triples. Token models
+    are not averaged: an arm of several token models is refused."""
+    dirs = resolve_model_dirs(target, arm)
+    first = load_model(dirs[0])
+    if first[2]["task"] == "token" and len(dirs) > 1:
+        raise UnfreezeError(f"{target}: arm {arm!r} has {len(dirs)} token models; predict with one of them "
+                            f"(e.g. {dirs[0]}) — tags are not averaged across models")
+    return dirs, [first, *(load_model(d) for d in dirs[1:])]
 
 
-def _arms(study_dir: Path) -> list[str]:
-    return sorted({read_json(p)["arm"] for p in (study_dir / "runs").glob("*/run.json")})
+def predict_file(target: str | Path, input_path: str | Path, output_path: str | Path, arm: str | None = None,
+                 text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
+    """`unfreeze predict`: the model(s) behind `target` (see `resolve_model_dirs`) on `input_path`."""
+    return predict_members(load_members(target, arm)[1], input_path, output_path, text_column, submission)
+
+
+def predict_members(members: list[tuple], input_path: str | Path, output_path: str | Path,
+                    text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
+    """Write `id, pred, prob_<class>…` (or `id, label` with `submission`) for every row of `input_path`; a
+    token model tags a CoNLL / JSONL file instead (model/predict_tokens.py)."""
+    model, tokenizer, meta = members[0]
+    if meta["task"] == "token":
+        from unfreeze.model.predict_tokens import predict_token_file
+
+        return predict_token_file(model, tokenizer, meta, input_path, output_path)
+    frame = read_table(input_path)
+    if isinstance(frame, dict):
+        raise DataError(f"{input_path}: a DatasetDict folder; point at one split's file")
+    texts, pairs = _texts(frame, meta, text_column, input_path)
+    id_column = meta.get("id_column")
+    ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame else (
+        frame["id"].astype(str).tolist() if "id" in frame else [str(i) for i in range(len(frame))])
+    out = prediction_frame(ids, member_logits(members, texts, pairs), meta["labels"])
+    if submission:
+        out = out[["id", "pred"]].rename(columns={"pred": "label"})
+    write_dataframe_csv(output_path, out)
+    return out
+
+
+def member_logits(members: list[tuple], texts: list[str], pairs: list[str] | None = None,
+                  batch_size: int = 64) -> np.ndarray:
+    """(texts, labels) logits: one model's own (its softmax reproduces predictions_test.csv), or for an arm's
+    fold/seed models the log of their mean probabilities (probabilities, not logits, are averaged, as the CV
+    ensemble does)."""
+    logits = [predict_logits(*member, texts, pairs, batch_size) for member in members]
+    if len(logits) == 1:
+        return logits[0]
+    mean = np.mean([softmax(x.astype(np.float64)) for x in logits], axis=0)
+    return np.log(np.clip(mean, 1e-300, None))
 
 
 def predict_logits(model, tokenizer, meta: dict, texts: list[str], pairs: list[str] | None,
                    batch_size: int = 64) -> np.ndarray:
+    """(texts, labels) logits of one network, tokenised as at training time (the saved max_length)."""
     enc = encode_texts(tokenizer, texts, pairs, np.zeros(len(texts), dtype=int), meta["max_length"],
                        uses_token_types(model.backbone))
     out = np.zeros((len(texts), len(meta["labels"])), dtype=np.float32)
@@ -53,42 +87,6 @@ def predict_logits(model, tokenizer, meta: dict, texts: list[str], pairs: list[s
 
     run_inference(model, inference_batches(enc, batch_size, tokenizer.pad_token_id or 0),
                   lambda item: model(**encoder_inputs(item[1], device)), keep)
-    return out
-
-
-def predict_file(target: str | Path, input_path: str | Path, output_path: str | Path, arm: str | None = None,
-                 text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
-    """Write `id, pred, prob_<class>…` (or `id, label` with `submission`) for every row of `input_path`."""
-    dirs = resolve_model_dirs(target, arm)
-    first_model, first_tokenizer, first_meta = load_model(dirs[0])
-    if first_meta["task"] == "token":
-        from unfreeze.model.predict_tokens import predict_token_file
-
-        if len(dirs) > 1:
-            raise UnfreezeError(f"{target}: arm {arm!r} has {len(dirs)} token models; predict with one of them "
-                                f"(e.g. {dirs[0]}) — tags are not averaged across models")
-        return predict_token_file(first_model, first_tokenizer, first_meta, input_path, output_path)
-    frame = read_table(input_path)
-    if isinstance(frame, dict):
-        raise DataError(f"{input_path}: a DatasetDict folder; point at one split's file")
-    logits, labels = [], None
-    for model_dir in dirs:
-        model, tokenizer, meta = (first_model, first_tokenizer, first_meta) if model_dir == dirs[0] else \
-            load_model(model_dir)
-        texts, pairs = _texts(frame, meta, text_column, input_path)
-        logits.append(predict_logits(model, tokenizer, meta, texts, pairs))
-        labels = meta["labels"]
-        id_column = meta.get("id_column")
-    ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame else (
-        frame["id"].astype(str).tolist() if "id" in frame else [str(i) for i in range(len(frame))])
-    if len(logits) == 1:  # the run's own softmax of the same logits: reproduces predictions_test.csv
-        out = prediction_frame(ids, logits[0], labels)
-    else:  # an arm's fold/seed models: average probabilities (not logits), as the CV ensemble does
-        mean = np.mean([softmax(x.astype(np.float64)) for x in logits], axis=0)
-        out = prediction_frame(ids, np.log(np.clip(mean, 1e-300, None)), labels)
-    if submission:
-        out = out[["id", "pred"]].rename(columns={"pred": "label"})
-    write_dataframe_csv(output_path, out)
     return out
 
 
@@ -112,7 +110,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
-
 
 
 def prediction_frame(ids, logits: np.ndarray, label_names: list[str]) -> pd.DataFrame:

@@ -131,7 +131,7 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
         for split, split_logits in logits.items():
             write_predictions(stage, run, split, split_logits)
         if run.config.train.save_model:
-            save_model(stage / "best", run, model)  # transformers / safetensors write these files themselves
+            save_model(stage / "best", run, model, results)  # transformers / safetensors write these files themselves
         write_json(stage / DONE_FILE, results)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)  # half a run is never counted; the previous `out` is untouched
