@@ -292,7 +292,7 @@ def test_unusable_out_is_refused_before_training(tiny_bert, sentiment_csv, tmp_p
     result = CliRunner().invoke(app, ["train", str(cfg), "--out", out])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and calls == []
-    assert ("is a file" in result.output) if where == "file" else ("not empty" in result.output)
+    assert ("is a file" in result.output) if where == "file" else ("current folder" in result.output)
 
 
 def test_predict_on_a_broken_saved_model_is_one_line_rc_2(tmp_path):

@@ -15,14 +15,21 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from unfreeze.errors import UnfreezeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tuning studies of pretrained transformer encoders.")
-console = Console()
-err_console = Console(stderr=True)
+# markup=False: arm, label, study and file names are user strings ("[/oops]" would be a rich MarkupError, "[trial 3]"
+# would vanish); the few styled prefixes below ask for markup explicitly and escape what they wrap.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def print_error(line: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(str(line))}", markup=True, highlight=False, soft_wrap=True)
 
 # Exit codes (README "Exit codes"): 0 everything finished, 2 bad input (one line on stderr), 3 a study finished
 # but some runs failed (summary printed, failures.json), 130 interrupted (finished runs kept, rerun resumes).
@@ -79,7 +86,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UnfreezeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -148,8 +155,11 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
 
 @app.command()
 @user_errors
-def export(model: Path = typer.Argument(..., help="A run's best/ folder or a run folder."),
-           output: Path = typer.Option(..., "-o", "--output", help="Folder to write."),
+def export(model: Path = typer.Argument(..., help="A run's best/ folder, a run folder, or a study folder (+ --arm)."),
+           output: Path = typer.Option(..., "-o", "--output", help="Folder to write (a new one, or an earlier "
+                                       "export with --overwrite)."),
+           arm: Optional[str] = typer.Option(None, "--arm", help="Study arm (a study folder): its one saved model."),
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at -o."),
            format: str = typer.Option("onnx", "--format", help="onnx (every transformer head) or transformers "
                                       "(token heads; pooling: pooler with no hidden layers)."),
            opset: int = typer.Option(17, "--opset", help="ONNX opset version.")):
@@ -157,7 +167,7 @@ def export(model: Path = typer.Argument(..., help="A run's best/ folder or a run
     _setup()
     from unfreeze.model.export import export_model
 
-    out = export_model(model, output, format, opset)
+    out = export_model(model, output, format, opset, arm=arm, overwrite=overwrite)
     console.print(f"exported {format} model to {out}")
 
 
@@ -260,12 +270,15 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     epochs, seeds within the budget), prints the plan and what it traded away, writes it to OUT/study.yaml and
     runs it (--dry-run: plan and write only)."""
     _setup()
+    from unfreeze.io.paths import check_out_folder
+
     if data is not None or budget is not None:
         if config is not None or data is None or budget is None:
             raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
         from unfreeze.study.oneline import plan_from_data, print_one_line_plan
 
         out = out or Path("studies") / data.stem
+        check_out_folder(out, "--out", "study")
         plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem)
         print_one_line_plan(plan, budget, console)
         import yaml
@@ -288,8 +301,9 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     from unfreeze.tracking.runs import check_backend_names
 
     check_backend_names(track)
-    cfg = load_study_config(config, overrides)
     out = out or Path("studies") / config.stem
+    check_out_folder(out, "--out", "study")
+    cfg = load_study_config(config, overrides)
     if dry_run and cfg.search is not None:
         from unfreeze.study.search import plan_search
 
@@ -364,7 +378,7 @@ def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
 
         errors = problems(cfg, str(config))
     for line in errors:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        print_error(line)
     if errors:
         err_console.print(f"{config}: {len(errors)} problem(s) in this {kind} file", highlight=False)
         raise typer.Exit(2)

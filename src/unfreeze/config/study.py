@@ -3,6 +3,7 @@ racing, an Optuna search, the executor and its Ray resources, tracking."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -169,6 +170,17 @@ class StudyConfig(StrictModel):
             if not values:
                 raise ValueError(f"grid.{key} is an empty list")
         return grid
+
+    @field_validator("arms")
+    @classmethod
+    def _printable_arm_names(cls, arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Control characters (newline, tab, NUL) in an arm name break the report's tables: refused, naming it."""
+        for name in arms:
+            bad = [c for c in str(name) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+            if bad:
+                raise ValueError(f"arm {name!r} contains the control character {bad[0]!r}; an arm name must be one "
+                                 "line of printable text: rename it")
+        return arms
 
     @field_validator("seeds")
     @classmethod

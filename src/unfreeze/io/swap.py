@@ -173,6 +173,25 @@ def recover(final_dir: str | Path) -> str | None:
         return _recover_locked(area, final_dir)
 
 
+def readable(final_dir: str | Path) -> Path:
+    """Where a reader finds the complete `final_dir`: after a kill mid-swap, `recover` it first (so `predict` and
+    `export` never say "not a saved model" between the two renames); where the reader cannot write there
+    (read-only copy), the complete new folder the journal names instead. No journal: `final_dir` itself."""
+    final_dir = Path(final_dir)
+    journal = journal_path(final_dir)
+    if not journal.is_file():
+        return final_dir
+    try:
+        recover(final_dir)
+        return final_dir
+    except (OSError, UnfreezeError):
+        try:
+            incoming = journal.parent / json.loads(journal.read_text(encoding="utf-8"))["incoming"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return final_dir
+        return incoming if incoming.is_dir() else final_dir
+
+
 def recover_all(parent: str | Path) -> dict[str, str]:
     """Run `recover` for every interrupted swap inside `parent` (e.g. a study's ``runs/``); {name: action}."""
     area = Path(parent) / SWAP_AREA

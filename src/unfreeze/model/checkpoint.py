@@ -261,12 +261,17 @@ def _load_adapter(adapter_dir: Path, meta: dict):
 
 def resolve_model_dirs(target: str | Path, arm: str | None = None) -> list[Path]:
     """`best/` folders behind a path: itself, RUN/best, or the fold/seed runs of one study arm."""
-    target = Path(target)
+    target = _readable(Path(target))
     if (target / MODEL_META).is_file():
         return [target]
     if (target / "best" / MODEL_META).is_file():
         return [target / "best"]
+    if (target / "metrics.json").is_file() and not (target / "best").exists():
+        raise UnfreezeError(f"{target}: this run saved no model (train.save_model: false); train it again with "
+                            f"a model, e.g. `unfreeze train {target / 'config.yaml'} --set train.save_model=true "
+                            "--out NEW_FOLDER`")
     if (target / "study.json").is_file():
+        recover_all_quietly(target / "runs")
         if arm is None:
             raise UnfreezeError(f"{target} is a study folder: pass --arm NAME (arms: {_arms(target)})")
         dirs = [p.parent / "best" for p in (target / "runs").glob("*/run.json")
@@ -276,6 +281,24 @@ def resolve_model_dirs(target: str | Path, arm: str | None = None) -> list[Path]
                                 "runs save models unless train.save_model is false")
         return sorted(dirs)
     raise UnfreezeError(f"{target}: not a saved model, a run folder or a study folder")
+
+
+def _readable(target: Path) -> Path:
+    """Finish (or read around) a run-folder swap a killed process left half done (`io.swap.readable`)."""
+    from unfreeze.io.swap import readable
+
+    if target.name == "best":
+        return readable(target.parent) / "best"
+    return readable(target)
+
+
+def recover_all_quietly(runs: Path) -> None:
+    from unfreeze.io.swap import recover_all
+
+    try:
+        recover_all(runs)
+    except (OSError, UnfreezeError):
+        pass  # a read-only study: the runs left mid-swap are skipped, the others are read
 
 
 def _arms(study_dir: Path) -> list[str]:

@@ -11,7 +11,9 @@ Our head (cls / mean / pooler pooling, optional dense stack) is not always a tra
 """
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,25 +21,36 @@ import torch
 
 from unfreeze.errors import UnfreezeError
 from unfreeze.io import replace_dir
+from unfreeze.io.atomic import temp_name
+from unfreeze.io.lock import stale_temp_cleanup
+from unfreeze.io.paths import EXPORT_MARKER, check_out_folder, check_out_location
 
-EXPORT_META = "unfreeze_export.json"
+EXPORT_META = EXPORT_MARKER  # "unfreeze_export.json": also how a later export recognises a folder it may replace
 FORMATS = ("onnx", "transformers")
 
 
-def export_model(target: str | Path, out_dir: str | Path, fmt: str = "onnx", opset: int = 17) -> Path:
-    """Export the model behind `target` (a `best/` folder or a run folder) to `out_dir`; returns `out_dir`."""
-    from unfreeze.model.predict import resolve_model_dirs
+def export_model(target: str | Path, out_dir: str | Path, fmt: str = "onnx", opset: int = 17, *,
+                 arm: str | None = None, overwrite: bool = False) -> Path:
+    """Export the model behind `target` (a `best/` folder, a run folder, or a study folder with `arm`) to `out_dir`;
+    returns `out_dir`.
+
+    `out_dir` is checked before any work (`io.paths.check_out_folder`): never the current folder, a parent of it,
+    the home folder, a file, a run or saved-model folder (or a folder inside one), nor the model's own folder; an
+    existing non-empty `out_dir` only when it is an earlier export and `overwrite` is given. The export is staged in
+    a hidden sibling `.NAME.<pid>.<hex>.tmp` (a name only this process uses) and swapped in whole."""
+    from unfreeze.model.checkpoint import resolve_model_dirs
 
     if fmt not in FORMATS:
         raise UnfreezeError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    dirs = resolve_model_dirs(target)
+    dirs = resolve_model_dirs(target, arm)
     if len(dirs) != 1:
-        raise UnfreezeError(f"{target}: export one model (a run's best/ folder), not {len(dirs)}")
+        raise UnfreezeError(f"{target}: export one model (a run's best/ folder, e.g. {dirs[0]}), not the "
+                            f"{len(dirs)} of arm {arm!r}")
     best = dirs[0]
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _check_finished(best)
+    out = _check_export_target(out_dir, best, overwrite)
+    stale_temp_cleanup(out.parent, pattern=f".{glob.escape(out.name[:150])}.*.tmp")  # killed exports' staging
+    tmp = out.parent / temp_name(out.name)
     tmp.mkdir(parents=True)
     try:
         (_export_transformers if fmt == "transformers" else _export_onnx)(best, tmp, opset)
@@ -46,6 +59,38 @@ def export_model(target: str | Path, out_dir: str | Path, fmt: str = "onnx", ops
         raise
     replace_dir(tmp, out)
     return out
+
+
+def _check_finished(best: Path) -> None:
+    """A run's `best/` is exported only from a finished run (its metrics.json): a run folder without one was cut
+    short or damaged, and its weights are not the ones its results describe."""
+    run = best.parent
+    if best.name == "best" and (run / "config.yaml").is_file() and not (run / "metrics.json").is_file():
+        raise UnfreezeError(f"{run}: unfinished run (no metrics.json); export a finished run, or rerun it with "
+                            f"`unfreeze train {run / 'config.yaml'} --out {run} --overwrite`")
+
+
+def _is_model_or_run(folder: Path) -> bool:
+    """A saved model (unfreeze.json), or a run folder: run.json / pruned.json, or config.yaml beside metrics.json
+    or best/."""
+    if (folder / "unfreeze.json").is_file() or (folder / "run.json").is_file() or (folder / "pruned.json").is_file():
+        return True
+    return (folder / "config.yaml").is_file() and ((folder / "metrics.json").is_file() or (folder / "best").is_dir())
+
+
+def _check_export_target(out_dir: str | Path, best: Path, overwrite: bool) -> Path:
+    out = check_out_location(out_dir, "-o")
+    source = best.parent if best.name == "best" else best
+    for form in {out, Path(os.path.realpath(out))}:
+        for src in {source.absolute(), Path(os.path.realpath(source))}:
+            if form == src or src in form.parents or form in src.parents:
+                raise UnfreezeError(f"-o {out}: overlaps the model's own folder {source}; export to a folder "
+                                    "outside it, e.g. -o exported/my-model")
+        inside = next((p for p in [form, *form.parents] if p.is_dir() and _is_model_or_run(p)), None)
+        if inside is not None:
+            raise UnfreezeError(f"-o {out}: {inside} is a run or saved-model folder, which export never writes into "
+                                "or replaces; choose a folder outside it, e.g. -o exported/my-model")
+    return check_out_folder(out, "-o", "export", overwrite)
 
 
 def transformers_class(best: Path) -> str | None:
@@ -69,6 +114,9 @@ def _export_transformers(best: Path, tmp: Path, opset: int) -> None:
     for path in best.iterdir():
         if path.is_file() and path.name not in ("head.safetensors", "unfreeze.json"):
             shutil.copy2(path, tmp / path.name)
+    info = {"format": "transformers", "class": transformers_class(best), "task": meta.get("task"),
+            "labels": meta.get("labels"), "source_model": meta.get("source_model")}
+    (tmp / EXPORT_META).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
 def _export_onnx(best: Path, tmp: Path, opset: int) -> None:

@@ -2,11 +2,11 @@
 
 With `cv: {folds: k}`, each (arm, seed) trains k models; each model's validation fold is out-of-fold, so pooling
 the k validation predictions gives one honest estimate over the whole training pool, and averaging the k models'
-test probabilities gives the usual competition-style ensemble. Written to `STUDY/ensembles/<arm>-s<seed>/`.
+test probabilities gives the usual competition-style ensemble. Written to `STUDY/ensembles/<arm>-s<seed>/` (made one safe
+file name by `ensemble_folder`).
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,13 +14,10 @@ import numpy as np
 import pandas as pd
 
 from unfreeze.io import write_dataframe_csv, write_json
+from unfreeze.io.paths import path_component
 from unfreeze.metrics.classification import classification_metrics
 
 PROB_PREFIX = "prob_"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "arm"
 
 
 def write_cv_ensembles(study_dir: Path, jobs, pool) -> None:
@@ -34,8 +31,14 @@ def write_cv_ensembles(study_dir: Path, jobs, pool) -> None:
             continue  # some folds failed or are missing: no ensemble for this arm/seed
         config = members[0].config
         labels = pool.get(config).label_names
-        target = study_dir / "ensembles" / f"{slug(arm)}-s{seed}"
+        target = study_dir / "ensembles" / ensemble_folder(arm, seed)
         write_ensemble(target, run_dirs, labels, config.data.positive_label, arm, seed)
+
+
+def ensemble_folder(arm: str, seed: int) -> str:
+    """`<arm>-s<seed>` made one safe component as a whole: readable for plain names (`all-s0`), and two different
+    (arm, seed) pairs never share a folder (`Fast`/`fast`, `a/b`/`a_b`, NFC/NFD, case-insensitive disks)."""
+    return path_component(f"{arm}-s{seed}")
 
 
 def write_ensemble(target: Path, run_dirs: list[Path], labels: list[str], positive_label, arm: str, seed: int):

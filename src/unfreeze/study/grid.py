@@ -11,6 +11,8 @@ import json
 
 import logging
 
+import unicodedata
+
 
 
 from dataclasses import dataclass
@@ -98,8 +100,72 @@ def arm_overrides(study: StudyConfig) -> list[tuple[str, dict[str, Any]]]:
             if name is not None:
                 label = name if not combo else f"{name} · {label}"
             arms.append((label, overrides))
-    return arms
+    return unique_arm_names(arms)
 
+
+
+def unique_arm_names(arms: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One display name per distinct config: arms whose readable names collide (`model.name: [A/best, B/best]`
+    both read `model=best`) get what tells them apart appended (`model=best (A/best)`), and where even that
+    collides, a short hash of their overrides (`#1a2b3c4d`). The report groups runs by arm name, so two configs
+    under one name would be pooled as if they were seeds. Arm names with control characters are refused."""
+    for name, _ in arms:
+        check_arm_name(name)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name, overrides in arms:
+        groups.setdefault(name, []).append(overrides)
+    named = []
+    for name, overrides in arms:
+        group = groups[name]
+        extra = _difference(overrides, group) if len(group) > 1 else ""
+        named.append((f"{name} ({extra})" if extra else name, overrides))
+    counts: dict[str, set[str]] = {}
+    for name, overrides in named:
+        counts.setdefault(name, set()).add(overrides_hash(overrides))
+    return [(f"{name} #{overrides_hash(overrides)}" if len(counts[name]) > 1 else name, overrides)
+            for name, overrides in named]
+
+
+def overrides_hash(overrides: dict[str, Any]) -> str:
+    """8 hex digits identifying an arm's overrides (its config apart from the seed and fold)."""
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def check_arm_name(name: str) -> None:
+    """Refuse control characters (newline, tab, NUL…) and line separators in an arm name: they break the report's
+    tables and the one-line progress output, and no display needs them."""
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    if bad:
+        raise ConfigError(f"study arm {name!r}: contains the control character {bad[0]!r}; arm names (named arms and "
+                          "grid values) must be one line of printable text: rename it")
+
+
+def _difference(overrides: dict[str, Any], group: list[dict[str, Any]]) -> str:
+    """What tells `overrides` apart from the other arms of `group` (same display name), readably: for paths (a
+    model folder) the shortest trailing part that differs, else the value as written."""
+    parts = []
+    for key in sorted({k for other in group for k in other}):
+        values = [other.get(key) for other in group]
+        if all(json.dumps(v, sort_keys=True, default=str) == json.dumps(values[0], sort_keys=True, default=str)
+               for v in values):
+            continue
+        value = overrides.get(key)
+        if isinstance(value, str) and "/" in value:
+            parts.append(_path_suffix(value, [v for v in values if isinstance(v, str)]))
+        else:
+            parts.append(f"{key}={json.dumps(value, sort_keys=True, default=str)}")
+    return ", ".join(parts)
+
+
+def _path_suffix(value: str, values: list[str]) -> str:
+    """The shortest trailing run of `value`'s path parts that no other of `values` ends with."""
+    split = [Path(v).parts for v in values]
+    mine = Path(value).parts
+    for k in range(1, len(mine) + 1):
+        tail = mine[-k:]
+        if sum(1 for other in split if other[-k:] == tail) == 1:
+            return "/".join(tail)
+    return value
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:

@@ -24,7 +24,7 @@ from unfreeze.model.bilstm import model_family
 from unfreeze.io import read_json, write_dataframe_csv
 
 from unfreeze.metrics.classification import scalar_metrics
-from unfreeze.study.grid import PlannedRun, display_value
+from unfreeze.study.grid import PlannedRun, display_value, overrides_hash
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None)
         info_path = run_dir / "run.json"
         if not info_path.exists():
             continue
-        rows.append(result_row(run_dir, read_json(info_path), read_json(metrics_path), meta.get("grid_keys", [])))
+        info = read_json(info_path)
+        rows.append(result_row(run_dir, info, read_json(metrics_path), meta.get("grid_keys", [])))
+        rows[-1]["_config"] = overrides_hash(info.get("overrides", {}))
     if meta.get("search"):  # a search: pruned trials are rows too, labelled, with no test metrics
         for row in rows:
             row["status"] = "complete"
@@ -52,12 +54,28 @@ def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None)
             if (pruned_path.parent / "metrics.json").exists() or (wanted is not None
                                                                   and pruned_path.parent.name not in wanted):
                 continue
-            rows.append(pruned_row(pruned_path.parent, read_json(pruned_path), meta.get("grid_keys", [])))
-    frame = pd.DataFrame(rows)
+            pruned = read_json(pruned_path)
+            rows.append(pruned_row(pruned_path.parent, pruned, meta.get("grid_keys", [])))
+            rows[-1]["_config"] = overrides_hash(pruned["info"].get("overrides", {}))
+    frame = pd.DataFrame(one_config_per_arm(rows))
     if not frame.empty:
         write_dataframe_csv(study_dir / "results.csv", frame)
     return frame
 
+
+
+def one_config_per_arm(rows: list[dict]) -> list[dict]:
+    """Rows keyed by config, not by display name: where one arm name covers runs of different overrides (a study
+    folder written before arm names were made unique, e.g. two `model=best` of different model folders), each
+    config's rows get the name plus its overrides' hash, so the report never pools two configs as seeds."""
+    configs: dict[str, set[str]] = {}
+    for row in rows:
+        configs.setdefault(row["arm"], set()).add(row["_config"])
+    for row in rows:
+        key = row.pop("_config")
+        if len(configs[row["arm"]]) > 1:
+            row["arm"] = f"{row['arm']} #{key}"
+    return rows
 
 
 def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -> dict:

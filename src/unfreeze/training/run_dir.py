@@ -39,11 +39,11 @@ from unfreeze import __version__
 from unfreeze.io.atomic import disk_full_error, is_disk_full
 from unfreeze.config.load import run_config_dict
 
-from unfreeze.errors import UnfreezeError
 
 from unfreeze.io import recover_dir, write_dataframe_csv, write_json, write_yaml
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.lock import stale_temp_cleanup
+from unfreeze.io.paths import check_out_folder
 from unfreeze.io.swap import swap_dir
 from unfreeze.model.checkpoint import save_model
 from unfreeze.model.predict import prediction_frame
@@ -55,22 +55,11 @@ DONE_FILE = "metrics.json"
 
 
 def check_run_dir(out_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing non-empty run folder unless `overwrite`; deletes nothing (see `write_run`). First finishes
-    a swap of `out_dir` that a killed process left half done, so the folder looked at is the old or the new run."""
-    out = Path(out_dir).absolute()
-    if out.name in ("", ".", "..") or out == Path(out.anchor):
-        raise UnfreezeError(f"--out {str(out_dir)!r}: a run needs a folder of its own (it is written beside it and "
-                            "renamed into place); give a new folder name, e.g. --out runs/my-run")
-    if out.exists() and not out.is_dir():
-        raise UnfreezeError(f"--out {out}: exists and is a file, not a folder; choose another --out")
-    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UnfreezeError(f"--out {out}: {parent} is not a writable folder; choose an --out you can write to "
-                            "(checked before training, so no work is lost)")
-    recover_dir(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UnfreezeError(f"{out}: run folder exists and is not empty; pass --overwrite or choose another --out")
-    return out
+    """Refuse an unusable `--out` (`io.paths.check_out_folder`: never the current folder or a parent of it, the home
+    folder, the root, a file, or a folder holding anything that is not a run) and an existing run unless
+    `overwrite`; deletes nothing (see `write_run`). First finishes a swap of `out_dir` that a killed process left
+    half done, so the folder looked at is the old or the new run."""
+    return check_out_folder(out_dir, "--out", "run", overwrite, before_contents=recover_dir)
 
 
 

@@ -1,0 +1,141 @@
+"""Where unfreeze may write, and file names made from user strings.
+
+Two promises, each kept in one place:
+
+* `check_out_folder` — an output folder (`train --out`, `study --out`, `export -o`) is never the current folder, one of
+  its parents, the home folder or the file system root, never a file, and never a folder holding anything unfreeze
+  did not write there (a run folder for `train`, a study folder for `study`, an earlier export for `export`).
+  `--overwrite` replaces only such a folder of our own; it never turns a user's folder into a run. Checked before any
+  work, as one line (`UnfreezeError`, rc 2).
+* `path_component` — a user string (an arm, a study or a label name) becomes one file name that cannot escape its
+  folder (no `/`, `..`, NUL, control characters; ASCII only, so unicode normalisation cannot merge two names) and
+  never collides with the component of another string, on case-insensitive file systems too.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from unfreeze.errors import UnfreezeError
+
+_PLAIN = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+_HASHED_TAIL = re.compile(r"-[0-9a-f]{10}$")
+# Names some systems refuse or treat specially whatever their case or extension (Windows devices).
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+COMPONENT_LIMIT = 80
+
+# What identifies a folder unfreeze wrote (see training/run_dir.py, study/bookkeeping.py, model/export.py).
+RUN_MARKERS = ("metrics.json", "pruned.json", "run.json")
+RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned.json", "best"}
+STUDY_MARKER = "study.json"
+STUDY_BEFORE_MARKER = {".lock", "study.yaml"}  # what a study folder holds before its study.json is written
+EXPORT_MARKER = "unfreeze_export.json"
+
+
+def path_component(name: str, limit: int = COMPONENT_LIMIT) -> str:
+    """One safe, collision-free file name for the user string `name`.
+
+    A name that is already a plain lower-case slug (letters a-z, digits, single `-`/`_` between them) is used as is,
+    so `all`, `top-2` and `head` keep their readable folders. Any other name becomes its slug plus `-` and 10 hex
+    digits of the sha1 of the exact name (`Fast` → `fast-<hash>`), so two different names (case, unicode
+    normalisation, `a/b` vs `a_b`) never share a component. Plain names never end like a hashed one (`-` + 10 hex
+    digits), so the two kinds cannot meet either; the result is at most `limit` characters (≥ 24)."""
+    text = str(name)
+    if (_PLAIN.fullmatch(text) and len(text) <= limit and not _HASHED_TAIL.search(text)
+            and text.split(".")[0] not in _RESERVED):
+        return text
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[: max(limit - 11, 1)].strip("-") or "x"
+    return f"{slug}-{digest}"
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _forms(path: Path) -> set[Path]:
+    """The path as given (made absolute, `..` folded) and with symlinks resolved."""
+    return {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
+
+
+def check_out_location(out: str | Path, flag: str = "--out", writes_into: bool = False) -> Path:
+    """Refuse an output location unfreeze must never replace or fill (see the module docstring); returns it
+    absolute. `writes_into`: the command writes inside the folder itself (a study), so the folder must be writable;
+    otherwise the folder is staged beside it and renamed into place, so its parent must be."""
+    given = str(out)
+    path = Path(os.path.abspath(out))
+    cwd, home = _forms(Path.cwd()), _forms(Path.home())
+    for form in _forms(path):
+        if form == Path(form.anchor):
+            raise UnfreezeError(f"{flag} {given!r} is the file system root; give a folder of its own, e.g. "
+                                f"{flag} {_example(flag)}")
+        if form in home:
+            raise UnfreezeError(f"{flag} {given!r} is your home folder; give a folder of its own, e.g. "
+                                f"{flag} {_example(flag)}")
+        if any(_is_within(c, form) for c in cwd):
+            raise UnfreezeError(f"{flag} {given!r} is the current folder or one of its parents, which unfreeze "
+                                f"never fills or replaces; give a folder of its own, e.g. {flag} {_example(flag)}")
+    if path.exists() and not path.is_dir():
+        raise UnfreezeError(f"{flag} {path}: exists and is a file, not a folder; choose another {flag}")
+    existing = next(p for p in [path, *path.parents] if os.path.lexists(p))
+    writable_needed = existing if (writes_into or existing != path) else existing.parent
+    if not writable_needed.is_dir():
+        raise UnfreezeError(f"{flag} {path}: {writable_needed} is a file, not a folder; choose another {flag}")
+    if not os.access(writable_needed, os.W_OK | os.X_OK):
+        raise UnfreezeError(f"{flag} {path}: {writable_needed} is not a writable folder; choose a {flag} you can "
+                            "write to (checked before any work, so nothing is lost)")
+    return path
+
+
+def _example(flag: str) -> str:
+    return {"--out": "runs/my-run", "-o": "exported/my-model"}.get(flag, "my-folder")
+
+
+def _run_entry(name: str) -> bool:
+    return name in RUN_ENTRIES or name.startswith(("predictions_", "."))
+
+
+def foreign_entry(folder: Path, kind: str) -> str | None:
+    """The first entry of the existing non-empty `folder` that shows it is not a `kind` folder unfreeze wrote
+    ("run", "study" or "export"), or None when it is one of ours."""
+    names = sorted(os.listdir(folder))
+    if kind == "run":
+        if folder.parent.name == "runs" and (folder.parent.parent / STUDY_MARKER).is_file():
+            return None  # a study's runs/<config hash>: the study named it, whatever a crash left in it
+        if not any(n in names for n in RUN_MARKERS):
+            return names[0]
+        return next((n for n in names if not _run_entry(n)), None)
+    if kind == "study":
+        if STUDY_MARKER in names:
+            return None
+        return next((n for n in names if n not in STUDY_BEFORE_MARKER), None)
+    if kind == "export":
+        return None if EXPORT_MARKER in names else names[0]
+    raise ValueError(kind)
+
+
+_EXISTS = {"run": "run folder", "study": "study folder", "export": "an earlier export"}
+_WHAT = {"run": "a run folder", "study": "a study folder", "export": "a folder `unfreeze export` wrote"}
+
+
+def check_out_folder(out: str | Path, flag: str, kind: str, overwrite: bool | None = None,
+                     before_contents: Callable[[Path], object] | None = None) -> Path:
+    """The one check of an output folder, before any work: `check_out_location`, then (after `before_contents`,
+    e.g. finishing an interrupted swap) its contents: a non-empty folder must be one of ours of this `kind`, and,
+    where `overwrite` is not None, `overwrite` must be given to replace it. Returns the absolute path."""
+    path = check_out_location(out, flag, writes_into=kind == "study")
+    if before_contents is not None:
+        before_contents(path)
+    if not path.is_dir() or not any(path.iterdir()):
+        return path
+    foreign = foreign_entry(path, kind)
+    if foreign is not None:
+        raise UnfreezeError(f"{flag} {path}: holds {foreign!r}, so it is not {_WHAT[kind]}; unfreeze only fills or "
+                            f"replaces a folder it wrote itself (--overwrite too): choose a new {flag}")
+    if overwrite is False:
+        raise UnfreezeError(f"{path}: {_EXISTS[kind]} exists and is not empty; pass --overwrite or choose "
+                            f"another {flag}")
+    return path

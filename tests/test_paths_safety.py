@@ -1,0 +1,381 @@
+"""Issue #26, paths and names: export and `--out` never replace or fill what unfreeze did not write, two configs
+never share an arm, a name never becomes a colliding or escaping path, and user strings print as they are."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from io_helpers import child_env
+from tiny import run_config, synthetic_frame
+from unfreeze.cli import app
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_bert):
+    """One finished tiny run with a saved model; tests that change it work on a copy (`run_copy`)."""
+    from unfreeze.config.schema import RunConfig
+    from unfreeze.training.run import train
+
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "data.csv"
+    synthetic_frame(120, seed=0).to_csv(data, index=False)
+    out = root / "run"
+    train(RunConfig.model_validate(run_config(tiny_bert, data, train={"epochs": 1, "threads": 1})), out,
+          progress=False)
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    target = tmp_path / "runs" / "mine"
+    shutil.copytree(trained_run, target)
+    return target
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result, result.output
+
+
+def one_line_rc_2(result, output, *needles):
+    assert result.exit_code == 2, output
+    assert "Traceback" not in output and output.count("error:") == 1, output
+    for needle in needles:
+        assert needle in output, output
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only tmpfs (root bypasses permission bits, not a read-only mount); skips where mounting is refused."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# 1. export never replaces what it did not write
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_export_refuses_an_unrelated_folder_even_with_overwrite(trained_run, tmp_path, overwrite):
+    target = tmp_path / "project"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    result, out = invoke("export", trained_run, "-o", target, *(["--overwrite"] if overwrite else []))
+    one_line_rc_2(result, out, "notes.txt")
+    assert listing(target) == ["notes.txt"] and (target / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["run", "best", "inside", "parent"])
+def test_export_never_writes_onto_or_into_the_run(run_copy, where):
+    before = listing(run_copy)
+    target = {"run": run_copy, "best": run_copy / "best", "inside": run_copy / "onnx", "parent": run_copy.parent}[where]
+    result, out = invoke("export", run_copy, "-o", target, "--overwrite")
+    one_line_rc_2(result, out)
+    assert listing(run_copy) == before and (run_copy / "metrics.json").is_file()
+
+
+def test_export_onto_a_file_is_refused_and_the_file_kept(trained_run, tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_text("a file")
+    result, out = invoke("export", trained_run, "-o", target, "--overwrite")
+    one_line_rc_2(result, out, "is a file")
+    assert target.read_text() == "a file"
+
+
+def test_export_leaves_a_sibling_tmp_folder_it_did_not_create(trained_run, tmp_path):
+    (tmp_path / "exported.tmp").mkdir()
+    (tmp_path / "exported.tmp" / "keep.txt").write_text("mine")
+    result, out = invoke("export", trained_run, "-o", tmp_path / "exported")
+    assert result.exit_code == 0, out
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+    assert (tmp_path / "exported.tmp" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "exported.tmp"]  # no staging left behind
+
+
+def test_export_replaces_an_earlier_export_only_with_overwrite(trained_run, tmp_path):
+    target = tmp_path / "exported"
+    assert invoke("export", trained_run, "-o", target)[0].exit_code == 0
+    one_line_rc_2(*invoke("export", trained_run, "-o", target), "--overwrite")
+    result, out = invoke("export", trained_run, "-o", target, "--format", "onnx", "--overwrite")
+    assert result.exit_code == 0, out
+    assert (target / "model.onnx").is_file()
+
+
+def test_export_to_the_current_folder_is_one_line(trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    one_line_rc_2(*invoke("export", trained_run, "-o", "."), "current folder")
+    assert listing(tmp_path) == ["notes.txt"]
+
+
+def test_export_to_a_read_only_folder_is_one_line(trained_run, read_only_dir):
+    one_line_rc_2(*invoke("export", trained_run, "-o", read_only_dir / "exported"), "not a writable folder")
+
+
+def test_export_of_an_unfinished_run_is_refused(run_copy, tmp_path):
+    (run_copy / "metrics.json").unlink()
+    one_line_rc_2(*invoke("export", run_copy, "-o", tmp_path / "exported"), "unfinished run")
+    one_line_rc_2(*invoke("export", run_copy / "best", "-o", tmp_path / "exported"), "unfinished run")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_export_of_a_run_without_a_model_says_how_to_get_one(run_copy, tmp_path):
+    shutil.rmtree(run_copy / "best")
+    one_line_rc_2(*invoke("export", run_copy, "-o", tmp_path / "exported"), "saved no model", "save_model=true")
+
+
+def test_export_takes_arm_for_a_study_folder(trained_run, tmp_path):
+    study = tmp_path / "study"
+    run = study / "runs" / "abc123"
+    shutil.copytree(trained_run, run)
+    (run / "run.json").write_text(json.dumps({"run_id": "abc123", "arm": "all", "seed": 0, "fold": -1,
+                                              "overrides": {}}))
+    (study / "study.json").write_text(json.dumps({"name": "s", "grid_keys": []}))
+    one_line_rc_2(*invoke("export", study, "-o", tmp_path / "exported"), "--arm")
+    result, out = invoke("export", study, "--arm", "all", "-o", tmp_path / "exported")
+    assert result.exit_code == 0, out
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+
+
+SWAP_CHILD = """
+import shutil, sys
+from unfreeze.io.swap import swap_dir
+shutil.copytree(sys.argv[1], sys.argv[2])
+swap_dir(sys.argv[2], sys.argv[1])
+"""
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_a_kill_between_the_swap_renames_is_recovered_on_read(run_copy, tmp_path, command):
+    killed = subprocess.run([sys.executable, "-c", SWAP_CHILD, str(run_copy), str(tmp_path / "stage")],
+                            env=child_env(fault="swap.old_moved"), capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not run_copy.exists()  # the window between the two renames
+    if command == "predict":
+        texts = tmp_path / "in.csv"
+        texts.write_text("text\ngood movie\nbad film\n")
+        result, out = invoke("predict", run_copy, texts, "-o", tmp_path / "pred.csv")
+        assert result.exit_code == 0, out
+        assert len((tmp_path / "pred.csv").read_text().splitlines()) == 3
+    else:
+        result, out = invoke("export", run_copy, "-o", tmp_path / "exported")
+        assert result.exit_code == 0, out
+    assert (run_copy / "metrics.json").is_file() and not (run_copy.parent / ".swap").exists()
+
+
+# 2. --out is never the current folder, a parent of it, home, the root, or a folder of someone else's files
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails the test if training or a study starts: every refusal below comes before any work."""
+    import unfreeze.study.runner as runner
+    import unfreeze.training.run as training
+
+    def started(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(training, "prepare_run", started)
+    monkeypatch.setattr(runner, "run_study", started)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A user's folder: notes and sources, with the run / study files beside them."""
+    folder = tmp_path / "project"
+    (folder / "src").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "src" / "code.py").write_text("x = 1")
+    return folder
+
+
+def _configs(tiny_bert, folder: Path) -> dict[str, Path]:
+    data = folder.parent / "data.csv"
+    synthetic_frame(60, seed=0).to_csv(data, index=False)
+    base = run_config(tiny_bert, data, train={"epochs": 1, "threads": 1, "save_model": False})
+    (folder.parent / "run.yaml").write_text(yaml.safe_dump(base))
+    (folder.parent / "study.yaml").write_text(yaml.safe_dump({"name": "s", "base": base, "baseline": False}))
+    return {"train": folder.parent / "run.yaml", "study": folder.parent / "study.yaml"}
+
+
+@pytest.mark.parametrize("command", ["train", "study"])
+@pytest.mark.parametrize("where", ["dot", "parent", "home", "root", "foreign"])
+def test_out_never_names_a_folder_unfreeze_did_not_write(tiny_bert, project, monkeypatch, no_work, command, where):
+    configs = _configs(tiny_bert, project)
+    monkeypatch.chdir(project / "src" if where in ("dot", "parent") else project.parent)
+    if where == "home":
+        monkeypatch.setenv("HOME", str(project))
+    out = {"dot": ".", "parent": "..", "home": str(project), "root": "/", "foreign": str(project)}[where]
+    before = listing(project)
+    result, output = invoke(command, configs[command], "--out", out, *(["--overwrite"] if command == "train" else []))
+    one_line_rc_2(result, output, "--out")
+    assert listing(project) == before and (project / "notes.txt").read_text() == "mine"
+
+
+def test_study_out_that_is_a_file_or_read_only_is_one_line(tiny_bert, project, read_only_dir, no_work):
+    configs = _configs(tiny_bert, project)
+    one_line_rc_2(*invoke("study", configs["study"], "--out", project / "notes.txt"), "is a file")
+    one_line_rc_2(*invoke("study", configs["study"], "--out", read_only_dir), "not a writable folder")
+
+
+def test_study_out_dot_never_mixes_with_an_existing_runs_folder(tiny_bert, project, monkeypatch, no_work):
+    configs = _configs(tiny_bert, project)
+    (project / "runs").mkdir()
+    monkeypatch.chdir(project)
+    one_line_rc_2(*invoke("study", configs["study"], "--out", "."), "current folder")
+    assert listing(project / "runs") == []
+
+
+def test_train_out_dot_overwrite_keeps_the_current_folder_through_the_library(tiny_bert, project, monkeypatch,
+                                                                              no_work):
+    from unfreeze.config.load import load_run_config
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.training.run import train
+
+    configs = _configs(tiny_bert, project)
+    monkeypatch.chdir(project)
+    with pytest.raises(UnfreezeError, match="current folder"):
+        train(load_run_config(configs["train"], []), Path("."), overwrite=True, progress=False)
+    assert (project / "notes.txt").read_text() == "mine"
+
+
+# 4. two configs never share an arm name, and results never pool them
+
+
+def test_two_model_folders_named_best_are_two_arms(tiny_bert, tmp_path, sentiment_csv):
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study.grid import expand
+
+    for owner in ("A", "B"):
+        shutil.copytree(tiny_bert, tmp_path / owner / "best")
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "s", "base": base, "seeds": [0, 1], "grid": {
+        "model.name": [str(tmp_path / "A" / "best"), str(tmp_path / "B" / "best")]}})
+    runs = expand(study)
+    arms = {run.arm: run.config.model.name for run in runs}
+    assert len(arms) == 2 and len(set(arms.values())) == 2
+    assert sorted(arms) == ["model=best (A/best)", "model=best (B/best)"]
+
+
+def test_results_of_an_older_study_never_pool_two_configs_under_one_name(trained_run, tmp_path):
+    from unfreeze.study.results import collect_results
+
+    study = tmp_path / "study"
+    for run_id, folder, seed in (("r1", "A/best", 0), ("r2", "B/best", 0), ("r3", "A/best", 1)):
+        shutil.copytree(trained_run, study / "runs" / run_id)
+        (study / "runs" / run_id / "run.json").write_text(json.dumps(
+            {"run_id": run_id, "arm": "model=best", "seed": seed, "fold": -1, "overrides": {"model.name": folder}}))
+    (study / "study.json").write_text(json.dumps({"name": "s", "grid_keys": ["model.name"]}))
+    frame = collect_results(study)
+    sizes = frame.groupby("arm").size().sort_values()
+    assert list(sizes) == [1, 2] and all(name.startswith("model=best #") for name in sizes.index)
+
+
+# 5. names become collision-free, non-escaping path components
+
+
+def test_cv_ensembles_of_arms_fast_and_Fast_do_not_overwrite_each_other(tiny_bert, sentiment_csv, tmp_path):
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study.runner import run_study
+
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "s", "base": base, "baseline": False, "cv": {"folds": 2},
+                                        "arms": {"Fast": {"optim": {"lr": 3e-3}}, "fast": {"optim": {"lr": 1e-3}}}})
+    run_study(study, tmp_path / "study", progress=False, echo=lambda *_: None)
+    written = [json.loads(p.read_text()) for p in (tmp_path / "study" / "ensembles").glob("*/metrics.json")]
+    assert sorted(m["arm"] for m in written) == ["Fast", "fast"]
+    folders = [p.name.lower() for p in (tmp_path / "study" / "ensembles").iterdir()]
+    assert len(set(folders)) == 2  # distinct on a case-insensitive disk too
+
+
+def adversarial_names() -> list[str]:
+    cafe = "café"
+    names = ["fast", "Fast", "FAST", "fast ", " fast", "fa-st", "fa_st", "fa st", "fa/st", "fa\\st", "fa:st",
+             unicodedata.normalize("NFC", cafe), unicodedata.normalize("NFD", cafe), "CAFÉ", "ﬁle", "file",
+             "..", ".", "../../etc", "/etc/passwd", "a/../../b", "~", "$HOME", "%2e%2e", "con", "CON", "nul.txt",
+             "[/oops]", "[bold]x[/bold]", "x" * 300, "y" * 300 + "a", "y" * 300 + "b", "-", "--", "a-", "-a",
+             "top-2", "top-2-s0", "top-2-0123456789", "数据", "データ", "🙂", "a\u200db", "ab", "", " "]
+    return names
+
+
+def test_adversarial_arm_names_never_collide_or_escape(tiny_bert, sentiment_csv, tmp_path):
+    """Named arms with hostile names: each keeps its own arm and its own ensemble folder (also case-folded), and
+    every folder stays inside `ensembles/` and is one valid file name."""
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study.ensemble import ensemble_folder
+    from unfreeze.study.grid import expand
+
+    names = adversarial_names()
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    arms = {name: {"optim": {"lr": 1e-4 * (i + 1)}} for i, name in enumerate(names)}
+    runs = expand(StudyConfig.model_validate({"name": "s", "base": base, "seeds": [0, 1, 10], "arms": arms}))
+    assert {run.arm for run in runs} == set(names)
+    root = (tmp_path / "ensembles").resolve()
+    folders = {ensemble_folder(run.arm, run.seed) for run in runs}
+    assert len(folders) == len(names) * 3
+    for key in (str.lower, str.casefold, lambda f: unicodedata.normalize("NFKC", f).casefold()):
+        assert len({key(f) for f in folders}) == len(folders)
+    for folder in folders:
+        assert folder.isascii() and folder not in (".", "..") and "/" not in folder and "\\" not in folder
+        assert len(folder.encode()) <= 255 and not any(c < " " for c in folder)
+        assert (root / folder).resolve().parent == root
+        os.makedirs(tmp_path / "ensembles" / folder)  # a real file system takes it
+    assert len(list((tmp_path / "ensembles").iterdir())) == len(folders)
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "nul\x00", "[/x]\nline", "sep\u2028x"])
+def test_control_characters_in_an_arm_name_are_one_line_naming_it(tiny_bert, sentiment_csv, tmp_path, name):
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base, "arms": {name: {"optim": {"lr": 1e-3}}}}))
+    result, out = invoke("validate", path)
+    assert result.exit_code == 2 and "Traceback" not in out and repr(name) in out, out
+    one_line_rc_2(*invoke("study", path, "--out", tmp_path / "study"), repr(name))
+    assert not (tmp_path / "study" / "runs").exists()
+
+
+def test_control_characters_from_a_grid_value_are_refused(tiny_bert, sentiment_csv):
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.errors import ConfigError
+    from unfreeze.study.grid import expand
+
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    study = StudyConfig.model_validate({"name": "s", "base": base, "grid": {"data.text_column": ["text", "te\nxt"]}})
+    with pytest.raises(ConfigError, match=r"control character '\\n'"):
+        expand(study)
+
+
+# user strings print as they are
+
+
+def test_arm_named_like_rich_markup_runs_and_prints_as_written(tiny_bert, sentiment_csv, tmp_path):
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "[red]s", "base": base, "baseline": False,
+                                    "arms": {"[/oops]": {"optim": {"lr": 1e-3}}, "[bold]b": {"optim": {"lr": 2e-3}}}}))
+    result, out = invoke("study", path, "--out", tmp_path / "study", "--quiet")
+    assert result.exit_code == 0, out
+    assert "[/oops]" in out and "[bold]b" in out and "study [red]s" in out
