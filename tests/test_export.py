@@ -104,6 +104,29 @@ def test_unfreeze_model_reproduces_the_runs_test_predictions(mean_run, tmp_path)
     assert np.array_equal(UnfreezeModel.from_pretrained(copy).predict_proba(expected["text"].tolist()), probs)
 
 
+def test_a_study_arm_loads_as_one_model_averaging_its_runs(mean_run, tmp_path):
+    """`from_pretrained(study, arm=…)`: the arm's fold/seed models, probabilities averaged (here two copies of one
+    run: the average is that run); one model's operations (save_pretrained) are refused for an arm."""
+    import shutil
+
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.model.unfreeze_model import UnfreezeModel
+
+    study = tmp_path / "study"
+    for run_id, arm in (("r1", "a"), ("r2", "a"), ("r3", "b")):
+        shutil.copytree(mean_run / "best", study / "runs" / run_id / "best")
+        (study / "runs" / run_id / "run.json").write_text(json.dumps({"run_id": run_id, "arm": arm}))
+    (study / "study.json").write_text("{}")
+    with pytest.raises(UnfreezeError, match=r"pass --arm NAME \(arms: \['a', 'b'\]\)"):
+        UnfreezeModel.from_pretrained(study)
+    arm = UnfreezeModel.from_pretrained(study, arm="a")
+    texts = pd.read_csv(mean_run / "predictions_test.csv")["text"].tolist()
+    single = UnfreezeModel.from_pretrained(mean_run).predict_proba(texts)
+    assert "2 models" in repr(arm) and np.abs(arm.predict_proba(texts) - single).max() < 1e-6
+    with pytest.raises(UnfreezeError, match="study arm of 2 models"):
+        arm.save_pretrained(tmp_path / "one")
+
+
 OLD_LAYOUT = Path(__file__).parent / "fixtures" / "old_best_mean"
 
 
