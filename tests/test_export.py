@@ -104,6 +104,40 @@ def test_unfreeze_model_reproduces_the_runs_test_predictions(mean_run, tmp_path)
     assert np.array_equal(UnfreezeModel.from_pretrained(copy).predict_proba(expected["text"].tolist()), probs)
 
 
+def test_a_study_arm_loads_as_one_model_averaging_its_runs(mean_run, tmp_path):
+    """`from_pretrained(study, arm=…)`: the arm's fold/seed models, probabilities averaged (here two copies of one
+    run: the average is that run); one model's operations (save_pretrained) are refused for an arm."""
+    import shutil
+
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.model.unfreeze_model import UnfreezeModel
+
+    study = tmp_path / "study"
+    for run_id, arm in (("r1", "a"), ("r2", "a"), ("r3", "b")):
+        shutil.copytree(mean_run / "best", study / "runs" / run_id / "best")
+        (study / "runs" / run_id / "run.json").write_text(json.dumps({"run_id": run_id, "arm": arm}))
+    (study / "study.json").write_text("{}")
+    with pytest.raises(UnfreezeError, match=r"pass --arm NAME \(arms: \['a', 'b'\]\)"):
+        UnfreezeModel.from_pretrained(study)
+    arm = UnfreezeModel.from_pretrained(study, arm="a")
+    texts = pd.read_csv(mean_run / "predictions_test.csv")["text"].tolist()
+    single = UnfreezeModel.from_pretrained(mean_run).predict_proba(texts)
+    assert "2 models" in repr(arm) and np.abs(arm.predict_proba(texts) - single).max() < 1e-6
+    with pytest.raises(UnfreezeError, match="study arm of 2 models"):
+        arm.save_pretrained(tmp_path / "one")
+
+
+def test_model_card_names_a_hub_base_model_only_for_hub_ids(tmp_path, monkeypatch):
+    from unfreeze.model.card import base_model_id
+
+    assert base_model_id("minilm") == "sentence-transformers/all-MiniLM-L6-v2"  # a built-in alias's source
+    assert base_model_id("org/name") == "org/name"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "name").mkdir(parents=True)  # a local folder of that name is not a hub id
+    assert base_model_id("org/name") is None and base_model_id(str(tmp_path)) is None
+    assert base_model_id("bilstm") is None
+
+
 OLD_LAYOUT = Path(__file__).parent / "fixtures" / "old_best_mean"
 
 
@@ -148,6 +182,8 @@ def test_pooler_head_loads_in_a_text_classification_pipeline(tiny_bert, sentimen
     assert max(abs(row["pos"] - p) for row, p in zip(got, expected["prob_pos"])) < 1e-5
     ours = UnfreezeModel.from_pretrained(tmp_path / "run")
     assert ours.predict(texts) == expected["pred"].tolist()
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    assert 'pipeline("text-classification", model="PATH")' in card and "subfolder" not in card
     out = ours.export("transformers", tmp_path / "hf")  # the object's export is `unfreeze export`
     assert (out / "model.safetensors").is_file() and not (out / "unfreeze.json").exists()
 

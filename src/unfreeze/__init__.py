@@ -2,8 +2,9 @@
 
 Python API mirrors the CLI: `unfreeze.train(config, out_dir)`, `unfreeze.run_study(study, out_dir)`,
 `unfreeze.load_run_config(path)`, `unfreeze.load(path)` (a saved model: an `UnfreezeModel` with `predict`,
-`predict_proba`, `save_pretrained`, `export`); `unfreeze.parse_run_config(dict)` / `unfreeze.parse_study_config(dict)` build
-a config from plain data (same validation and error messages as the YAML loaders).
+`predict_proba`, `save_pretrained`, `export`); `unfreeze.parse_run_config(dict)` /
+`unfreeze.parse_study_config(dict)` build a config from plain data (same validation and error messages as the YAML
+loaders).
 """
 __version__ = "0.1.0"
 

@@ -73,7 +73,8 @@ def _how_to_load(task: str, standard: bool) -> list[str]:
                   "", "```python", "from transformers import AutoModel, AutoTokenizer", "",
                   'encoder = AutoModel.from_pretrained("PATH", subfolder="encoder")',
                   'tokenizer = AutoTokenizer.from_pretrained("PATH")', "```", "",
-                  "(the head — pooling, dropout, linear layers — is `head.safetensors`, described in `unfreeze.json`)."]
+                  "(the head — pooling, dropout, linear layers — is `head.safetensors`, described in "
+                  "`unfreeze.json`)."]
     return lines
 
 

@@ -1,5 +1,6 @@
-"""`unfreeze predict` on a token model: tag every word of a CoNLL or JSONL file, windowing long sentences exactly
-as at training time (the saved `max_length` and `stride`), so every input word gets a tag.
+"""Tagging with a token model, windowing long sentences exactly as at training time (the saved `max_length` and
+`stride`), so every input word gets a tag: `predict_token_file` (`unfreeze predict` on a CoNLL or JSONL file),
+`tag_words` / `word_probabilities` (lists of words: `UnfreezeModel.predict` / `predict_proba`).
 """
 from __future__ import annotations
 
