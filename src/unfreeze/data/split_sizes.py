@@ -50,7 +50,8 @@ def check_enough_rows(rows: int, cfg: DataConfig, source: str, column: str | Non
     carved = [k for k, yes in (("val", carve_val), ("test", carve_test)) if yes]
     fractions = ", ".join(f"{k} {getattr(cfg.split, k)}" for k in carved)
     raise DataError(
-        f"{source}: {rows} usable row(s) (a non-empty text in column {column!r} and a label); at least {needed} are "
+        f"{source}: {rows} usable row(s) (a non-empty text in column {column!r} and a label"
+        + (", duplicate texts removed" if cfg.dedupe else "") + f"); at least {needed} are "
         f"needed to carve {' and '.join(carved) or 'the splits'}" + (f" (data.split: {fractions})" if carved else "")
         + f" with at least {MIN_ROWS['train']} training rows and {MIN_ROWS['val']} in each of val and test; "
         "add rows, fix the text column, or give data.val / data.test files")
