@@ -94,7 +94,7 @@ def test_same_config_and_seed_give_identical_metrics_and_predict_reloads(tiny_be
 def test_study_grid_over_model_name_runs_and_reports(tiny_bert, sentiment_csv, tmp_path):
     base = run_config(tiny_bert, sentiment_csv, model={"name": tiny_bert, "tokenizer": tiny_bert, "embedding_dim": 16,
                                                        "lstm_hidden": 16},
-                      train={"epochs": 1, "threads": 1, "save_model": False})
+                      train={"epochs": 2, "threads": 1, "save_model": False})  # 2: a 1-epoch study draws no curve
     study = StudyConfig.model_validate({"name": "families", "base": base, "baseline": False, "seeds": [0],
                                         "grid": {"model.name": [tiny_bert, "bilstm"], "freeze": ["all"]}})
     out = tmp_path / "study"

@@ -144,3 +144,20 @@ def test_val_and_test_labels_absent_from_train_are_named_once(tmp_path):
     single = tmp_path / "one.csv"
     frames["train"].to_csv(single, index=False)
     assert "unseen_labels" not in inspect_data(DataConfig(path=str(single)), None)
+
+
+def test_cli_prints_each_warning_once_per_process():
+    """Issue 25: the unseen-tag warning printed 4 times (once per data load, plus `warnings.warn`). The CLI's
+    logging prints a warning's text once per process, whichever way it was sent."""
+    import subprocess
+    import sys
+
+    code = ("import logging, warnings\nfrom unfreeze.cli import _setup\n_setup()\n"
+            "for _ in range(3):\n"
+            "    warnings.warn('2 tag(s) of val/test never occur in the training split')\n"
+            "    logging.getLogger('unfreeze.data.tokens').warning('2 tag(s) of val/test never occur in the training split')\n"
+            "logging.getLogger('unfreeze.other').warning('another warning')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("never occur in the training split") == 1, done.stderr
+    assert done.stderr.count("another warning") == 1

@@ -44,8 +44,8 @@ def _setup(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # `warnings.warn` through the same handlers, so the filter below sees it too
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, OnceFilter) for f in handler.filters):
+    for handler in logging.getLogger().handlers:  # the console handler only (not a test's capture handler)
+        if type(handler) is logging.StreamHandler and not any(isinstance(f, OnceFilter) for f in handler.filters):
             handler.addFilter(OnceFilter())
     logging.getLogger("unfreeze").setLevel(logging.INFO)
     for noisy in ("transformers", "accelerate", "datasets", "torch"):
@@ -191,6 +191,8 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
         raise UnfreezeError(f"--task {task!r}: choose token or sequence")
     cfg = DataConfig(dataset=dataset, path=str(data) if data else None, text_column=text, label_column=label,
                      max_length_percentile=percentile)
+    err_console.print(f"inspect: reading {data or dataset}" + (f" and counting tokens with {model}" if model else "")
+                      + " …", highlight=False, markup=False)
     report = inspect_data(cfg, model or None, task)
     print_inspect_report(report, percentile)
 

@@ -44,7 +44,7 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
         splits = {name: f for name, (f, _) in frames.items()}
     else:
         source = cfg.path or cfg.train
-        frame = read_table(source, cfg.format)
+        frame = read_table(source, cfg.format, cfg.label_column)
         if isinstance(frame, dict):
             splits, frame = frame, frame.get("train", next(iter(frame.values())))
     rows = len(frame)

@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from unfreeze.assets import load_builtin_frame
 from unfreeze.config.schema import DataConfig
 from unfreeze.data.hub import dataset_to_frame
+from unfreeze.data.split_sizes import check_split_rows
 from unfreeze.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
     sources = {name: source for name, (_, source) in raw.items()}
     if cfg.dedupe:
         frames = {name: drop_duplicates(f, sources[name], notes) for name, f in frames.items()}
-    _check_rows(frames, sources, cfg)
+    check_split_rows({name: len(f) for name, f in frames.items()}, sources, cfg)
     assemble_splits(frames, sources, cfg, split_frame)
     if cfg.dedupe:
         frames = _drop_cross_split_leaks(frames, notes)
@@ -329,19 +330,6 @@ def load_sequence_data(cfg: DataConfig) -> TaskData:
         splits["train"] = splits["train"].subset(stratified_take(splits["train"].labels, cfg.train_size, cfg.split_seed))
     notes["sizes"] = {k: len(v) for k, v in splits.items()}
     return TaskData(splits["train"], splits["val"], splits["test"], names, notes)
-
-
-def _check_rows(frames: dict[str, pd.DataFrame], sources: dict, cfg: DataConfig) -> None:
-    """Enough usable rows for every split before any is carved (`split_sizes.check_enough_rows`)."""
-    from unfreeze.data.split_sizes import check_enough_rows, check_given_split
-
-    pool = "all" if "all" in frames else "train"
-    if pool in frames:
-        check_enough_rows(len(frames[pool]), cfg, sources[pool], cfg.text_column,
-                          carve_test="test" not in frames, carve_val="val" not in frames)
-    for split in ("val", "test"):
-        if split in frames:
-            check_given_split(len(frames[split]), split, sources[split], cfg.text_column)
 
 
 def _keep_unseen_labels(names: list[str], frames: dict[str, pd.DataFrame], sources: dict, notes: dict) -> list[str]:

@@ -50,7 +50,8 @@ def check_enough_rows(rows: int, cfg: DataConfig, source: str, column: str | Non
     carved = [k for k, yes in (("val", carve_val), ("test", carve_test)) if yes]
     fractions = ", ".join(f"{k} {getattr(cfg.split, k)}" for k in carved)
     raise DataError(
-        f"{source}: {rows} usable row(s) (a non-empty text in column {column!r} and a label); at least {needed} are "
+        f"{source}: {rows} usable row(s) (a non-empty text in column {column!r} and a label"
+        + (", duplicate texts removed" if cfg.dedupe else "") + f"); at least {needed} are "
         f"needed to carve {' and '.join(carved) or 'the splits'}" + (f" (data.split: {fractions})" if carved else "")
         + f" with at least {MIN_ROWS['train']} training rows and {MIN_ROWS['val']} in each of val and test; "
         "add rows, fix the text column, or give data.val / data.test files")
@@ -62,3 +63,15 @@ def check_given_split(rows: int, split: str, source: str, column: str) -> None:
         raise DataError(f"{source}: {rows} usable row(s) for the {split} split (a non-empty text in column "
                         f"{column!r} and a label); at least {MIN_ROWS.get(split, 1)} needed; fix the file or the "
                         "text column")
+
+
+def check_split_rows(rows: dict[str, int], sources: dict[str, str], cfg: DataConfig) -> None:
+    """Enough usable rows for every split before any is carved. `rows`: {part: usable rows} as read (`all` or
+    `train`, and the `val` / `test` given as their own files); `sources`: {part: file name}."""
+    pool = "all" if "all" in rows else "train"
+    if pool in rows:
+        check_enough_rows(rows[pool], cfg, sources[pool], cfg.text_column,
+                          carve_test="test" not in rows, carve_val="val" not in rows)
+    for split in ("val", "test"):
+        if split in rows:
+            check_given_split(rows[split], split, sources[split], cfg.text_column)

@@ -19,6 +19,9 @@ What the caller can rely on:
   `run_id` (the study's stable config hash). A run that finished before is skipped (`handle.skipped`); one that
   was interrupted is replaced (MLflow: the old attempt is soft-deleted; TensorBoard: its old event files are
   removed), so its curve is not drawn twice.
+- One name per metric: a run's evaluations are logged as `val/<metric>` at their optimizer step (history's
+  `val_<metric>` renamed), and the saved model's final `val/<metric>` and `test/<metric>` at the last step; a
+  study's parent also holds each arm's mean/std and the baseline row (`baseline/val/...`, `baseline/test/...`).
 - No global state: MLflow is driven through an explicit `MlflowClient` (no active run), W&B runs are created
   with `reinit="create_new"` and finished one by one, TensorBoard writers are per run.
 
