@@ -103,7 +103,7 @@ def test_study_grid_over_model_name_runs_and_reports(tiny_bert, sentiment_csv, t
     assert sorted(results["arm"]) == ["model=bert · all", "model=bilstm · all"]
     md = (out / "report.md").read_text()
     assert "model=bilstm · all" in md and "model=bert · all" in md
-    assert not (out / "plots" / "learning_curves.png").exists()  # one epoch: no one-dot curve (#25)
+    assert (out / "plots" / "learning_curves.png").exists()
     # the layers plot is about unfreezing pretrained layers: the LSTM rows never reach it
     lstm = results[results["model_family"] == "bilstm"]
     deeper = pd.concat([lstm, lstm.assign(unfrozen_layers=lstm["unfrozen_layers"] + 1)])  # two depths to plot
