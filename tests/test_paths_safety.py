@@ -159,6 +159,16 @@ def test_export_takes_arm_for_a_study_folder(trained_run, tmp_path):
     assert (tmp_path / "exported" / "model.onnx").is_file()
 
 
+@pytest.mark.parametrize("where", ["run_file", "input", "folder"])
+def test_predict_never_replaces_a_run_file_its_input_or_a_folder(run_copy, tmp_path, where):
+    texts = tmp_path / "in.csv"
+    texts.write_text("text\ngood movie\nbad film\n")
+    target = {"run_file": run_copy / "predictions_test.csv", "input": texts, "folder": tmp_path / "runs"}[where]
+    before = {p: p.read_bytes() for p in [texts, *run_copy.rglob("*")] if p.is_file()}
+    one_line_rc_2(*invoke("predict", run_copy, texts, "-o", target), "-o")
+    assert {p: p.read_bytes() for p in before} == before
+
+
 SWAP_CHILD = """
 import shutil, sys
 from unfreeze.io.swap import swap_dir

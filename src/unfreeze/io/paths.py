@@ -139,3 +139,45 @@ def check_out_folder(out: str | Path, flag: str, kind: str, overwrite: bool | No
         raise UnfreezeError(f"{path}: {_EXISTS[kind]} exists and is not empty; pass --overwrite or choose "
                             f"another {flag}")
     return path
+
+
+def written_folder(folder: Path) -> str | None:
+    """What unfreeze folder `folder` is ("a saved model", "a run folder"), or None: a saved model has unfreeze.json;
+    a run run.json or pruned.json, or config.yaml beside metrics.json or best/."""
+    if (folder / "unfreeze.json").is_file():
+        return "a saved model"
+    if (folder / "run.json").is_file() or (folder / "pruned.json").is_file() or (
+            (folder / "config.yaml").is_file() and ((folder / "metrics.json").is_file() or (folder / "best").is_dir())):
+        return "a run folder"
+    return None
+
+
+def enclosing_written_folder(path: Path) -> tuple[Path, str] | None:
+    """The nearest of `path` and its parents that is a run or saved-model folder (`written_folder`), with what it
+    is; None when there is none. Nothing is ever written into such a folder but by the run itself."""
+    for folder in [path, *path.parents]:
+        if folder.is_dir():
+            what = written_folder(folder)
+            if what is not None:
+                return folder, what
+    return None
+
+
+def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ...] = ()) -> Path:
+    """An output file (`predict -o`): not a folder, not one of the `keep` files (the input), not inside a run or
+    saved-model folder, in a writable place. One line, before any work; returns the absolute path."""
+    path = Path(os.path.abspath(out))
+    if path.is_dir():
+        raise UnfreezeError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} predictions.csv")
+    for other in keep:
+        if os.path.exists(other) and os.path.exists(path) and os.path.samefile(other, path):
+            raise UnfreezeError(f"{flag} {path}: is the input file, which predictions would replace; choose another "
+                                f"{flag}")
+    inside = enclosing_written_folder(path.parent)
+    if inside is not None:
+        raise UnfreezeError(f"{flag} {path}: {inside[0]} is {inside[1]}, whose files only its run writes; choose a "
+                            f"{flag} outside it")
+    existing = next(p for p in path.parents if os.path.lexists(p))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UnfreezeError(f"{flag} {path}: {existing} is not a writable folder; choose a {flag} you can write to")
+    return path
