@@ -389,3 +389,15 @@ def test_arm_named_like_rich_markup_runs_and_prints_as_written(tiny_bert, sentim
     result, out = invoke("study", path, "--out", tmp_path / "study", "--quiet")
     assert result.exit_code == 0, out
     assert "[/oops]" in out and "[bold]b" in out and "study [red]s" in out
+
+
+def test_tensorboard_folders_of_two_run_names_never_meet(tmp_path):
+    """`a b` and `a_b` (and `Fast` / `fast`) used to share one TensorBoard folder: the second run was skipped as
+    finished, or cleared the first one's events."""
+    pytest.importorskip("tensorboard")
+    from unfreeze.tracking.tensorboard_backend import TensorboardBackend
+
+    backend = TensorboardBackend(tmp_path, "exp")
+    folders = {backend._folder(name, None, None) for name in ("a b", "a_b", "a/b", "Fast", "fast", "..")}
+    assert len({str(f).lower() for f in folders}) == 6
+    assert all(f.parent == tmp_path / "tensorboard" for f in folders)
