@@ -272,6 +272,15 @@ def test_train_out_dot_overwrite_keeps_the_current_folder_through_the_library(ti
     assert (project / "notes.txt").read_text() == "mine"
 
 
+def test_probe_out_that_is_a_file_is_one_line_before_any_work(tiny_bert, project, no_work, monkeypatch):
+    import unfreeze.probe.sequence as probe
+
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    configs = _configs(tiny_bert, project)
+    one_line_rc_2(*invoke("probe", configs["train"], "--out", project / "notes.txt"), "is a file")
+    assert (project / "notes.txt").read_text() == "mine"
+
+
 # 4. two configs never share an arm name, and results never pool them
 
 
@@ -302,6 +311,24 @@ def test_results_of_an_older_study_never_pool_two_configs_under_one_name(trained
     frame = collect_results(study)
     sizes = frame.groupby("arm").size().sort_values()
     assert list(sizes) == [1, 2] and all(name.startswith("model=best #") for name in sizes.index)
+
+
+def test_predict_arm_of_an_older_study_never_averages_two_configs(trained_run, tmp_path):
+    from unfreeze.io.paths import overrides_hash
+
+    study = tmp_path / "study"
+    for run_id, folder in (("r1", "A/best"), ("r2", "B/best")):
+        shutil.copytree(trained_run, study / "runs" / run_id)
+        (study / "runs" / run_id / "run.json").write_text(json.dumps(
+            {"run_id": run_id, "arm": "model=best", "seed": 0, "fold": -1, "overrides": {"model.name": folder}}))
+    (study / "study.json").write_text(json.dumps({"name": "s", "grid_keys": ["model.name"]}))
+    texts = tmp_path / "in.csv"
+    texts.write_text("text\ngood movie\n")
+    one_line_rc_2(*invoke("predict", study, texts, "-o", tmp_path / "p.csv", "--arm", "model=best"),
+                  "2 different configs")
+    name = f"model=best #{overrides_hash({'model.name': 'B/best'})}"
+    result, out = invoke("predict", study, texts, "-o", tmp_path / "p.csv", "--arm", name)
+    assert result.exit_code == 0, out
 
 
 # 5. names become collision-free, non-escaping path components

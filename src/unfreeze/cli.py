@@ -356,7 +356,10 @@ def probe(config: Path = typer.Argument(..., help="Run config YAML."),
     """Linear probe per layer: where is the signal before you spend compute?"""
     _setup()
     from unfreeze.config.load import load_run_config
+    from unfreeze.io.paths import check_out_location
     from unfreeze.probe.sequence import run_probe
+
+    check_out_location(out, "--out", writes_into=True)
 
     result = run_probe(load_run_config(config, overrides), out)
     console.print(result.get("suggestion", ""))

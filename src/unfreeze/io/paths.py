@@ -14,6 +14,7 @@ Two promises, each kept in one place:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -181,3 +182,9 @@ def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ..
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UnfreezeError(f"{flag} {path}: {existing} is not a writable folder; choose a {flag} you can write to")
     return path
+
+
+def overrides_hash(overrides: dict) -> str:
+    """8 hex digits identifying a study arm's overrides (its config apart from the seed and fold): the suffix that
+    tells apart two configs under one display name (`model=best #1a2b3c4d`), wherever arm names are shown or given."""
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
