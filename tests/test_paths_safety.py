@@ -428,3 +428,28 @@ def test_tensorboard_folders_of_two_run_names_never_meet(tmp_path):
     folders = {backend._folder(name, None, None) for name in ("a b", "a_b", "a/b", "Fast", "fast", "..")}
     assert len({str(f).lower() for f in folders}) == 6
     assert all(f.parent == tmp_path / "tensorboard" for f in folders)
+
+
+def test_dry_run_table_prints_markup_like_arm_names_as_written(tiny_bert, sentiment_csv, tmp_path):
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base, "baseline": False,
+                                    "arms": {"[/oops]": {"optim": {"lr": 1e-3}}, "[bold]b": {"optim": {"lr": 2e-3}}}}))
+    result, out = invoke("study", path, "--out", tmp_path / "study", "--dry-run")
+    assert result.exit_code == 0, out
+    assert "[/oops]" in out and "[bold]b" in out
+
+
+@pytest.mark.parametrize("command", ["train", "study", "export"])
+def test_one_kind_of_folder_is_never_replaced_by_another(tiny_bert, trained_run, project, no_work, command):
+    """`train --overwrite` onto a study, `study` into a run folder, `export --overwrite` onto a study: refused."""
+    configs = _configs(tiny_bert, project)
+    study = project.parent / "studies" / "s"
+    (study / "runs").mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"name": "s"}))
+    before = {"train": listing(study), "study": listing(trained_run), "export": listing(study)}[command]
+    args = {"train": ["train", configs["train"], "--out", study, "--overwrite"],
+            "study": ["study", configs["study"], "--out", trained_run],
+            "export": ["export", trained_run, "-o", study, "--overwrite"]}[command]
+    one_line_rc_2(*invoke(*args), "unfreeze only fills or replaces a folder it wrote")
+    assert (listing(study) if command != "study" else listing(trained_run)) == before
