@@ -74,7 +74,7 @@ def _check_export_target(out_dir: str | Path, best: Path, overwrite: bool) -> Pa
     out = check_out_location(out_dir, "-o")
     source = best.parent if best.name == "best" else best
     for form in {out, Path(os.path.realpath(out))}:
-        for src in {source.absolute(), Path(os.path.realpath(source))}:
+        for src in {Path(os.path.abspath(source)), Path(os.path.realpath(source))}:
             if form == src or src in form.parents or form in src.parents:
                 raise UnfreezeError(f"-o {out}: overlaps the model's own folder {source}; export to a folder "
                                     "outside it, e.g. -o exported/my-model")
