@@ -2,14 +2,17 @@
 
 Two promises, each kept in one place:
 
-* `check_out_folder` — an output folder (`train --out`, `study --out`, `export -o`) is never the current folder, one of
-  its parents, the home folder or the file system root, never a file, and never a folder holding anything unfreeze
+* `check_out_folder` — an output folder (`train --out`, `study --out`, `export -o`) is never the current folder, one
+  of its parents, the home folder or the file system root, never a file, and never a folder holding anything unfreeze
   did not write there (a run folder for `train`, a study folder for `study`, an earlier export for `export`).
   `--overwrite` replaces only such a folder of our own; it never turns a user's folder into a run. Checked before any
   work, as one line (`UnfreezeError`, rc 2).
 * `path_component` — a user string (an arm, a study or a label name) becomes one file name that cannot escape its
   folder (no `/`, `..`, NUL, control characters; ASCII only, so unicode normalisation cannot merge two names) and
   never collides with the component of another string, on case-insensitive file systems too.
+
+Also `check_out_file` (`predict -o`: never a run's file, the input, or a folder) and `overrides_hash` (the suffix that
+tells two configs apart under one arm name).
 """
 from __future__ import annotations
 
