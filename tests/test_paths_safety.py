@@ -159,6 +159,16 @@ def test_export_takes_arm_for_a_study_folder(trained_run, tmp_path):
     assert (tmp_path / "exported" / "model.onnx").is_file()
 
 
+@pytest.mark.parametrize("where", ["run_file", "input", "folder"])
+def test_predict_never_replaces_a_run_file_its_input_or_a_folder(run_copy, tmp_path, where):
+    texts = tmp_path / "in.csv"
+    texts.write_text("text\ngood movie\nbad film\n")
+    target = {"run_file": run_copy / "predictions_test.csv", "input": texts, "folder": tmp_path / "runs"}[where]
+    before = {p: p.read_bytes() for p in [texts, *run_copy.rglob("*")] if p.is_file()}
+    one_line_rc_2(*invoke("predict", run_copy, texts, "-o", target), "-o")
+    assert {p: p.read_bytes() for p in before} == before
+
+
 SWAP_CHILD = """
 import shutil, sys
 from unfreeze.io.swap import swap_dir
@@ -262,6 +272,15 @@ def test_train_out_dot_overwrite_keeps_the_current_folder_through_the_library(ti
     assert (project / "notes.txt").read_text() == "mine"
 
 
+def test_probe_out_that_is_a_file_is_one_line_before_any_work(tiny_bert, project, no_work, monkeypatch):
+    import unfreeze.probe.sequence as probe
+
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    configs = _configs(tiny_bert, project)
+    one_line_rc_2(*invoke("probe", configs["train"], "--out", project / "notes.txt"), "is a file")
+    assert (project / "notes.txt").read_text() == "mine"
+
+
 # 4. two configs never share an arm name, and results never pool them
 
 
@@ -292,6 +311,24 @@ def test_results_of_an_older_study_never_pool_two_configs_under_one_name(trained
     frame = collect_results(study)
     sizes = frame.groupby("arm").size().sort_values()
     assert list(sizes) == [1, 2] and all(name.startswith("model=best #") for name in sizes.index)
+
+
+def test_predict_arm_of_an_older_study_never_averages_two_configs(trained_run, tmp_path):
+    from unfreeze.io.paths import overrides_hash
+
+    study = tmp_path / "study"
+    for run_id, folder in (("r1", "A/best"), ("r2", "B/best")):
+        shutil.copytree(trained_run, study / "runs" / run_id)
+        (study / "runs" / run_id / "run.json").write_text(json.dumps(
+            {"run_id": run_id, "arm": "model=best", "seed": 0, "fold": -1, "overrides": {"model.name": folder}}))
+    (study / "study.json").write_text(json.dumps({"name": "s", "grid_keys": ["model.name"]}))
+    texts = tmp_path / "in.csv"
+    texts.write_text("text\ngood movie\n")
+    one_line_rc_2(*invoke("predict", study, texts, "-o", tmp_path / "p.csv", "--arm", "model=best"),
+                  "2 different configs")
+    name = f"model=best #{overrides_hash({'model.name': 'B/best'})}"
+    result, out = invoke("predict", study, texts, "-o", tmp_path / "p.csv", "--arm", name)
+    assert result.exit_code == 0, out
 
 
 # 5. names become collision-free, non-escaping path components
@@ -379,3 +416,40 @@ def test_arm_named_like_rich_markup_runs_and_prints_as_written(tiny_bert, sentim
     result, out = invoke("study", path, "--out", tmp_path / "study", "--quiet")
     assert result.exit_code == 0, out
     assert "[/oops]" in out and "[bold]b" in out and "study [red]s" in out
+
+
+def test_tensorboard_folders_of_two_run_names_never_meet(tmp_path):
+    """`a b` and `a_b` (and `Fast` / `fast`) used to share one TensorBoard folder: the second run was skipped as
+    finished, or cleared the first one's events."""
+    pytest.importorskip("tensorboard")
+    from unfreeze.tracking.tensorboard_backend import TensorboardBackend
+
+    backend = TensorboardBackend(tmp_path, "exp")
+    folders = {backend._folder(name, None, None) for name in ("a b", "a_b", "a/b", "Fast", "fast", "..")}
+    assert len({str(f).lower() for f in folders}) == 6
+    assert all(f.parent == tmp_path / "tensorboard" for f in folders)
+
+
+def test_dry_run_table_prints_markup_like_arm_names_as_written(tiny_bert, sentiment_csv, tmp_path):
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base, "baseline": False,
+                                    "arms": {"[/oops]": {"optim": {"lr": 1e-3}}, "[bold]b": {"optim": {"lr": 2e-3}}}}))
+    result, out = invoke("study", path, "--out", tmp_path / "study", "--dry-run")
+    assert result.exit_code == 0, out
+    assert "[/oops]" in out and "[bold]b" in out
+
+
+@pytest.mark.parametrize("command", ["train", "study", "export"])
+def test_one_kind_of_folder_is_never_replaced_by_another(tiny_bert, trained_run, project, no_work, command):
+    """`train --overwrite` onto a study, `study` into a run folder, `export --overwrite` onto a study: refused."""
+    configs = _configs(tiny_bert, project)
+    study = project.parent / "studies" / "s"
+    (study / "runs").mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"name": "s"}))
+    before = {"train": listing(study), "study": listing(trained_run), "export": listing(study)}[command]
+    args = {"train": ["train", configs["train"], "--out", study, "--overwrite"],
+            "study": ["study", configs["study"], "--out", trained_run],
+            "export": ["export", trained_run, "-o", study, "--overwrite"]}[command]
+    one_line_rc_2(*invoke(*args), "unfreeze only fills or replaces a folder it wrote")
+    assert (listing(study) if command != "study" else listing(trained_run)) == before

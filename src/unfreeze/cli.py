@@ -147,7 +147,10 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
             submission: bool = typer.Option(False, "--submission", help="Only id + predicted label.")):
     """Predict labels (and per-class probabilities) for a file with a saved model."""
     _setup()
+    from unfreeze.io.paths import check_out_file
     from unfreeze.model.predict import predict_file
+
+    check_out_file(output, "-o", keep=(input,))
 
     frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
     console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
@@ -394,7 +397,10 @@ def probe(config: Path = typer.Argument(..., help="Run config YAML."),
     """Linear probe per layer: where is the signal before you spend compute?"""
     _setup()
     from unfreeze.config.load import load_run_config
+    from unfreeze.io.paths import check_out_location
     from unfreeze.probe.sequence import run_probe
+
+    check_out_location(out, "--out", writes_into=True)
 
     result = run_probe(load_run_config(config, overrides), out)
     console.print(result.get("suggestion", ""))

@@ -8,6 +8,8 @@
 * `integrity` — cache shard manifests (`write_manifest` / `verify`) and pre-allocated memory maps
   (`open_memmap_guarded`: a full disk is one error line, not SIGBUS).
 * `faults` — named SIGKILL points for tests (``UNFREEZE_FAULT``).
+* `paths` — where unfreeze may write (`check_out_folder`: never the current folder, home, root, a file or a folder
+  it did not write) and collision-free file names from user strings (`path_component`).
 
 The helpers below are the long-standing `unfreeze.io` API (`write_json`, `atomic_path` …), kept so callers import
 from `unfreeze.io` as before.

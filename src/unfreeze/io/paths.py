@@ -2,18 +2,22 @@
 
 Two promises, each kept in one place:
 
-* `check_out_folder` — an output folder (`train --out`, `study --out`, `export -o`) is never the current folder, one of
-  its parents, the home folder or the file system root, never a file, and never a folder holding anything unfreeze
+* `check_out_folder` — an output folder (`train --out`, `study --out`, `export -o`) is never the current folder, one
+  of its parents, the home folder or the file system root, never a file, and never a folder holding anything unfreeze
   did not write there (a run folder for `train`, a study folder for `study`, an earlier export for `export`).
   `--overwrite` replaces only such a folder of our own; it never turns a user's folder into a run. Checked before any
   work, as one line (`UnfreezeError`, rc 2).
 * `path_component` — a user string (an arm, a study or a label name) becomes one file name that cannot escape its
   folder (no `/`, `..`, NUL, control characters; ASCII only, so unicode normalisation cannot merge two names) and
   never collides with the component of another string, on case-insensitive file systems too.
+
+Also `check_out_file` (`predict -o`: never a run's file, the input, or a folder) and `overrides_hash` (the suffix that
+tells two configs apart under one arm name).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -139,3 +143,51 @@ def check_out_folder(out: str | Path, flag: str, kind: str, overwrite: bool | No
         raise UnfreezeError(f"{path}: {_EXISTS[kind]} exists and is not empty; pass --overwrite or choose "
                             f"another {flag}")
     return path
+
+
+def written_folder(folder: Path) -> str | None:
+    """What unfreeze folder `folder` is ("a saved model", "a run folder"), or None: a saved model has unfreeze.json;
+    a run run.json or pruned.json, or config.yaml beside metrics.json or best/."""
+    if (folder / "unfreeze.json").is_file():
+        return "a saved model"
+    if (folder / "run.json").is_file() or (folder / "pruned.json").is_file() or (
+            (folder / "config.yaml").is_file() and ((folder / "metrics.json").is_file() or (folder / "best").is_dir())):
+        return "a run folder"
+    return None
+
+
+def enclosing_written_folder(path: Path) -> tuple[Path, str] | None:
+    """The nearest of `path` and its parents that is a run or saved-model folder (`written_folder`), with what it
+    is; None when there is none. Nothing is ever written into such a folder but by the run itself."""
+    for folder in [path, *path.parents]:
+        if folder.is_dir():
+            what = written_folder(folder)
+            if what is not None:
+                return folder, what
+    return None
+
+
+def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ...] = ()) -> Path:
+    """An output file (`predict -o`): not a folder, not one of the `keep` files (the input), not inside a run or
+    saved-model folder, in a writable place. One line, before any work; returns the absolute path."""
+    path = Path(os.path.abspath(out))
+    if path.is_dir():
+        raise UnfreezeError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} predictions.csv")
+    for other in keep:
+        if os.path.exists(other) and os.path.exists(path) and os.path.samefile(other, path):
+            raise UnfreezeError(f"{flag} {path}: is the input file, which predictions would replace; choose another "
+                                f"{flag}")
+    inside = enclosing_written_folder(path.parent)
+    if inside is not None:
+        raise UnfreezeError(f"{flag} {path}: {inside[0]} is {inside[1]}, whose files only its run writes; choose a "
+                            f"{flag} outside it")
+    existing = next(p for p in path.parents if os.path.lexists(p))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UnfreezeError(f"{flag} {path}: {existing} is not a writable folder; choose a {flag} you can write to")
+    return path
+
+
+def overrides_hash(overrides: dict) -> str:
+    """8 hex digits identifying a study arm's overrides (its config apart from the seed and fold): the suffix that
+    tells apart two configs under one display name (`model=best #1a2b3c4d`), wherever arm names are shown or given."""
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]

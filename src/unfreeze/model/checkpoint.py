@@ -274,8 +274,7 @@ def resolve_model_dirs(target: str | Path, arm: str | None = None) -> list[Path]
         recover_all_quietly(target / "runs")
         if arm is None:
             raise UnfreezeError(f"{target} is a study folder: pass --arm NAME (arms: {_arms(target)})")
-        dirs = [p.parent / "best" for p in (target / "runs").glob("*/run.json")
-                if read_json(p)["arm"] == arm and (p.parent / "best" / MODEL_META).is_file()]
+        dirs = _arm_model_dirs(target, arm)
         if not dirs:
             raise UnfreezeError(f"{target}: no saved models for arm {arm!r} (arms: {_arms(target)}); "
                                 "runs save models unless train.save_model is false")
@@ -299,6 +298,23 @@ def recover_all_quietly(runs: Path) -> None:
         recover_all(runs)
     except (OSError, UnfreezeError):
         pass  # a read-only study: the runs left mid-swap are skipped, the others are read
+
+
+def _arm_model_dirs(study_dir: Path, arm: str) -> list[Path]:
+    """The saved models of one arm's runs. An arm name that covers runs of different configs (a study written before
+    arm names were unique) is refused, naming the `NAME #<hash>` names that pick one config (as the report shows)."""
+    from unfreeze.io.paths import overrides_hash
+
+    configs: dict[str, list[Path]] = {}
+    for path in (study_dir / "runs").glob("*/run.json"):
+        info = read_json(path)
+        key = overrides_hash(info.get("overrides", {}))
+        if arm in (info["arm"], f"{info['arm']} #{key}") and (path.parent / "best" / MODEL_META).is_file():
+            configs.setdefault(f"{info['arm']} #{key}", []).append(path.parent / "best")
+    if len(configs) > 1:
+        raise UnfreezeError(f"{study_dir}: arm {arm!r} covers {len(configs)} different configs; pass one of "
+                            f"--arm {' / '.join(repr(name) for name in sorted(configs))}")
+    return [d for dirs in configs.values() for d in dirs]
 
 
 def _arms(study_dir: Path) -> list[str]:

@@ -23,7 +23,7 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.io import replace_dir
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.lock import stale_temp_cleanup
-from unfreeze.io.paths import EXPORT_MARKER, check_out_folder, check_out_location
+from unfreeze.io.paths import EXPORT_MARKER, check_out_folder, check_out_location, enclosing_written_folder
 
 EXPORT_META = EXPORT_MARKER  # "unfreeze_export.json": also how a later export recognises a folder it may replace
 FORMATS = ("onnx", "transformers")
@@ -70,26 +70,18 @@ def _check_finished(best: Path) -> None:
                             f"`unfreeze train {run / 'config.yaml'} --out {run} --overwrite`")
 
 
-def _is_model_or_run(folder: Path) -> bool:
-    """A saved model (unfreeze.json), or a run folder: run.json / pruned.json, or config.yaml beside metrics.json
-    or best/."""
-    if (folder / "unfreeze.json").is_file() or (folder / "run.json").is_file() or (folder / "pruned.json").is_file():
-        return True
-    return (folder / "config.yaml").is_file() and ((folder / "metrics.json").is_file() or (folder / "best").is_dir())
-
-
 def _check_export_target(out_dir: str | Path, best: Path, overwrite: bool) -> Path:
     out = check_out_location(out_dir, "-o")
     source = best.parent if best.name == "best" else best
     for form in {out, Path(os.path.realpath(out))}:
-        for src in {source.absolute(), Path(os.path.realpath(source))}:
+        for src in {Path(os.path.abspath(source)), Path(os.path.realpath(source))}:
             if form == src or src in form.parents or form in src.parents:
                 raise UnfreezeError(f"-o {out}: overlaps the model's own folder {source}; export to a folder "
                                     "outside it, e.g. -o exported/my-model")
-        inside = next((p for p in [form, *form.parents] if p.is_dir() and _is_model_or_run(p)), None)
+        inside = enclosing_written_folder(form)
         if inside is not None:
-            raise UnfreezeError(f"-o {out}: {inside} is a run or saved-model folder, which export never writes into "
-                                "or replaces; choose a folder outside it, e.g. -o exported/my-model")
+            raise UnfreezeError(f"-o {out}: {inside[0]} is {inside[1]}, which export never writes into or "
+                                "replaces; choose a folder outside it, e.g. -o exported/my-model")
     return check_out_folder(out, "-o", "export", overwrite)
 
 

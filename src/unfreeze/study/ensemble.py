@@ -2,8 +2,8 @@
 
 With `cv: {folds: k}`, each (arm, seed) trains k models; each model's validation fold is out-of-fold, so pooling
 the k validation predictions gives one honest estimate over the whole training pool, and averaging the k models'
-test probabilities gives the usual competition-style ensemble. Written to `STUDY/ensembles/<arm>-s<seed>/` (made one safe
-file name by `ensemble_folder`).
+test probabilities gives the usual competition-style ensemble. Written to `STUDY/ensembles/<arm>-s<seed>/` (made
+one safe file name by `ensemble_folder`).
 """
 from __future__ import annotations
 

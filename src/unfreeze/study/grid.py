@@ -28,6 +28,7 @@ from unfreeze.config.study import StudyConfig
 from unfreeze.config.load import apply_overrides, describe_validation_error
 
 from unfreeze.errors import ConfigError
+from unfreeze.io.paths import overrides_hash
 
 
 
@@ -124,11 +125,6 @@ def unique_arm_names(arms: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, 
         counts.setdefault(name, set()).add(overrides_hash(overrides))
     return [(f"{name} #{overrides_hash(overrides)}" if len(counts[name]) > 1 else name, overrides)
             for name, overrides in named]
-
-
-def overrides_hash(overrides: dict[str, Any]) -> str:
-    """8 hex digits identifying an arm's overrides (its config apart from the seed and fold)."""
-    return hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def check_arm_name(name: str) -> None:

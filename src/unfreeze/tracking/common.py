@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from unfreeze.io.paths import path_component
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("mlflow", "wandb", "tensorboard")
@@ -92,9 +94,9 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 
 def safe_name(name: str, limit: int = 120) -> str:
-    """A readable folder name: path separators and unusual characters become `_` (one path component)."""
-    cleaned = re.sub(r"[^\w.\-=+]+", "_", name).strip("_.") or "run"
-    return cleaned[:limit]
+    """A folder name for a run or study name: `io.paths.path_component` (one component that cannot escape, and two
+    names never share it: `a b` / `a_b`, `Fast` / `fast` on a case-insensitive disk)."""
+    return path_component(name, max(limit, 24))
 
 
 def mlflow_key(key: str) -> str:
