@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from unfreeze.config.schema import StrictModel, TrackingConfig
+from unfreeze.config.schema import ReportConfig, StrictModel, TrackingConfig
 
 
 class CVConfig(StrictModel):
@@ -96,6 +96,7 @@ class StudyConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     search: SearchConfig | None = None
     racing: bool | RacingConfig = False
+    report: ReportConfig = ReportConfig()
 
     @field_validator("racing")
     @classmethod
