@@ -103,8 +103,9 @@ def test_pairing_shared_seeds_gains_power_and_stays_calibrated_without_a_shared_
     for i in range(studies):
         test = family.study(rng, gap)["test"]
         for paired in (True, False):
-            res = seed_aware_compare(test["y"], dict(enumerate(test["arms"]["a0"])), dict(enumerate(test["arms"]["a1"])),
-                                     metric, n_boot=N_BOOT_SIM, seed=i, paired=paired)
+            res = seed_aware_compare(test["y"], dict(enumerate(test["arms"]["a0"])),
+                                     dict(enumerate(test["arms"]["a1"])), metric, n_boot=N_BOOT_SIM, seed=i,
+                                     paired=paired)
             hits[paired] += res["p_value"] < 0.05 and res["delta"] > 0
         test = family.study(rng, none)["test"]
         res = seed_aware_compare(test["y"], dict(enumerate(test["arms"]["a0"])), dict(enumerate(test["arms"]["a1"])),

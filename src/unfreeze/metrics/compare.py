@@ -262,9 +262,9 @@ def compare_with_fixed(y_true: np.ndarray, preds_arm: Mapping[Hashable, np.ndarr
     lucky seed a significant gain (the issue measured 54 % "significantly better" for equal models). Returns
     {"delta", "p_value", "ci_low", "ci_high", "se", "df", "seeds", "n_boot", "decidable", "method"}.
     """
-    arms, fixed = score_split(y_true, {"arm": preds_arm}, metric, n_boot, seed, {"fixed": pred_fixed})
     if not preds_arm:
         raise UnfreezeError("compare_with_fixed: the arm has no runs; pass at least one prediction vector")
+    arms, fixed = score_split(y_true, {"arm": preds_arm}, metric, n_boot, seed, {"fixed": pred_fixed})
     return finish_fixed(arms["arm"], *fixed["fixed"], n_boot, alpha)
 
 
