@@ -218,6 +218,21 @@ def test_bounded_interval_is_sensible_at_zero_and_one():
         bounded_interval([0.5, 1.2])
 
 
+def test_report_min_effect_is_a_validated_study_key_the_report_reads(tmp_path):
+    from pydantic import ValidationError
+
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.report.significance import report_min_effect
+
+    assert StudyConfig.model_validate({"base": {}}).report.min_effect == 0.01
+    assert StudyConfig.model_validate({"base": {}, "report": {"min_effect": 0.02}}).report.min_effect == 0.02
+    with pytest.raises(ValidationError, match="min_effect"):
+        StudyConfig.model_validate({"base": {}, "report": {"min_effect": 0}})
+    assert report_min_effect(tmp_path) == 0.01  # no study.yaml: the default
+    (tmp_path / "study.yaml").write_text("base: {}\nreport:\n  min_effect: 0.03\n")
+    assert report_min_effect(tmp_path) == 0.03
+
+
 # ---------------------------------------------------------------------------------------------------------
 # `unfreeze calibrate`
 
