@@ -65,7 +65,10 @@ def arms_table(results: pd.DataFrame, names: list[str], best: str | None, compar
         val, test = summarize(part[f"val_{metric}"]), summarize(part[f"test_{metric}"])
         comp = comparisons.get(arm)
         mark = significance_mark(comp)
-        n = str(test["n"]) + (f" ({stop_note(stopped[arm])})" if arm in (stopped or {}) else "")
+        seeds = part["seed"].nunique() if "seed" in part else test["n"]
+        n = str(test["n"]) + (f" ({seeds} seed{'s' if seeds != 1 else ''} × folds: the seeds count)"
+                              if seeds < test["n"] else "")
+        n += f" ({stop_note(stopped[arm])})" if arm in (stopped or {}) else ""
         rows.append([arm + mark, n, versus(arm, best, comp), mark_cell(comp), fmt(val),
                      interval(per_seed(part, f"val_{metric}"), bounded), fmt(test),
                      interval(per_seed(part, f"test_{metric}"), bounded)]
