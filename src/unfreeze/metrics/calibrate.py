@@ -49,8 +49,10 @@ class CalibrateError(UnfreezeError):
 def load_generator(path: str | Path) -> Callable[[np.random.Generator], dict]:
     """`simulate` from the Python file at `path` (imported, i.e. executed: the user's own code)."""
     path = Path(path)
-    if not path.is_file() or path.suffix != ".py":
-        raise CalibrateError(f"{path}: not a Python file; pass the generator file that defines simulate(rng)")
+    if not path.is_file():
+        raise CalibrateError(f"{path}: no such file; pass the generator file that defines simulate(rng)")
+    if path.suffix != ".py":
+        raise CalibrateError(f"{path}: not a .py file; pass the Python file that defines simulate(rng)")
     spec = importlib.util.spec_from_file_location(f"unfreeze_generator_{abs(hash(str(path.resolve())))}", path)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))  # its own helper modules next to it
