@@ -50,7 +50,7 @@ def test_two_seeds_get_no_seed_aware_test_no_mark_and_an_uninformative_interval(
     assert sum("2 seeds: no seed-aware test" in line for line in table) == 11
     assert all("2 seeds: interval uninformative" in line for line in table)
     assert not any(" † " in line or " ‡ " in line for line in table)
-    assert "Welch t-test over independent seeds" in md and "Seeds to settle" in md
+    assert "t-test over seeds (paired by seed" in md and "Seeds to settle" in md
 
 
 def test_report_rebuilds_from_the_folder_alone(study_dir):

@@ -62,7 +62,7 @@ def test_compare_with_best_marks_only_real_gaps():
     same = [p.copy() for p in good]
     rows = compare_with_best("good", {"good": good, "bad": bad, "same": same}, y, accuracy_score, n_boot=2000)
     assert rows["bad"]["significant"] and not rows["same"]["significant"]
-    assert rows["bad"]["decidable"] and "Welch" in rows["bad"]["test"]
+    assert rows["bad"]["decidable"] and "paired over 3 shared seeds" in rows["bad"]["test"]
     assert rows["bad"]["delta"] == pytest.approx(np.mean([accuracy_score(y, p) for p in good])
                                                  - np.mean([accuracy_score(y, p) for p in bad]))
 

@@ -1,4 +1,5 @@
-"""`unfreeze train | study | report | predict | inspect | probe | validate` — thin wrappers over library functions.
+"""`unfreeze train | study | report | predict | inspect | probe | validate | calibrate` — thin wrappers over library
+functions.
 
 Every user error (`UnfreezeError`) becomes one line on stderr and exit code 2; nothing already written is
 touched before validation passes.
@@ -405,6 +406,37 @@ def probe(config: Path = typer.Argument(..., help="Run config YAML."),
     result = run_probe(load_run_config(config, overrides), out)
     console.print(result.get("suggestion", ""))
     console.print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
+
+
+@app.command()
+@user_errors
+def calibrate(generator: Path = typer.Argument(..., help="GEN.py defining simulate(rng) -> one study (format: "
+                                                         "docs/statistics.md). It is imported, i.e. executed."),
+              studies: int = typer.Option(1000, "--studies", help="Simulated studies."),
+              seed: int = typer.Option(0, "--seed", help="Seed of the numpy Generator passed to simulate."),
+              json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rates to this JSON file.")):
+    """Run the report's decision path on studies from YOUR generative model: false-mark rate, false baseline
+    verdicts, power."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from unfreeze.io import write_json
+    from unfreeze.metrics.calibrate import calibrate as run_calibration
+    from unfreeze.metrics.calibrate import load_generator, table_rows
+
+    simulate = load_generator(generator)
+    with Progress(TextColumn("calibrate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("studies", total=studies)
+        result = run_calibration(simulate, studies, seed, progress=lambda done: bar.update(task, completed=done))
+    table = Table(title=f"unfreeze calibrate {generator.name} ({studies} studies, seed {seed})")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for name, value in table_rows(result):
+        table.add_row(name, value)
+    console.print(table)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
 
 
 def main() -> None:  # pragma: no cover

@@ -302,6 +302,12 @@ class TrackingConfig(StrictModel):
         return value
 
 
+class ReportConfig(StrictModel):
+    """`report:` in a study file. `min_effect`: the smallest gap in the selection metric worth finding; the
+    report's "seeds to settle" plans the seeds per arm that find it with 80 % power (docs/statistics.md)."""
+    min_effect: float = Field(0.01, gt=0, lt=1)  # = metrics.decide.MIN_EFFECT
+
+
 class RunConfig(StrictModel):
     task: Literal["sequence", "token"] = "sequence"
     seed: int = Field(0, ge=0)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from unfreeze.config.schema import StrictModel, TrackingConfig
+from unfreeze.config.schema import ReportConfig, StrictModel, TrackingConfig
 
 
 MAX_RUNS = 5000  # planned runs of one study (grid × named arms × seeds × folds; a grid search's points): more is refused
@@ -120,6 +120,7 @@ class StudyConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     search: SearchConfig | None = None
     racing: bool | RacingConfig = False
+    report: ReportConfig = ReportConfig()
 
     @field_validator("racing")
     @classmethod

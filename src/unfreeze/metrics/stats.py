@@ -1,12 +1,13 @@
 """Statistics that keep noise from being read as a finding.
 
 - `summarize`: mean ± std and a t-based 95 % CI over seeds (or folds) — with 2–5 seeds a normal CI is too narrow.
-- `compare_with_best`: each arm against the best one with `compare.seed_aware_compare` (seed variance + the
-  finite test set, runs not paired); the old example-only test survives as a labelled secondary column.
+- `compare_with_best`: each arm against the best one with the report's family (`decide.compare_family`: seed
+  variance + the finite test set, paired when the arms share seed numbers, intervals simultaneous over every
+  pair of arms); the old example-only test survives as a labelled secondary column.
 - `paired_bootstrap`: resamples test examples only, pairing seed i of arm A with seed i of arm B — calibrated only
   when seeds do not differ in skill (docs/statistics.md), so it never decides a mark.
 - `mcnemar`: exact test for a single pair of prediction vectors, when the metric is accuracy.
-- `holm`: several arms compared with the best one → correct for multiple comparisons.
+- `holm`: Holm–Bonferroni adjusted p-values (`compare.holm`; racing and the former rule use it).
 The best arm is always chosen on *validation*; its comparison with others is on test.
 """
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from unfreeze.metrics.compare import _bootstrap_scores, seed_aware_compare
+from unfreeze.metrics.compare import bootstrap_scores, holm, score_split
 from unfreeze.metrics.counts import CountMetric
+from unfreeze.metrics.decide import compare_family
+
+__all__ = ["accuracy_counts", "best_arm", "compare_with_best", "holm", "mcnemar", "paired_bootstrap", "summarize",
+           "test_set_only"]
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -94,19 +99,6 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> float
     return float(sps.binomtest(min(only_a, only_b), n, 0.5).pvalue)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    m = len(p)
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        adjusted[idx] = running
-    return adjusted.tolist()
-
-
 def best_arm(val_means: dict[str, float], lower_is_better: bool = False) -> str:
     """The arm with the best mean *validation* metric (never chosen on test)."""
     pick = min if lower_is_better else max
@@ -144,7 +136,7 @@ def test_set_only(y_true, best_runs: dict, other_runs: dict, metric, n_boot: int
     k = len(common)
     totals = metric.from_totals(counts.sum(1))
     observed = float(np.mean(totals[:k]) - np.mean(totals[k:]))
-    boots = _bootstrap_scores(counts, metric, n_boot, seed)
+    boots = bootstrap_scores(counts, metric, n_boot, seed)
     deltas = boots[:, :k].mean(1) - boots[:, k:].mean(1)
     p_value = 1.0 if observed == 0 and np.all(deltas == 0) else \
         min(1.0, 2 * min(float((deltas <= 0).mean()), float((deltas >= 0).mean())))
@@ -155,39 +147,36 @@ def test_set_only(y_true, best_runs: dict, other_runs: dict, metric, n_boot: int
 def compare_with_best(best: str, predictions: dict[str, dict | list[np.ndarray]], y_true: np.ndarray,
                       metric: Callable, n_boot: int = 10_000, alpha: float = 0.05, min_seeds: int = 3,
                       secondary: bool = True) -> dict[str, dict]:
-    """Each other arm vs the best with `compare.seed_aware_compare`: every run of each arm (not paired by seed) is
-    an independent trained model, and the variance counts both seed spread and the finite test set.
+    """Each other arm vs `best` with the report's comparison family (`decide.compare_family`): the seed is the
+    unit (folds of a seed averaged), paired when both arms ran the same seed numbers, variance = seed variance +
+    the finite test set, marks where the interval simultaneous over every pair of decidable arms excludes 0.
 
-    `predictions[arm]` maps a run key (e.g. `(seed, fold)`) to its test predictions (a list is keyed by position).
-    Only decidable rows (≥ `min_seeds` runs in both arms) enter Holm and can get `worse` / `better`; the others
-    keep Δ and say "n seeds: no seed-aware test". `worse` / `better` say on which side a significant gap lies: an
-    arm picked as best on validation can still be significantly beaten on test. With `secondary`, each row also
-    carries `test_set_only`: the old example-only test (runs paired by key), for reading, never for the marks.
+    `predictions[arm]` maps a run key (`(seed, fold)` or a seed) to its test predictions (a list is keyed by
+    position = seed). Arms with fewer than `min_seeds` seeds keep Δ and say "n seeds: no seed-aware test".
+    `worse` / `better` say on which side a significant gap lies. With `secondary`, each row also carries
+    `test_set_only`: the old example-only test (runs paired by key), for reading, never for the marks.
     `metric` must be a count metric (`metrics.counts`) or an accuracy function; anything else gets Δ only.
     """
     keyed = {arm: dict(enumerate(p)) if isinstance(p, (list, tuple)) else dict(p) for arm, p in predictions.items()}
     counted = metric if hasattr(metric, "from_totals") else accuracy_counts() if measures_accuracy(metric) else None
-    rows = {}
-    for arm, runs in keyed.items():
-        if arm == best or not runs or not keyed[best]:
-            continue
-        if counted is None:
-            delta = float(np.mean([metric(y_true, p) for p in keyed[best].values()])
-                          - np.mean([metric(y_true, p) for p in runs.values()]))
-            row = {"delta": delta, "p_value": None, "decidable": False, "seeds_best": len(keyed[best]),
-                   "seeds_other": len(runs), "method": f"no seed-aware test: {getattr(metric, '__name__', metric)} "
-                                                       f"is not a sum of per-example counts"}
-        else:
-            row = seed_aware_compare(y_true, keyed[best], runs, counted, n_boot=n_boot, min_seeds=min_seeds)
-        row["test"] = row["method"]
-        row["test_set_only"] = test_set_only(y_true, keyed[best], runs, counted, n_boot) \
-            if secondary and counted is not None else None
-        rows[arm] = row
-    decided = [arm for arm, row in rows.items() if row["decidable"]]
-    adjusted = dict(zip(decided, holm([rows[arm]["p_value"] for arm in decided]))) if decided else {}
+    if not keyed.get(best):
+        return {}
+    keyed = {arm: runs for arm, runs in keyed.items() if runs}
+    if counted is None:
+        rows = {}
+        for arm, runs in keyed.items():
+            if arm != best:
+                delta = float(np.mean([metric(y_true, p) for p in keyed[best].values()])
+                              - np.mean([metric(y_true, p) for p in runs.values()]))
+                rows[arm] = {"delta": delta, "p_value": None, "p_holm": None, "decidable": False,
+                             "significant": False, "worse": False, "better": False, "seeds_best": len(keyed[best]),
+                             "seeds_other": len(runs), "method": f"no seed-aware test: "
+                             f"{getattr(metric, '__name__', metric)} is not a sum of per-example counts"}
+                rows[arm]["test"] = rows[arm]["method"]
+    else:
+        scored, _ = score_split(y_true, keyed, counted, n_boot)
+        rows, _ = compare_family(scored, best, alpha, min_seeds, n_boot)
     for arm, row in rows.items():
-        row["p_holm"] = adjusted.get(arm)
-        row["significant"] = bool(arm in adjusted and adjusted[arm] < alpha)
-        row["worse"] = row["significant"] and row["delta"] > 0
-        row["better"] = row["significant"] and row["delta"] < 0
+        row["test_set_only"] = test_set_only(y_true, keyed[best], keyed[arm], counted, n_boot) \
+            if secondary and counted is not None else None
     return rows

@@ -2,22 +2,24 @@
 
 Why it competes: a study whose best fine-tuned arm loses to TF-IDF on validation has found that fine-tuning did not
 pay on this data, and the report must say so first, not bury the row under the table. The baseline takes part in
-"best by validation" and the best fine-tuned arm is compared with it on test (`metrics.compare.compare_with_fixed`:
-the baseline is deterministic, one "seed" with seed variance 0). Each baseline is paired with the runs trained on
-the same data (`run_ids` in its metrics.json, written by `study.runner.run_baseline`), so a grid over
-`data.train_size` compares each size with the floor trained on the same examples.
+"best by validation" and the best fine-tuned arm is compared with it on test by the report's decision path
+(`metrics.decide.decide`: the baseline is deterministic, seed variance 0; the arm's seed variance and the test set
+count, and every decidable arm is compared with its baseline at alpha / arms, so picking the best arm on validation
+is covered). One seed gives no p-value and no "significantly": one seed cannot tell a real gap from a lucky seed.
+The validation verdict states its uncertainty (an interval), not two bare point estimates. Each baseline is paired
+with the runs trained on the same data (`run_ids` in its metrics.json, written by `study.runner.run_baseline`),
+so a grid over `data.train_size` compares each size with the floor trained on the same examples.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from unfreeze.io import read_json
 from unfreeze.metrics.classification import LOWER_IS_BETTER
-from unfreeze.metrics.compare import compare_with_fixed, format_p
-from unfreeze.report.significance import N_BOOT, count_metric_of, read_test_predictions
+from unfreeze.metrics.compare import format_p
+from unfreeze.report.significance import N_BOOT
 
 
 def load_baselines(study_dir: Path) -> list[dict]:
@@ -52,64 +54,67 @@ def of_arm(baselines: list[dict], group: pd.DataFrame, arm: str) -> dict | None:
 
 
 def rows(baselines: list[dict], names: list[str], width: int, deltas: dict[str, str]) -> list[list[str]]:
+    """Baseline rows in the arms table's column order (arm, n, Δ vs best, mark, val, val CI, test, test CI, ...)."""
     several = len(baselines) > 1
     out = []
     for base in baselines:
-        cells = [label(base, several), "1", f"{base['val'].get(names[0], float('nan')):.4f}", "–",
+        cells = [label(base, several), "1", deltas.get(base["dir"], "–"), "–",
+                 f"{base['val'].get(names[0], float('nan')):.4f}", "–",
                  f"{base['test'].get(names[0], float('nan')):.4f}", "–"]
         cells += [f"{base['test'].get(m, float('nan')):.4f}" for m in names[1:]]
-        cells += [deltas.get(base["dir"], "–"), "–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}",
-                  "–"]
+        cells += ["–", "0 (no encoder)", f"{base.get('train_seconds', float('nan')):.1f}", "–"]
         out.append(cells[:width])
     return out
 
 
-def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], meta: dict, metric: str
+def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric: str, decision: dict | None
             ) -> tuple[list[str], dict[str, str], bool]:
-    """(paragraphs, {baseline dir: Δ cell}, baseline wins on val) for the best fine-tuned arm vs its baseline."""
+    """(paragraphs, {baseline dir: Δ cell}, baseline wins on val) for the best fine-tuned arm vs its baseline,
+    worded from `decision["baseline"]` (`metrics.decide`)."""
     if best is None or metric in LOWER_IS_BETTER:
         return [], {}, False
     base = of_arm(baselines, group, best)
     if base is None or not isinstance(base["val"].get(metric), (int, float)):
         return [], {}, False
-    part = group[group["arm"] == best]
-    val_best, val_base = float(part[f"val_{metric}"].mean()), float(base["val"][metric])
+    val_best, val_base = float(decision["val_means"][best]), float(base["val"][metric])
     name = "TF-IDF" if "TF-IDF" in base["method"] else "the baseline"
+    found = (decision or {}).get("baseline") or {}
+    uncertainty = _val_uncertainty(found.get("val"))
     wins = val_base > val_best
     if wins:
         lines = [f"Verdict: fine-tuning did not beat {name} here (val {metric} {val_base:.4f} vs {val_best:.4f} for "
-                 f"the best fine-tuned arm, {best}). The baseline is best by validation."]
+                 f"the best fine-tuned arm, {best}){uncertainty}. The baseline is best by validation."]
     else:
         lines = [f"The best fine-tuned arm ({best}) beats {name} on validation ({metric} {val_best:.4f} vs "
-                 f"{val_base:.4f})."]
-    comp = compare_test(part, base, meta, metric)
-    cell = "–"
-    if comp is not None:
-        p = format_p(comp["p_value"], comp["n_boot"])
-        lines.append(f"On test, {best} − baseline: Δ {metric} = {comp['delta']:+.4f} ({p}, 95 % CI "
-                     f"[{comp['ci_low']:+.4f}, {comp['ci_high']:+.4f}]; {comp['method']}).")
-        cell = f"{-comp['delta']:+.4f} ({p})"
-    return lines, {base["dir"]: cell}, wins
+                 f"{val_base:.4f}){uncertainty}."]
+    test = found.get("test")
+    if test is None:
+        return lines, {}, wins
+    if not test["decidable"]:
+        lines.append(f"On test, {best} − baseline: Δ {metric} = {test['delta']:+.4f} ({test['method']}): no p-value "
+                     f"and no verdict — run at least 3 seeds per arm for one.")
+        return lines, {base["dir"]: f"{-test['delta']:+.4f} (no test)"}, wins
+    level = f"{test['level'] * 100:.3g} %"
+    said = {"better": f"{best} is significantly better than {name}", "worse": f"{best} is significantly worse "
+            f"than {name}", None: f"{best} and {name} are not told apart"}[test["claim"]]
+    p = format_p(test["p_adj"], N_BOOT)
+    lines.append(f"On test, {best} − baseline: Δ {metric} = {test['delta']:+.4f}, simultaneous {level} interval "
+                 f"[{test['ci_low']:+.4f}, {test['ci_high']:+.4f}] ({p}, adjusted over the "
+                 f"{found['arms_in_family']} arm{'s' if found['arms_in_family'] != 1 else ''} compared with their "
+                 f"baseline, so picking the best on validation is covered; {test['method']}): {said}.")
+    return lines, {base["dir"]: f"{-test['delta']:+.4f} [{-test['ci_high']:+.4f}, {-test['ci_low']:+.4f}]"}, wins
 
 
-def compare_test(part: pd.DataFrame, base: dict, meta: dict, metric: str) -> dict | None:
-    """The best arm's runs vs the baseline's test predictions on the same test set, or None when not comparable."""
-    task = meta.get("task", "sequence")
-    try:
-        fn = count_metric_of(Path(part["path"].iloc[0]), meta.get("task", "sequence"), metric)
-        y_base, p_base = read_test_predictions(Path(base["dir"]), task)
-        preds, y = {}, None
-        for path, seed, fold in zip(part["path"], part["seed"], part["fold"]):
-            y, preds[(int(seed), int(fold))] = read_test_predictions(Path(path), task)
-    except (FileNotFoundError, KeyError):
-        return None
-    if fn is None or y is None or len(y) != len(y_base) or any(_plain(a) != _plain(b) for a, b in zip(y, y_base)):
-        return None  # not a count metric, or the baseline was scored on another test set
-    return compare_with_fixed(y, preds, p_base, fn, n_boot=N_BOOT)
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else str(value)
+def _val_uncertainty(val: dict | None) -> str:
+    """'; Δ val …, interval […] (how)' — or why there is none."""
+    if not val:
+        return ""
+    if val["ci_low"] is None:
+        return f"; Δ val {val['delta']:+.4f}, one seed: no interval"
+    apart = "within noise" if val["ci_low"] <= 0 <= val["ci_high"] else "beyond noise"
+    return (f"; Δ val {val['delta']:+.4f}, simultaneous {val['level'] * 100:.3g} % interval "
+            f"[{val['ci_low']:+.4f}, {val['ci_high']:+.4f}], {apart} — {val['how']}; the arm was picked on these "
+            f"validation data, which flatters it")
 
 
 def size_points(baselines: list[dict], metric: str) -> dict[float, float]:

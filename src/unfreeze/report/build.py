@@ -16,11 +16,11 @@ from unfreeze.report import baseline as baselines_of
 from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
-from unfreeze.metrics.compare import bounded_interval, format_p, seeds_needed
+from unfreeze.metrics.compare import bounded_interval, format_p
 from unfreeze.metrics.stats import summarize
 from unfreeze.report.render import render_html, render_markdown
 from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
-from unfreeze.report.significance import N_BOOT, runner_up, significance, test_groups
+from unfreeze.report.significance import N_BOOT, plan_text, report_min_effect, significance, test_groups
 from unfreeze.study.racing import stop_note
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
@@ -54,9 +54,9 @@ def fmt(stats: dict, digits: int = 4) -> str:
 def arms_table(results: pd.DataFrame, names: list[str], best: str | None, comparisons: dict,
                stopped: dict | None = None) -> tuple[list, list]:
     metric = names[0]
-    header = ["arm", "n", f"val {metric}", "val 95% CI", f"test {metric}", "test 95% CI"] + [
-        f"test {m}" for m in names[1:]] + ["Δ vs best (p Holm)", "test-set only p", "trainable params", "train s",
-                                           "peak RSS MB"]
+    header = ["arm", "n", f"Δ test {metric} vs best [simultaneous CI]", "mark (p adj.)", f"val {metric}",
+              "val 95% CI", f"test {metric}", "test 95% CI"] + [
+        f"test {m}" for m in names[1:]] + ["test-set only p", "trainable params", "train s", "peak RSS MB"]
     rows = []
     bounded = metric not in LOWER_IS_BETTER  # scores in [0, 1]; a loss is not
     order = results.groupby("arm")[f"val_{metric}"].mean().sort_values(ascending=metric in LOWER_IS_BETTER).index
@@ -65,24 +65,41 @@ def arms_table(results: pd.DataFrame, names: list[str], best: str | None, compar
         val, test = summarize(part[f"val_{metric}"]), summarize(part[f"test_{metric}"])
         comp = comparisons.get(arm)
         mark = significance_mark(comp)
-        n = str(test["n"]) + (f" ({stop_note(stopped[arm])})" if arm in (stopped or {}) else "")
-        rows.append([arm + mark, n, fmt(val), interval(part[f"val_{metric}"], bounded), fmt(test),
-                     interval(part[f"test_{metric}"], bounded)]
+        seeds = part["seed"].nunique() if "seed" in part else test["n"]
+        n = str(test["n"]) + (f" ({seeds} seed{'s' if seeds != 1 else ''} × folds: the seeds count)"
+                              if seeds < test["n"] else "")
+        n += f" ({stop_note(stopped[arm])})" if arm in (stopped or {}) else ""
+        rows.append([arm + mark, n, versus(arm, best, comp), mark_cell(comp), fmt(val),
+                     interval(per_seed(part, f"val_{metric}"), bounded), fmt(test),
+                     interval(per_seed(part, f"test_{metric}"), bounded)]
                     + [fmt(summarize(part[f"test_{m}"])) for m in names[1:]]
-                    + [versus(arm, best, comp), secondary(comp), f"{int(part['trainable_params'].median()):,}",
+                    + [secondary(comp), f"{int(part['trainable_params'].median()):,}",
                        f"{part['train_seconds'].mean():.1f}", _peak_memory(part)])
     return header, rows
 
 
 def versus(arm: str, best: str | None, comp: dict | None) -> str:
-    """Δ and Holm-adjusted seed-aware p; fewer than 3 seeds: Δ and why there is no test (and no mark)."""
+    """Δ (arm − best) and its interval simultaneous over every pair of arms; fewer than 3 seeds: Δ and why there
+    is no test (and no mark)."""
     if arm == best:
         return "best (by val)"
     if not comp:
         return "–"
     if not comp["decidable"]:
         return f"{-comp['delta']:+.4f} ({comp['method']})"
-    return f"{-comp['delta']:+.4f} ({_p(comp['p_holm'], comp['n_boot'])}){significance_mark(comp)}"
+    return f"{-comp['delta']:+.4f} [{-comp['ci_high']:+.4f}, {-comp['ci_low']:+.4f}]"
+
+
+def mark_cell(comp: dict | None) -> str:
+    """The mark and the Bonferroni-adjusted p behind it (the interval excludes 0 exactly when p adj. < 0.05)."""
+    if not comp or not comp["decidable"]:
+        return "–"
+    return f"{significance_mark(comp).strip() or 'none'} ({_p(comp['p_holm'], comp['n_boot'])})"
+
+
+def per_seed(part: pd.DataFrame, column: str) -> pd.Series:
+    """One value per seed (the folds of a seed averaged: a cluster, not independent draws)."""
+    return part.groupby("seed")[column].mean() if "seed" in part else part[column]
 
 
 def secondary(comp: dict | None) -> str:
@@ -209,11 +226,13 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     racing = read_json(study_dir / "racing.json") if (study_dir / "racing.json").exists() else None
     shown: list[dict] = []
     for i, group in enumerate(groups):
-        best, comparisons = significance(group, meta, metric)
+        bases = baselines_of.for_group(all_baselines, group, len(groups) == 1)
+        best, comparisons, decision = significance(
+            group, meta, metric, baseline_of={a: baselines_of.of_arm(bases, group, a) for a in group["arm"].unique()},
+            min_effect=report_min_effect(study_dir))
         first_best = best if i == 0 else first_best
         header, rows = arms_table(group, names, best, comparisons, (racing or {}).get("stopped"))
-        bases = baselines_of.for_group(all_baselines, group, len(groups) == 1)
-        lines, deltas, wins = baselines_of.verdict(group, best, bases, meta, metric)
+        lines, deltas, wins = baselines_of.verdict(group, best, bases, metric, decision)
         if wins:
             rows = [[c.replace("best (by val)", "best fine-tuned (by val)") for c in row] for row in rows]
         rows += baselines_of.rows(bases, names, len(header), deltas)
@@ -223,17 +242,20 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         blocks += [("p", line) for line in lines[:1]]
         blocks.append(("table", header, rows))
         blocks += [("p", line) for line in lines[1:]]
-        plan = plan_line(group, metric, best, comparisons)
+        plan = plan_text(decision, metric)
         if plan:
             blocks.append(("p", plan))
     n_seeds = results.groupby("arm").size().max()
     blocks += [("p", (
         f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % intervals for the mean "
-        f"(t-intervals, kept inside [0, 1]; with 2 seeds uninformative). The best arm is chosen by mean "
-        f"validation {metric}; every other arm is compared with it on the same test set. {METHOD} Holm-corrected "
-        f"across arms. {SIG_MARK} = significantly worse than the best arm on test at 5 %; "
-        f"{BETTER_MARK} = significantly better on test than the arm picked on validation (validation and test "
-        f"disagree: read the ranking with care). Arms with fewer than 3 seeds get Δ but no test and no mark. "
+        f"over seeds{' (the folds of a seed averaged first: folds are not seeds)' if meta.get('cv') else ''} "
+        f"(t-intervals cut at 0 and 1; with 2 seeds uninformative). The best arm is chosen by mean "
+        f"validation {metric}; every other arm is compared with it on the same test set. {METHOD} The Δ column "
+        f"leads: the arm's test {metric} minus the best arm's, with an interval that holds simultaneously for "
+        f"every pair of arms (Bonferroni over the pairs), so it also holds for the pair that the validation pick "
+        f"selected. {SIG_MARK} = significantly worse than the best arm on test at 5 % family-wise (the interval "
+        f"lies below 0); {BETTER_MARK} = significantly better on test than the arm picked on validation (validation "
+        f"and test disagree: read the ranking with care). Arms with fewer than 3 seeds get Δ but no test and no mark. "
         f"'test-set only p': the older bootstrap over test examples with seeds held fixed ({N_BOOT:,} resamples), "
         f"shown for reference — it ignores seed variance and is not calibrated when seeds differ in skill, so it "
         f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
@@ -265,9 +287,10 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     return blocks
 
 
-METHOD = ("Test: a Welch t-test over independent seeds (runs not paired) whose variance adds each arm's seed "
-          "variance and the test-set variance of the seed-averaged difference (a bootstrap over test examples, "
-          f"{N_BOOT:,} resamples), calibrated in docs/statistics.md;")
+METHOD = ("Test: a t-test over seeds (paired by seed when the arms ran the same seed numbers, else over independent "
+          "seeds; df from the smaller arm's seeds) whose variance adds the seed variance and the test-set variance "
+          f"of the seed-averaged difference (a bootstrap over test examples, {N_BOOT:,} resamples), calibrated "
+          "under several generative models in docs/statistics.md (`unfreeze calibrate` checks your own).")
 
 
 def racing_line(racing: dict) -> str:
@@ -289,17 +312,6 @@ def group_label(group: pd.DataFrame, meta: dict) -> str:
     """What the runs of one test set have in common among the grid keys (e.g. data.split_seed=1)."""
     shared = [f"{k}={group[k].iloc[0]}" for k in meta.get("grid_keys", []) if k in group and group[k].nunique() == 1]
     return ", ".join(shared) or f"{len(group)} runs"
-
-
-def plan_line(results: pd.DataFrame, metric: str, best: str | None, comparisons: dict) -> str | None:
-    """How many seeds would settle best vs runner-up (`compare.seeds_needed`, a planning figure)."""
-    second = runner_up(results, metric, best)
-    if second is None or f"test_{metric}" not in results:
-        return None
-    scores = {arm: results.loc[results["arm"] == arm, f"test_{metric}"].tolist() for arm in (best, second)}
-    test_var = (comparisons.get(second) or {}).get("var_test") or 0.0
-    plan = seeds_needed(scores[best], scores[second], test_var=test_var)
-    return f"Seeds to settle {best} vs the runner-up {second}: {plan['text']}."
 
 
 def ensemble_blocks(study_dir: Path, metric: str = "f1_macro") -> list:

@@ -1,0 +1,100 @@
+"""Intervals for per-seed scores of a bounded metric, and how many seeds a named minimal effect needs.
+
+Why planning is separate from the observed Δ: a seed count computed from the Δ a study happened to see is
+post-hoc power — it is small exactly when Δ was overestimated by chance and says nothing when the arms are equal.
+`plan_seeds` answers a question fixed in advance ("how many seeds per arm would find a gap of `min_effect` with
+80 % power at the level the report's correction applies?") from an upper confidence bound of the seed variance
+(with 3 seeds a variance estimate has 2 degrees of freedom and is often far too small), so the figure errs on the
+side of more seeds. Pure numpy / scipy.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from unfreeze.errors import UnfreezeError
+
+VARIANCE_CONFIDENCE = 0.8  # one-sided upper bound of the seed variance used for planning
+
+
+def bounded_interval(values: Sequence[float], low: float = 0.0, high: float = 1.0) -> tuple[float, float, str]:
+    """95 % t-interval for the mean of per-seed scores of a metric bounded in [low, high], cut at the bounds.
+
+    The true mean lies inside [low, high], so cutting the t-interval there keeps its coverage and never produces
+    the absurd widths a logit transform of scores at exactly 0 or 1 does (scores 0, 0, 0.02 → [0, 0.035], not
+    [0.0000003, 0.547]). A note says when the interval was cut, when it says little (2 seeds: t has 1 df) or when
+    all seeds scored the same. 0 or 1 finite values → (nan, nan, note); values outside [low, high] raise.
+    """
+    if not high > low:
+        raise UnfreezeError(f"bounded_interval: low={low} must be below high={high}")
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = len(x)
+    if n < 2:
+        return math.nan, math.nan, f"{n} seed{'s' if n != 1 else ''}: no interval"
+    if x.min() < low or x.max() > high:
+        raise UnfreezeError(f"bounded_interval: score {x.min() if x.min() < low else x.max():g} lies outside "
+                            f"[{low:g}, {high:g}]; pass the metric's real bounds")
+    notes = ["2 seeds: interval uninformative"] if n == 2 else []
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    if sd == 0:
+        notes.append(f"all {n} seeds scored the same: zero spread, the interval is no guarantee")
+        return mean, mean, "; ".join(notes)
+    half = float(sps.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    lo, hi = mean - half, mean + half
+    if lo < low or hi > high:
+        notes.append(f"cut at the bound {low:g} / {high:g}")
+    return max(lo, low), min(hi, high), "; ".join(notes)
+
+
+def variance_upper(variance: float, df: float, confidence: float = VARIANCE_CONFIDENCE) -> float:
+    """One-sided `confidence` upper bound of a variance estimated with `df` degrees of freedom (chi-square)."""
+    if not df or df <= 0 or not math.isfinite(variance):
+        return math.nan
+    return float(variance * df / sps.chi2.ppf(1 - confidence, df))
+
+
+def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: float, alpha: float,
+               power: float = 0.8, min_seeds: int = 3, max_seeds: int = 50) -> dict:
+    """Seeds per arm for which the report's comparison of two arms finds a gap of `min_effect` with `power`.
+
+    `seed_variance` is the per-seed variance of the compared quantity (a paired difference, or the sum of both
+    arms' per-seed variances for independent seeds) estimated with `df` degrees of freedom; planning uses its
+    upper `VARIANCE_CONFIDENCE` bound. `test_var` (the test-set variance of Δ) does not shrink with seeds, so an
+    effect below it is never resolvable. `alpha` is the per-comparison level the correction applies. Power from
+    the noncentral t with the df the comparison will use (seeds − 1, plus the test-set term). Returns
+    {"seeds": int | None, "sd_upper": float, "text": str}.
+    """
+    if not min_effect > 0:
+        raise UnfreezeError(f"plan_seeds: min_effect={min_effect} must be > 0 (report.min_effect)")
+    upper = variance_upper(seed_variance, df)
+    if not math.isfinite(upper):
+        return {"seeds": None, "sd_upper": math.nan,
+                "text": "needs ≥ 2 seeds per arm to bound the seed variance"}
+    k = np.arange(max(min_seeds, 2), max_seeds + 1)
+    if upper + max(test_var, 0.0) == 0:  # every seed and every example agreed: any gap would show at once
+        return {"seeds": int(k[0]), "sd_upper": 0.0,
+                "text": f"{k[0]} seeds per arm (the seeds showed no spread at all, so this is no guarantee)"}
+    v_seed = upper / k
+    variance = v_seed + max(test_var, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dfs = np.where(v_seed > 0, variance ** 2 / (v_seed ** 2 / (k - 1)), np.inf)
+    crit = sps.t.ppf(1 - alpha / 2, np.minimum(dfs, 1e6))
+    ncp = min_effect / np.sqrt(np.maximum(variance, 1e-300))
+    achieved = sps.nct.sf(crit, np.minimum(dfs, 1e6), ncp) + sps.nct.cdf(-crit, np.minimum(dfs, 1e6), ncp)
+    sd = math.sqrt(upper)
+    enough = np.flatnonzero(achieved >= power)
+    if len(enough):
+        seeds = int(k[enough[0]])
+        return {"seeds": seeds, "sd_upper": sd,
+                "text": f"≈ {seeds} seeds per arm find a gap of {min_effect:g} with {power * 100:.0f} % power "
+                        f"at the corrected level {alpha:.3g} (seed sd of the difference ≤ {sd:.3g}, "
+                        f"{VARIANCE_CONFIDENCE * 100:.0f} % upper bound)"}
+    why = "the test set's own noise" if test_var > 0 and min_effect < 3 * math.sqrt(test_var) else \
+        f"≤ {max_seeds} seeds"
+    return {"seeds": None, "sd_upper": sd,
+            "text": f"a gap of {min_effect:g} is below what {why} can resolve at the corrected level "
+                    f"{alpha:.3g} (seed sd of the difference ≤ {sd:.3g}, {VARIANCE_CONFIDENCE * 100:.0f} % upper "
+                    f"bound)"}
