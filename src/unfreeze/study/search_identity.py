@@ -143,6 +143,12 @@ def storage_errors(study: StudyConfig, study_dir: Path):
         errors = (optuna.exceptions.StorageInternalError,)
     try:
         yield
+    except ImportError as exc:
+        if "DB access module" not in str(exc):
+            raise
+        scheme = storage_url(study, study_dir).split(":", 1)[0]
+        raise UnfreezeError(f"search.storage: no database driver for {scheme!r} is installed (SQLAlchemy needs one, "
+                            "e.g. `pip install psycopg2-binary` for postgresql, `pymysql` for mysql+pymysql)") from None
     except errors as exc:
         url = storage_url(study, study_dir)
         cause = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
