@@ -241,3 +241,15 @@ def test_an_unusable_storage_url_is_one_line(tiny_bert, sentiment_csv, tmp_path,
     shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
     assert shown.exit_code == 2 and "Traceback" not in shown.output, shown.output
     assert shown.output.startswith("error: search.storage") and len(shown.output.strip().splitlines()) == 1
+
+
+def test_two_folders_creating_one_storage_study_together_one_is_refused(tiny_bert, sentiment_csv, tmp_path):
+    """Both passed the resume check before either created the study: the second to open it reads back the owner."""
+    from unfreeze.study.trials import open_study
+
+    s = make_search(tiny_bert, sentiment_csv, trials=1, storage=f"sqlite:///{(tmp_path / 'shared.db').resolve()}")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    open_study(s, tmp_path / "a", "f1_macro")
+    with pytest.raises(ConfigError, match=f"belongs to the study folder {tmp_path / 'a'}"):
+        open_study(s, tmp_path / "b", "f1_macro")

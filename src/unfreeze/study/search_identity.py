@@ -126,8 +126,14 @@ def record(opt, study: StudyConfig, study_dir: Path) -> None:
     attrs = opt.user_attrs
     if SEARCH_ATTR not in attrs:
         opt.set_user_attr(SEARCH_ATTR, identity(study))
-    if owner_matters(study) and FOLDER_ATTR not in attrs:
-        opt.set_user_attr(FOLDER_ATTR, str(Path(study_dir).resolve()))
+    if owner_matters(study):
+        folder = str(Path(study_dir).resolve())
+        if FOLDER_ATTR not in attrs:
+            opt.set_user_attr(FOLDER_ATTR, folder)
+        owner = opt.user_attrs[FOLDER_ATTR]  # read back: of two folders that created it together, one wins
+        if owner != folder:
+            raise ConfigError(f"search.storage {study.search.storage}: study {study.name!r} in it belongs to the "
+                              f"study folder {owner}; give this search another `name:` or another `storage:`")
 
 
 @contextlib.contextmanager
