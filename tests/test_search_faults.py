@@ -226,3 +226,30 @@ def test_tied_trials_the_pick_is_the_arms_tables_best(tiny_bert, sentiment_csv, 
     table_best = [line for line in report.splitlines() if "best (by val)" in line][0].split("|")[1].strip()
     pick = report.split("Pick: trial ", 1)[1].split("(", 1)[1].split(")", 1)[0]
     assert pick == table_best == min(results["arm"])
+
+
+@pytest.mark.parametrize("storage", ["notaurl", "postgresql://nohost.invalid:1/db"])
+def test_an_unusable_storage_url_is_one_line(tiny_bert, sentiment_csv, tmp_path, storage):
+    """Widened: a storage URL SQLAlchemy cannot parse, or one whose database driver is missing (or unreachable)."""
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    s = make_search(tiny_bert, sentiment_csv, trials=1, storage=storage)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(s.model_dump(mode="json", exclude_defaults=True)))
+    shown = CliRunner().invoke(app, ["study", str(path), "--dry-run", "--out", str(tmp_path / "out")])
+    assert shown.exit_code == 2 and "Traceback" not in shown.output, shown.output
+    assert shown.output.startswith("error: search.storage") and len(shown.output.strip().splitlines()) == 1
+
+
+def test_two_folders_creating_one_storage_study_together_one_is_refused(tiny_bert, sentiment_csv, tmp_path):
+    """Both passed the resume check before either created the study: the second to open it reads back the owner."""
+    from unfreeze.study.trials import open_study
+
+    s = make_search(tiny_bert, sentiment_csv, trials=1, storage=f"sqlite:///{(tmp_path / 'shared.db').resolve()}")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    open_study(s, tmp_path / "a", "f1_macro")
+    with pytest.raises(ConfigError, match=f"belongs to the study folder {tmp_path / 'a'}"):
+        open_study(s, tmp_path / "b", "f1_macro")

@@ -1,4 +1,4 @@
-"""Reading configs: YAML (`yaml.safe_load` semantics, with two fixes: `ConfigLoader`), `--set key=value` overrides,
+"""Reading configs: YAML (`yaml.safe_load` semantics, duplicate keys refused: `ConfigLoader`), `--set key=value` overrides,
 and pydantic errors turned into one line that names the key and suggests the closest valid one.
 """
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import difflib
-import re
 
 from pathlib import Path
 
@@ -27,9 +26,10 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` (safe tags only), except that (1) a key given twice in one mapping is an error naming the key
-    and both lines, instead of the last one silently winning, and (2) a number in exponent notation without a dot
-    (`1e-5`, `2E3`), which YAML 1.1 reads as a string, is a float, as in YAML 1.2 and as users mean it."""
+    """`yaml.SafeLoader` (safe tags only), except that a key given twice in one mapping is an error naming the key
+    and both lines, instead of the last one silently winning. (YAML 1.1 scalars are kept: `1e-5` without a dot is
+    text, which every number field converts, and a search range's ends too; reading it as a float here would
+    rename the arms of grids written that way, e.g. `lr=1e-5` → `lr=1e-05`, under studies already run.)"""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -49,12 +49,8 @@ class ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
 def load_yaml(text: str):
-    """`yaml.safe_load` semantics with `ConfigLoader`'s two fixes (every config and `--set` value goes through it)."""
+    """`yaml.safe_load` semantics, duplicate keys refused (every config and `--set` value goes through it)."""
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 — ConfigLoader is a SafeLoader
 
 

@@ -187,5 +187,5 @@ class StudyConfig(StrictModel):
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
         if not seeds or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+            raise ValueError("seeds must be a non-empty list of distinct integers")
         return seeds

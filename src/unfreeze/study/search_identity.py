@@ -126,8 +126,14 @@ def record(opt, study: StudyConfig, study_dir: Path) -> None:
     attrs = opt.user_attrs
     if SEARCH_ATTR not in attrs:
         opt.set_user_attr(SEARCH_ATTR, identity(study))
-    if owner_matters(study) and FOLDER_ATTR not in attrs:
-        opt.set_user_attr(FOLDER_ATTR, str(Path(study_dir).resolve()))
+    if owner_matters(study):
+        folder = str(Path(study_dir).resolve())
+        if FOLDER_ATTR not in attrs:
+            opt.set_user_attr(FOLDER_ATTR, folder)
+        owner = opt.user_attrs[FOLDER_ATTR]  # read back: of two folders that created it together, one wins
+        if owner != folder:
+            raise ConfigError(f"search.storage {study.search.storage}: study {study.name!r} in it belongs to the "
+                              f"study folder {owner}; give this search another `name:` or another `storage:`")
 
 
 @contextlib.contextmanager
@@ -143,6 +149,12 @@ def storage_errors(study: StudyConfig, study_dir: Path):
         errors = (optuna.exceptions.StorageInternalError,)
     try:
         yield
+    except ImportError as exc:
+        if "DB access module" not in str(exc):
+            raise
+        scheme = storage_url(study, study_dir).split(":", 1)[0]
+        raise UnfreezeError(f"search.storage: no database driver for {scheme!r} is installed (SQLAlchemy needs one, "
+                            "e.g. `pip install psycopg2-binary` for postgresql, `pymysql` for mysql+pymysql)") from None
     except errors as exc:
         url = storage_url(study, study_dir)
         cause = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
