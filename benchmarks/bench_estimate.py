@@ -13,6 +13,13 @@ estimate, wrong.
 
     python benchmarks/bench_estimate.py examples/demo.yaml examples/bbc_size_freezing.yaml --work /tmp/est
     python benchmarks/bench_estimate.py examples/wnut16_freezing.yaml --set train.epochs=1
+    python benchmarks/bench_estimate.py --long-docs /tmp/est/long-docs --work /tmp/est
+
+`--long-docs DIR` builds a long-document set with a large test split from the built-in BBC News articles
+(`build_long_docs`: 800 training articles; every other article three times in test — as written, and with its
+sentences rotated by one and by two — about 4,000 test documents of 300–700 words, median ~335 words) and adds its
+study (`DIR/long_docs.yaml`: head and top-2 at max_length 512, 2 epochs, 1 seed) to the list: the evaluation cost
+of a long, large test split, the case the short example sets hide.
 
 Output: `benchmarks/estimate.json` and a table in BENCHMARKS.md between `MARK_START` and `MARK_END`.
 """
@@ -28,6 +35,39 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK_START = "<!-- bench-estimate:start (written by benchmarks/bench_estimate.py) -->"
 MARK_END = "<!-- bench-estimate:end -->"
 TOLERANCE = 0.30
+
+
+def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: int = 0) -> Path:
+    """train.csv, test.csv and long_docs.yaml in `folder` (see the module doc); returns the study file."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from unfreeze.assets import load_builtin_frame
+
+    frame = load_builtin_frame("bbc_news").drop_duplicates("text").sample(frac=1.0, random_state=seed)
+    train, rest = frame.iloc[:n_train], frame.iloc[n_train:]
+    rows = []
+    for text, label in zip(rest["text"], rest["label"]):
+        sentences = [s for s in text.split(". ") if s]
+        for k in range(variants):  # a rotation keeps every word: the same topic, another text
+            k = k % max(len(sentences), 1)
+            rows.append({"text": ". ".join(sentences[k:] + sentences[:k]), "label": label})
+    test = pd.DataFrame(rows).drop_duplicates("text")
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    words = np.array([len(t.split()) for t in test["text"]])
+    study = {"name": "long_docs", "base": {
+        "data": {"train": str((folder / "train.csv").resolve()), "test": str((folder / "test.csv").resolve()),
+                 "max_length": 512},
+        "model": {"name": "minilm"}, "optim": {"lr": 1.0e-4, "head_lr": 1.0e-2}, "train": {"epochs": 2}},
+        "grid": {"freeze": ["head", {"top_k": 2}]}, "seeds": [0], "baseline": True}
+    path = folder / "long_docs.yaml"
+    path.write_text(f"# built by benchmarks/bench_estimate.py --long-docs: {len(train)} training, {len(test)} test "
+                    f"documents (median {int(np.median(words))} words)\n" + yaml.safe_dump(study, sort_keys=False),
+                    encoding="utf-8")
+    return path
 
 
 def run_time(row) -> float:
@@ -106,13 +146,16 @@ def main(argv: list[str] | None = None) -> dict:
     from unfreeze.io import read_json, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("studies", nargs="+", type=Path)
+    parser.add_argument("studies", nargs="*", type=Path)
+    parser.add_argument("--long-docs", type=Path, help="build the BBC long-document set here and add its study")
     parser.add_argument("--work", type=Path, required=True, help="study folders (kept; resumed if they exist)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every study")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "estimate.json")
     parser.add_argument("--md", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     summary = read_json(args.json) if args.json.exists() else {"studies": {}}
+    if args.long_docs:
+        args.studies.append(build_long_docs(args.long_docs))
     for study_file in args.studies:
         name = study_file.stem + "".join(f" --set {o}" for o in args.overrides)
         summary["studies"][name] = compare(study_file.resolve(), args.work, args.overrides)
