@@ -129,7 +129,7 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
     return result
 
 
-def _optimizer_step_seconds(model, device) -> float:
+def _optimizer_step_seconds(model, device, deadline: float = float("inf")) -> float:
     """Seconds of one AdamW step over every parameter (the gradients of the last timed step are still there): paid
     once per batch whatever its length, so it dominates small batches of short texts with every layer trained."""
     import torch
@@ -139,7 +139,8 @@ def _optimizer_step_seconds(model, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     started, steps = time.perf_counter(), 0
-    while steps < 3 or (steps < 20 and time.perf_counter() - started < MIN_SECONDS / 2):
+    while steps < 1 or (steps < 20 and time.perf_counter() - started < MIN_SECONDS / 2
+                        and time.perf_counter() < deadline):
         optimizer.step()
         steps += 1
     if device.type == "cuda":
@@ -197,7 +198,7 @@ def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None) -> di
     for p in model.parameters():
         p.requires_grad_(True)
     train_rate = timed(train_step, 0.7)
-    step_seconds = _optimizer_step_seconds(model, device)
+    step_seconds = _optimizer_step_seconds(model, device, deadline)
     config = getattr(model, "config", None)
     total = sum(p.numel() for p in model.parameters())
     embeddings = getattr(model, "embeddings", None)
