@@ -35,6 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK_START = "<!-- bench-estimate:start (written by benchmarks/bench_estimate.py) -->"
 MARK_END = "<!-- bench-estimate:end -->"
 TOLERANCE = 0.30
+#: (row, estimate parts summed, the runs' own measure in `report.plan_section.actual_parts`)
+PART_ROWS = (("cache fill + per-run setup", ("cache_fill", "fixed"), "setup"),
+             ("training + validation every epoch", ("train", "validation"), "train"),
+             ("final pass", ("final",), "final"))
 
 
 def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: int = 0) -> Path:
@@ -81,13 +85,14 @@ def run_time(row) -> float:
 def compare(study_file: Path, work: Path, overrides: list[str] | None = None, say=print) -> dict:
     """{"arms": {arm: {"runs", "estimate_s", "actual_s", "error"}}, "estimate_s", "actual_s", "wall_s"}."""
     from unfreeze.config.load import load_study_config
-    from unfreeze.study.estimate import arm_estimates
+    from unfreeze.report.plan_section import actual_parts
+    from unfreeze.study.estimate import study_estimates
     from unfreeze.study.grid import expand
     from unfreeze.study.runner import run_study
 
     study = load_study_config(study_file, overrides or [])
     jobs = expand(study)
-    estimates = arm_estimates(jobs)
+    estimates, parts = study_estimates(jobs)
     say(f"{study_file.name}: {len(jobs)} runs, estimated {sum(s for _, s in estimates.values()) / 60:.1f} min")
     out = work / study_file.stem
     resumed = (out / "runs").is_dir() and any((out / "runs").iterdir())
@@ -102,12 +107,16 @@ def compare(study_file: Path, work: Path, overrides: list[str] | None = None, sa
         arms[arm] = {"runs": n, "runs_finished": len(rows), "estimate_s": round(estimate, 2),
                      "actual_s": round(actual, 2),
                      "error": round(estimate / actual - 1, 3) if actual and len(rows) == n else None}
+    measured = actual_parts(out, results)
+    by_part = {name: (sum(parts[k] for k in keys), measured[measure]) for name, keys, measure in PART_ROWS}
+    entry_parts = {name: {"estimate_s": round(e, 2), "actual_s": None if a is None else round(a, 2),
+                          "error": round(e / a - 1, 3) if a else None} for name, (e, a) in by_part.items()}
     complete = [a for a in arms.values() if a["error"] is not None]
     entry = {"study": str(study_file.relative_to(ROOT) if study_file.is_relative_to(ROOT) else study_file),
              "overrides": overrides or [], "arms": arms, "failed_runs": int(results.attrs.get("failed_runs", 0)),
              "estimate_s": round(sum(a["estimate_s"] for a in complete), 1),
              "actual_s": round(sum(a["actual_s"] for a in complete), 1),
-             "wall_s": round(wall, 1), "resumed": resumed}
+             "wall_s": round(wall, 1), "resumed": resumed, "parts": entry_parts}
     entry["error"] = round(entry["estimate_s"] / entry["actual_s"] - 1, 3) if entry["actual_s"] else None
     error = f"{entry['error']:+.0%}" if entry["error"] is not None else "n/a"
     say(f"{study_file.name}: estimate {entry['estimate_s'] / 60:.1f} min, runs {entry['actual_s'] / 60:.1f} min "
@@ -126,6 +135,11 @@ def render(summary: dict) -> str:
             error = f"{a['error']:+.0%}" if a["error"] is not None else "–"
             lines.append(f"| {name} | {arm} | {a['runs']} | {a['estimate_s'] / 60:.2f} | {a['actual_s'] / 60:.2f} "
                          f"| {error} |")
+        for part, a in entry.get("parts", {}).items():  # the runs' time per part, summed over arms
+            if a["actual_s"] is not None:
+                error = f"{a['error']:+.0%}" if a["error"] is not None else "–"
+                lines.append(f"| {name} | part: {part} | – | {a['estimate_s'] / 60:.2f} | {a['actual_s'] / 60:.2f} "
+                             f"| {error} |")
         wall = "resumed: runs measured earlier" if entry.get("resumed") else f"study wall {entry['wall_s'] / 60:.1f} min"
         error = f"{entry['error']:+.0%}" if entry["error"] is not None else "–"
         lines.append(f"| {name} | **all runs** ({wall}) | {sum(a['runs'] for a in entry['arms'].values())} | "

@@ -111,9 +111,9 @@ def study_dict(s: Settings, model: CostModel, base: dict, name: str) -> dict:
     train = {**base.get("train", {}), "epochs": s.epochs}
     study = {"name": name, "base": {**base, "data": data, "train": train}}
     if s.balanced and encoder_arms(s.arms, model.layers):  # named arms: the extra one differs in two keys
-        deepest = cheapest_encoder(s.arms, model.layers)
+        weighted = cheapest_encoder(s.arms, model.layers)
         arms = {label(f): {"freeze": f} for f in s.arms}
-        arms[f"{label(deepest)} balanced"] = {"freeze": deepest, "train": {"class_weights": "balanced"}}
+        arms[f"{label(weighted)} balanced"] = {"freeze": weighted, "train": {"class_weights": "balanced"}}
         study["arms"] = arms
     else:
         study["grid"] = {"freeze": list(s.arms)}
