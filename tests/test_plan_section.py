@@ -25,6 +25,10 @@ def test_a_cut_plan_makes_the_verdict_not_a_finding_and_names_the_budget_that_wo
     able = {**WEAK, "weak": []}
     assert verdict_with_plan(LOST, able).startswith(LOST) and "see Plan" in verdict_with_plan(LOST, able)
     assert verdict_with_plan(LOST, {**able, "traded": []}) == LOST
+    # a verdict worded otherwise is still not stated as a finding
+    other = "Verdict: fine-tuning did not beat the baseline (most-frequent tag) on validation."
+    assert "fine-tuning did not beat" not in verdict_with_plan(other, WEAK)
+    assert verdict_with_plan(other, WEAK).startswith("Verdict: not a finding")
 
 
 def test_plan_section_goes_before_results_and_compares_estimate_with_actual(tmp_path):

@@ -108,6 +108,12 @@ def verdict_with_plan(text: str, plan: dict) -> str:
                 f"was cut to fit the budget ({plan['tried']}: {'; '.join(plan['weak'])}; see Plan), so fine-tuning "
                 f"was not trained properly here. A budget of about {_budget(plan['proper_seconds'])} would train "
                 f"{plan['proper']}.")
+    if m is None and plan.get("weak") and text.startswith("Verdict:") and "did not beat" in text:
+        # worded otherwise than `report.baseline.verdict` writes today: the same reading, the sentence kept
+        rest = text[len("Verdict:"):].strip().replace("fine-tuning did not beat", "the fine-tuned arms trained here "
+                                                                                  "scored below")
+        return (f"Verdict: not a finding — the plan was cut to fit the budget ({plan['tried']}; see Plan). {rest} "
+                f"A budget of about {_budget(plan['proper_seconds'])} would train {plan['proper']}.")
     if (text.startswith("Verdict:") or text.startswith("The best fine-tuned arm")) and plan.get("traded"):
         return f"{text} The plan was cut to fit the budget ({plan['tried']}; see Plan)."
     return text

@@ -263,6 +263,8 @@ def print_one_line_plan(plan: Plan, budget: str, console) -> None:
         console.print(f"next lever: {escape(note)}", highlight=False, soft_wrap=True)
     for note in plan.notes:
         console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    if plan.refused:
+        return
     if study["base"].get("train", {}).get("save_model", True):
         console.print("models: every run saves its best/ model; after the study, `unfreeze predict STUDY_DIR new.csv "
                       "-o out.csv --arm ARM` predicts with an arm's runs", highlight=False, soft_wrap=True)
