@@ -141,3 +141,19 @@ def test_small_validation_split_is_noted():
 def test_two_layer_model_has_no_separate_top_2_arm():
     plan = plan_study(facts(), FAST, 10 * 3600, BASE, layers=2, hidden=32)
     assert plan.study["grid"]["freeze"] == ["head", "all"]
+
+
+def test_the_last_arm_that_trains_layers_stays_while_the_plan_fits_the_budget_itself():
+    """At 8 min on the topics set (busier CPU), top-2 at its smallest is just over 90 % of the budget but under the
+    budget: it is kept (head only cannot answer the question), and the plan says it cannot train properly."""
+    slow = {"forward_tokens_per_s": 5500.0, "train_tokens_per_s": 1000.0, "step_seconds": 0.08}
+    plan = plan_study(long_documents(), slow, 8 * 60, BASE, layers=6, hidden=384)
+    assert {"top_k": 2} in plan.study["grid"]["freeze"] and plan.total_seconds <= 8 * 60
+    assert plan.weak and "A budget" not in plan.tried
+
+
+def test_token_task_floors_count_sentences_not_tags():
+    tags = facts(n_train=3384, n_eval=1400, n_val=400, classes=110, task="token")
+    plan = plan_study(tags, {"forward_tokens_per_s": 200.0, "train_tokens_per_s": 40.0}, 10 * 60, BASE, 6, 384)
+    assert plan.study["base"]["data"].get("train_size", 3384) >= 500
+    assert not any("validation has" in n for n in plan.notes)  # 400 sentences ≥ 200

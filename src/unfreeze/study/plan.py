@@ -68,6 +68,12 @@ class DataFacts:
     minority: tuple[str, float] | None = None  # the smallest class and its share, when under the imbalance hint
 
     @property
+    def per_class(self) -> int:
+        """The classes the floors count (a token task's sentences each hold many tags: its floors are the plain
+        minimums)."""
+        return self.classes if self.task != "token" else 0
+
+    @property
     def val(self) -> int:
         return self.n_eval // 2 if self.n_val is None else self.n_val
 
@@ -243,7 +249,7 @@ def smaller(s: Settings, facts: DataFacts, layers: int, pinned: dict | None = No
 
 
 def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Settings]]:
-    floor = train_floor(facts.n_train, facts.classes)
+    floor = train_floor(facts.n_train, facts.per_class)
     comfortable = min(facts.n_train, max(COMFORTABLE, floor))
     out = []
     if facts.task != "token":
@@ -274,10 +280,15 @@ def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Setti
     return out
 
 
-def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = None) -> Settings:
-    """Pull the first lever that applies, again and again, until the study fits or none is left."""
+def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = None,
+           budget: float | None = None) -> Settings:
+    """Pull the first lever that applies, again and again, until the study fits or none is left. The last arm that
+    trains encoder layers goes only when the plan with it exceeds the `budget` itself (not just `usable`)."""
     while model.total(s) > usable:
         options = [o for o in smaller(s, model.facts, model.layers, pinned) if model.total(o[1]) < model.total(s)]
+        last = not encoder_arms(options[0][1].arms, model.layers) if options else False
+        if last and budget is not None and model.total(s) <= budget:
+            break
         if not options:
             break
         s = options[0][1]
@@ -320,7 +331,8 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
     model = CostModel(facts, throughput, layers, hidden, batch_size)
     usable = budget_seconds * MARGIN
     ideal = ideal_settings(facts, layers, pinned)
-    s = take_back(shrink(ideal, model, usable, pinned), ideal, model, usable)
+    s = shrink(ideal, model, usable, pinned, budget_seconds)
+    s = take_back(s, ideal, model, max(usable, model.total(s)))
     if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
         s = replace(s, balanced=True)
     from unfreeze.study.plan_text import describe
@@ -331,7 +343,7 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
 def proper_settings(s: Settings, facts: DataFacts, layers: int) -> Settings:
     """A study that can answer the question: every arm, ≥ 1,000 examples (or all), 3 epochs, 3 seeds."""
     return Settings(arms=distinct_depths(STRATEGIES, layers), epochs=3, seeds=3,
-                    train_size=min(facts.n_train, max(COMFORTABLE, train_floor(facts.n_train, facts.classes))),
+                    train_size=min(facts.n_train, max(COMFORTABLE, train_floor(facts.n_train, facts.per_class))),
                     max_length=s.max_length)
 
 

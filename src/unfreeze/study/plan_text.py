@@ -35,7 +35,7 @@ def traded(s: Settings, ideal: Settings, model: CostModel) -> list[str]:
         lines.append(f"seeds {ideal.seeds} → {s.seeds}" + (" (fewer than 3: no significance test)" if s.seeds < 3
                                                           else "") + f": {saves(seeds=ideal.seeds)}")
     if s.train_size != ideal.train_size:
-        floor = train_floor(model.facts.n_train, model.facts.classes)
+        floor = train_floor(model.facts.n_train, model.facts.per_class)
         lines.append(f"training set {s.train_size:,} of {ideal.train_size:,} examples (floor {floor:,}): "
                      f"{saves(train_size=ideal.train_size)}")
     for freeze in ideal.arms:
@@ -87,10 +87,10 @@ def notes(s: Settings, model: CostModel, budget: float) -> list[str]:
                    "over, and refuses beyond)")
     if truncated_share(facts.lengths, s.max_length) > 0.05 and s.max_length >= facts.max_positions:
         out.append(f"max_length {s.max_length} (the model's limit) {cut(model, s.max_length)}")
-    floor = min(val_floor(facts.classes), facts.n_train + facts.val)
+    floor = min(val_floor(facts.per_class), facts.n_train + facts.val)
     if facts.val < floor:
         out.append(f"validation has {facts.val:,} examples, under the minimum of {floor:,} (max(200, 20 × "
-                   f"classes)): it may not separate the top rows")
+                   f"classes), capped at the data): it may not separate the top rows")
     if facts.minority is not None:
         name, share = facts.minority
         if s.balanced:
