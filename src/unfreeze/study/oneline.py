@@ -204,8 +204,13 @@ def pinned_settings(overrides: list[str] | None) -> dict:
 def plan_from_data(data: Path, test: Path | None, text_column: str | None, label_column: str | None,
                    model: str, budget: str, name: str, overrides: list[str] | None = None,
                    announce=None) -> Plan:
+    from unfreeze.config.load import apply_overrides, study_overrides
+
     seconds = parse_budget(budget)
     base = base_config(data, test, text_column, label_column, model)
+    # run keys of --set shape what is measured too (columns, splits, threads); study keys apply to the study dict
+    run_keys = [item[len("base."):] for item in study_overrides(overrides) if item.startswith("base.")]
+    base = apply_overrides(base, run_keys)
     facts, throughput, layers, hidden = gather_facts(base, announce)
     plan = plan_study(facts, throughput, seconds, base, layers, hidden, name=name,
                       pinned=pinned_settings(overrides))
