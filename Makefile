@@ -56,7 +56,7 @@ bench-search: install assets
 # Dry-run estimate vs actual run times per arm (benchmarks/estimate.json + BENCHMARKS.md); long, on a quiet machine.
 bench-estimate: install assets
 	PYTHONPATH=benchmarks $(BIN)/python benchmarks/bench_estimate.py examples/demo.yaml examples/wnut16_freezing.yaml \
-		examples/bbc_size_freezing.yaml --work studies/bench-estimate
+		examples/bbc_size_freezing.yaml --long-docs studies/bench-estimate/long-docs --work studies/bench-estimate
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -13,6 +13,13 @@ estimate, wrong.
 
     python benchmarks/bench_estimate.py examples/demo.yaml examples/bbc_size_freezing.yaml --work /tmp/est
     python benchmarks/bench_estimate.py examples/wnut16_freezing.yaml --set train.epochs=1
+    python benchmarks/bench_estimate.py --long-docs /tmp/est/long-docs --work /tmp/est
+
+`--long-docs DIR` builds a long-document set with a large test split from the built-in BBC News articles
+(`build_long_docs`: 800 training articles; every other article three times in test — as written, and with its
+sentences rotated by one and by two — about 4,000 test documents of 300–700 words, median ~335 words) and adds its
+study (`DIR/long_docs.yaml`: head and top-2 at max_length 512, 2 epochs, 1 seed) to the list: the evaluation cost
+of a long, large test split, the case the short example sets hide.
 
 Output: `benchmarks/estimate.json` and a table in BENCHMARKS.md between `MARK_START` and `MARK_END`.
 """
@@ -28,6 +35,43 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK_START = "<!-- bench-estimate:start (written by benchmarks/bench_estimate.py) -->"
 MARK_END = "<!-- bench-estimate:end -->"
 TOLERANCE = 0.30
+#: (row, estimate parts summed, the runs' own measure in `report.plan_section.actual_parts`)
+PART_ROWS = (("cache fill + per-run setup", ("cache_fill", "fixed"), "setup"),
+             ("training + validation every epoch", ("train", "validation"), "train"),
+             ("final pass", ("final",), "final"))
+
+
+def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: int = 0) -> Path:
+    """train.csv, test.csv and long_docs.yaml in `folder` (see the module doc); returns the study file."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from unfreeze.assets import load_builtin_frame
+
+    frame = load_builtin_frame("bbc_news").drop_duplicates("text").sample(frac=1.0, random_state=seed)
+    train, rest = frame.iloc[:n_train], frame.iloc[n_train:]
+    rows = []
+    for text, label in zip(rest["text"], rest["label"]):
+        sentences = [s for s in text.split(". ") if s]
+        for k in range(variants):  # a rotation keeps every word: the same topic, another text
+            k = k % max(len(sentences), 1)
+            rows.append({"text": ". ".join(sentences[k:] + sentences[:k]), "label": label})
+    test = pd.DataFrame(rows).drop_duplicates("text")
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    words = np.array([len(t.split()) for t in test["text"]])
+    study = {"name": "long_docs", "base": {
+        "data": {"train": str((folder / "train.csv").resolve()), "test": str((folder / "test.csv").resolve()),
+                 "max_length": 512},
+        "model": {"name": "minilm"}, "optim": {"lr": 1.0e-4, "head_lr": 1.0e-2}, "train": {"epochs": 2}},
+        "grid": {"freeze": ["head", {"top_k": 2}]}, "seeds": [0], "baseline": True}
+    path = folder / "long_docs.yaml"
+    path.write_text(f"# built by benchmarks/bench_estimate.py --long-docs: {len(train)} training, {len(test)} test "
+                    f"documents (median {int(np.median(words))} words)\n" + yaml.safe_dump(study, sort_keys=False),
+                    encoding="utf-8")
+    return path
 
 
 def run_time(row) -> float:
@@ -41,13 +85,14 @@ def run_time(row) -> float:
 def compare(study_file: Path, work: Path, overrides: list[str] | None = None, say=print) -> dict:
     """{"arms": {arm: {"runs", "estimate_s", "actual_s", "error"}}, "estimate_s", "actual_s", "wall_s"}."""
     from unfreeze.config.load import load_study_config
-    from unfreeze.study.estimate import arm_estimates
+    from unfreeze.report.plan_section import actual_parts
+    from unfreeze.study.estimate import study_estimates
     from unfreeze.study.grid import expand
     from unfreeze.study.runner import run_study
 
     study = load_study_config(study_file, overrides or [])
     jobs = expand(study)
-    estimates = arm_estimates(jobs)
+    estimates, parts = study_estimates(jobs)
     say(f"{study_file.name}: {len(jobs)} runs, estimated {sum(s for _, s in estimates.values()) / 60:.1f} min")
     out = work / study_file.stem
     resumed = (out / "runs").is_dir() and any((out / "runs").iterdir())
@@ -62,12 +107,16 @@ def compare(study_file: Path, work: Path, overrides: list[str] | None = None, sa
         arms[arm] = {"runs": n, "runs_finished": len(rows), "estimate_s": round(estimate, 2),
                      "actual_s": round(actual, 2),
                      "error": round(estimate / actual - 1, 3) if actual and len(rows) == n else None}
+    measured = actual_parts(out, results)
+    by_part = {name: (sum(parts[k] for k in keys), measured[measure]) for name, keys, measure in PART_ROWS}
+    entry_parts = {name: {"estimate_s": round(e, 2), "actual_s": None if a is None else round(a, 2),
+                          "error": round(e / a - 1, 3) if a else None} for name, (e, a) in by_part.items()}
     complete = [a for a in arms.values() if a["error"] is not None]
     entry = {"study": str(study_file.relative_to(ROOT) if study_file.is_relative_to(ROOT) else study_file),
              "overrides": overrides or [], "arms": arms, "failed_runs": int(results.attrs.get("failed_runs", 0)),
              "estimate_s": round(sum(a["estimate_s"] for a in complete), 1),
              "actual_s": round(sum(a["actual_s"] for a in complete), 1),
-             "wall_s": round(wall, 1), "resumed": resumed}
+             "wall_s": round(wall, 1), "resumed": resumed, "parts": entry_parts}
     entry["error"] = round(entry["estimate_s"] / entry["actual_s"] - 1, 3) if entry["actual_s"] else None
     error = f"{entry['error']:+.0%}" if entry["error"] is not None else "n/a"
     say(f"{study_file.name}: estimate {entry['estimate_s'] / 60:.1f} min, runs {entry['actual_s'] / 60:.1f} min "
@@ -86,6 +135,11 @@ def render(summary: dict) -> str:
             error = f"{a['error']:+.0%}" if a["error"] is not None else "–"
             lines.append(f"| {name} | {arm} | {a['runs']} | {a['estimate_s'] / 60:.2f} | {a['actual_s'] / 60:.2f} "
                          f"| {error} |")
+        for part, a in entry.get("parts", {}).items():  # the runs' time per part, summed over arms
+            if a["actual_s"] is not None:
+                error = f"{a['error']:+.0%}" if a["error"] is not None else "–"
+                lines.append(f"| {name} | part: {part} | – | {a['estimate_s'] / 60:.2f} | {a['actual_s'] / 60:.2f} "
+                             f"| {error} |")
         wall = "resumed: runs measured earlier" if entry.get("resumed") else f"study wall {entry['wall_s'] / 60:.1f} min"
         error = f"{entry['error']:+.0%}" if entry["error"] is not None else "–"
         lines.append(f"| {name} | **all runs** ({wall}) | {sum(a['runs'] for a in entry['arms'].values())} | "
@@ -106,13 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
     from unfreeze.io import read_json, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("studies", nargs="+", type=Path)
+    parser.add_argument("studies", nargs="*", type=Path)
+    parser.add_argument("--long-docs", type=Path, help="build the BBC long-document set here and add its study")
     parser.add_argument("--work", type=Path, required=True, help="study folders (kept; resumed if they exist)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every study")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "estimate.json")
     parser.add_argument("--md", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     summary = read_json(args.json) if args.json.exists() else {"studies": {}}
+    if args.long_docs:
+        args.studies.append(build_long_docs(args.long_docs))
     for study_file in args.studies:
         name = study_file.stem + "".join(f" --set {o}" for o in args.overrides)
         summary["studies"][name] = compare(study_file.resolve(), args.work, args.overrides)

@@ -34,3 +34,20 @@ def test_bench_estimate_compares_every_arm_and_rewrites_its_section(tiny_bert, s
     text = md.read_text()
     assert text.count(bench_estimate.MARK_START) == 1 and "hand-written" in text and "| tiny | head | 2 |" in text
     assert json.loads(js.read_text())["studies"]["tiny"]["arms"]["head"]["runs"] == 2
+    parts = entry["parts"]  # per part too (#27): the runs' training, final pass and the rest of each run
+    assert set(parts) == {name for name, _, _ in bench_estimate.PART_ROWS}
+    assert all(p["estimate_s"] > 0 and p["actual_s"] is not None for p in parts.values())
+    assert "part: final pass" in text
+
+
+@pytest.mark.assets
+def test_long_document_set_has_a_large_test_split_and_a_valid_study(tmp_path):
+    from unfreeze.config.load import load_study_config
+
+    study = bench_estimate.build_long_docs(tmp_path / "long")
+    import pandas as pd
+
+    train, test = pd.read_csv(tmp_path / "long" / "train.csv"), pd.read_csv(tmp_path / "long" / "test.csv")
+    assert len(train) == 800 and len(test) > 3500 and not set(train["text"]) & set(test["text"])
+    assert test["text"].str.split().str.len().median() > 300
+    assert load_study_config(study).base["data"]["max_length"] == 512

@@ -92,9 +92,13 @@ def test_cache_fill_and_warm_up_are_charged_once_per_study(tiny_bert, sentiment_
     assert per_arm["top-1"] == pytest.approx(2 * top1 + (4000 + 2000) * 1.0 / 1000 + once)
     assert per_arm["head"] == pytest.approx(2 * run(0, True, 0.0))
     assert per_arm["all"] == pytest.approx(2 * run(2, False, None))
-    # the parts, by hand: head = 2 epochs of evaluation on val through the head only + the final pass + fixed
-    assert run(0, True, 0.0) == pytest.approx(2000 / 1000 + (4000 * 2 + 2000) / 1000 * 0.02
-                                              + estimate.FIXED_SECONDS)
+    # the parts, by hand: head = 2 epochs of evaluation on val through the head only + the final pass, through the
+    # activation cache (val + test were filled with the training texts: the head's own layers only) + fixed
+    assert run(0, True, 0.0) == pytest.approx((4000 * 2 + 2000) / 1000 * 0.02 + estimate.FIXED_SECONDS)
+    # the per-part walk adds up to the per-arm table (one source for the dry run's two tables)
+    arms, parts = estimate.study_estimates(jobs)
+    assert sum(parts.values()) == pytest.approx(sum(seconds for _, seconds in arms.values()))
+    assert parts["cache_fill"] == pytest.approx((4000 + 2000) * 1.0 / 1000 + once)
     # all, uncached: forward+backward of both layers and 7 optimizer steps every epoch, a full val pass every
     # epoch, the final pass
     assert run(2, False, None) == pytest.approx(4000 * 2 / 250 + 7 * 2 * 0.05 + 1000 * 2 / 1000 + 2000 / 1000
@@ -124,8 +128,40 @@ def test_a_model_that_stops_at_layer_k_pays_for_k_layers_only():
     layer2 = RunConfig.model_validate({**base, "freeze": {"layer": 2}})
     head = RunConfig.model_validate({**base, "freeze": "head"})
     args = (4000.0, 2000.0, 6, 384, rates)
-    # layer 2 of 6: its own cache of 2 layers over every token, and a final pass through 2 layers
+    # layer 2 of 6: its own cache of 2 layers over every token; the final pass reads that cache (the head only)
     stop = estimate.run_seconds(layer2, *args, n_val_tokens=1000.0, n_train=100)
-    assert stop == pytest.approx(6000 * 2 / 6 / 1000 + 2000 * 2 / 6 / 1000 + 10000 / 1000 * 0.02
-                                 + estimate.FIXED_SECONDS)
+    assert stop == pytest.approx(6000 * 2 / 6 / 1000 + 10000 / 1000 * 0.02 + estimate.FIXED_SECONDS)
     assert stop < estimate.run_seconds(head, *args, n_val_tokens=1000.0, n_train=100)
+
+
+def test_a_throughput_measured_under_load_is_marked_and_measured_again_when_quiet(tiny_bert, monkeypatch):
+    """#27: a figure measured while the machine was busy was cached and made every later plan pessimistic."""
+    texts = ["the movie was good", "bad plot and boring story"] * 20
+    load = {"load1": 9.0, "cores": 2, "busy": True}
+    monkeypatch.setattr(throughput, "machine_load", lambda: dict(load))
+    said = []
+    busy = throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, max_length=32, threads=1,
+                                         announce=said.append)
+    assert busy["under_load"] == load and said and said[0].startswith("measuring throughput")
+    assert "under load" in throughput.load_note(busy)
+    # still busy: the stored figure is used (and the plan says so), not measured again
+    monkeypatch.setattr(throughput, "_time_model", lambda *a, **k: {"forward_tokens_per_s": 1.0})
+    assert throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, threads=1) == busy
+    # quiet now: measured again, and the new figure replaces it
+    load.update(load1=0.1, busy=False)
+    quiet = throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, threads=1)
+    assert quiet["forward_tokens_per_s"] == 1.0 and "under_load" not in quiet and throughput.load_note(quiet) is None
+
+
+def test_dry_run_prints_the_cost_in_parts(tiny_bert, sentiment_csv, tmp_path):
+    from tiny import run_config
+
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": base, "grid": {"freeze": ["head", "all"]}, "seeds": [0]}))
+    result = CliRunner().invoke(app, ["study", str(path), "--out", str(tmp_path / "s"), "--dry-run"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for part in ("cache fill + warm-up (once per study)", "training", "validation every epoch",
+                 "final pass (val + test)", "total"):
+        assert part in result.output

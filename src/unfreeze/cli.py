@@ -278,26 +278,33 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     _setup()
     from unfreeze.io.paths import check_out_folder
 
-    if data is not None or budget is not None:
+    one_line = data is not None or budget is not None
+    if one_line:
         if config is not None or data is None or budget is None:
             raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
-        from unfreeze.study.oneline import plan_from_data, print_one_line_plan
+        from unfreeze.io.lock import study_running
+        from unfreeze.study.oneline import (parse_budget, plan_from_data, print_one_line_plan, refusal,
+                                            write_plan)
 
+        parse_budget(budget)  # a bad budget: one line before any work
         out = out or Path("studies") / data.stem
         check_out_folder(out, "--out", "study")
-        plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem)
+        holder = study_running(out)
+        if holder:
+            raise UnfreezeError(f"study folder {out} is in use by {holder}; wait for it or choose another --out")
+        plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem, overrides,
+                              announce=lambda text: console.print(text, highlight=False))
         print_one_line_plan(plan, budget, console)
-        import yaml
-
-        out.mkdir(parents=True, exist_ok=True)
-        config = out / "study.yaml"
-        config.write_text(yaml.safe_dump(plan.study, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        if plan.refused:  # before any training, and nothing written
+            raise UnfreezeError(refusal(plan, budget))
+        config = write_plan(plan, out)
+        overrides = None  # applied: study.yaml is what runs
         console.print(f"wrote {config}", highlight=False)
         if dry_run:  # validate what was written (every arm), run nothing
             from unfreeze.config.load import load_study_config
             from unfreeze.study.grid import expand
 
-            expand(load_study_config(config, overrides))
+            expand(load_study_config(config))
             return
     elif config is None:
         raise UnfreezeError("give a study YAML, or --data FILE --budget 20m for a one-line study")
@@ -326,6 +333,9 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
         raise UnfreezeError(f"--address {address!r} is for the Ray executor: add --executor ray")
     from unfreeze.study.runner import make_executor
 
+    import time
+
+    started = time.perf_counter()
     try:
         results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
                             echo=functools.partial(console.print, markup=False, highlight=False, soft_wrap=True),
@@ -339,6 +349,10 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not results.empty:
         print_arm_table(out)
+    if one_line:
+        from unfreeze.study.oneline import print_outcome
+
+        print_outcome(out, time.perf_counter() - started, console)
     if results.attrs.get("failed_runs"):
         raise typer.Exit(EXIT_RUNS_FAILED)
 

@@ -15,7 +15,9 @@ from typing import Iterable, Sequence
 def normalise(text: str) -> str:
     """NFKC, case-folded, with every punctuation character (Unicode category P*) and all whitespace removed."""
     folded = unicodedata.normalize("NFKC", str(text)).casefold()
-    return "".join(c for c in folded if not c.isspace() and not unicodedata.category(c).startswith("P"))
+    # per distinct character, then one C-level translate: a per-character loop took 33 s on 4,775 long documents
+    drop = {ord(c): None for c in set(folded) if c.isspace() or unicodedata.category(c).startswith("P")}
+    return folded.translate(drop)
 
 
 def keys(texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[str]:

@@ -35,7 +35,7 @@ COMPONENT_LIMIT = 80
 RUN_MARKERS = ("metrics.json", "pruned.json", "run.json")
 RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned.json", "best"}
 STUDY_MARKER = "study.json"
-STUDY_BEFORE_MARKER = {".lock", "study.yaml"}  # what a study folder holds before its study.json is written
+STUDY_BEFORE_MARKER = {".lock", "study.yaml", "plan.json"}  # plan.json: a one-line study's plan  # what a study folder holds before its study.json is written
 EXPORT_MARKER = "unfreeze_export.json"
 
 

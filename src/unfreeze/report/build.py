@@ -18,6 +18,7 @@ from unfreeze.io import read_json, write_text
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p
 from unfreeze.metrics.stats import summarize
+from unfreeze.report.plan_section import with_plan
 from unfreeze.report.render import render_html, render_markdown
 from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
 from unfreeze.report.significance import N_BOOT, plan_text, report_min_effect, significance, test_groups
@@ -347,6 +348,7 @@ def build_report(study_dir: str | Path, results: pd.DataFrame | None = None) -> 
         csv = study_dir / "results.csv"
         results = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
     blocks = build_blocks(study_dir, results)
+    blocks = with_plan(study_dir, blocks, results)  # a one-line study's Plan section (report.plan_section)
     for block in blocks:
         if block[0] == "img":
             from unfreeze.io import atomic_path

@@ -20,41 +20,66 @@ TRAIN_TOKENS_PER_S = 2500.0     # forward + backward, all layers (2,000 on 256-t
 STEP_SECONDS = 0.08             # one AdamW step over every parameter
 EMBEDDING_SHARE = 0.5           # share of a BERT-style backbone's parameters in its embeddings (MiniLM: 0.52)
 MINILM_SIZE = 6 * 384 ** 2
+WARM_UP_TOKENS = 300_000  # the demo's train + val + test at its lengths: 22 s of warm-up measured there
 FIXED_SECONDS = 1.0  # per run: building the model and loaders, tokenising, evaluating, writing the run folder
 
 
 def run_seconds(config, n_train_tokens: float, n_eval_tokens: float, layers: int, hidden: int,
                 throughput: dict | None = None, n_val_tokens: float | None = None,
                 fill_share: float | None = None, n_train: int = 0) -> float:
-    """Seconds for one run of `config` (see `pass_seconds`); `fill_share`: the share of layers whose activations
-    this run caches (None: its own frozen share; 0: the study already filled the cache); `n_train`: training
-    examples (for the number of optimizer steps)."""
+    """Seconds for one run of `config`: the sum of `config_parts`."""
+    return sum(config_parts(config, n_train_tokens, n_eval_tokens, layers, hidden, throughput, n_val_tokens,
+                            fill_share, n_train).values())
+
+
+def config_parts(config, n_train_tokens: float, n_eval_tokens: float, layers: int, hidden: int,
+                 throughput: dict | None = None, n_val_tokens: float | None = None,
+                 fill_share: float | None = None, n_train: int = 0) -> dict[str, float]:
+    """`run_parts` of one run of `config`; `fill_share`: the share of layers whose activations this run caches
+    (None: its own frozen share; 0: the study already filled the cache); `n_train`: training examples (for the
+    number of optimizer steps)."""
     freeze, t = config.freeze, config.train
     strategy = get_strategy(freeze.strategy)
     trained = strategy.trained_layers(freeze, layers) or 0
     depth = strategy.run_depth(freeze, layers)
     cached = (strategy.cached_top(freeze) is not None or depth < layers) and t.cache != "off"
     embeddings = (throughput or {}).get("embedding_share", EMBEDDING_SHARE)
-    return pass_seconds(trained, layers, hidden, t.epochs, n_train_tokens, n_eval_tokens, cached,
-                        throughput, n_val_tokens=n_val_tokens, fill_share=fill_share,
-                        n_steps=-(-n_train // t.batch_size) / t.grad_accum_steps,
-                        step_share=strategy.stepped_share(freeze, layers, embeddings), depth=depth)
+    return run_parts(trained, layers, hidden, t.epochs, n_train_tokens, n_eval_tokens, cached,
+                     throughput, n_val_tokens=n_val_tokens, fill_share=fill_share,
+                     n_steps=-(-n_train // t.batch_size) / t.grad_accum_steps,
+                     step_share=strategy.stepped_share(freeze, layers, embeddings), depth=depth)
+
+
+#: Evaluation through the activation cache (fp32 val/test states, filled once per study with train): a cached
+#: run's per-epoch validation and final pass cost only its trainable layers. The ONE place that says so: set it to
+#: False for code whose final pass is an uncached forward through every layer.
+EVAL_THROUGH_CACHE = True
 
 
 def pass_seconds(trained_layers: int, layers: int, hidden: int, epochs: int, n_train_tokens: float,
                  n_eval_tokens: float, cached: bool, throughput: dict | None = None,
                  n_val_tokens: float | None = None, fill_share: float | None = None, n_steps: float = 0.0,
                  step_share: float | None = None, depth: int | None = None) -> float:
-    """Seconds for one run, counted the way `training.run.train` spends them:
+    """Seconds for one run: the sum of `run_parts` (same arguments)."""
+    return sum(run_parts(trained_layers, layers, hidden, epochs, n_train_tokens, n_eval_tokens, cached, throughput,
+                         n_val_tokens, fill_share, n_steps, step_share, depth).values())
 
-    - training: forward+backward of the trainable layers over the training tokens, every epoch, and an optimizer
+
+def run_parts(trained_layers: int, layers: int, hidden: int, epochs: int, n_train_tokens: float,
+              n_eval_tokens: float, cached: bool, throughput: dict | None = None,
+              n_val_tokens: float | None = None, fill_share: float | None = None, n_steps: float = 0.0,
+              step_share: float | None = None, depth: int | None = None) -> dict[str, float]:
+    """Seconds for one run, in parts, counted the way `training.run.train` spends them:
+
+    - "cache_fill": one forward of the frozen prefix over train + val + test, paid once per study and data (the
+      study fills every boundary it needs in one pass; `fill_share` says how deep, 0 if already paid);
+    - "train": forward+backward of the trainable layers over the training tokens, every epoch, and an optimizer
       step per batch (`n_steps` per epoch) over `step_share` of the parameters (default: the trained layers');
       without the cache the frozen layers add one forward per epoch;
-    - the activation cache: one forward of the frozen prefix over train + val + test, paid once per study and
-      data (the study fills every boundary it needs in one pass; `fill_share` says how deep, 0 if already paid);
-    - evaluation every epoch on val: the trainable layers (cached) or every layer (not cached);
-    - the final pass: one full forward over val + test (the reported numbers never come from the fp16 cache);
-    - a fixed cost per run (`FIXED_SECONDS`).
+    - "validation": evaluation every epoch on val — the trainable layers (cached) or every layer (not cached);
+    - "final": the final pass over val + test — through the cache, only the trainable layers
+      (`EVAL_THROUGH_CACHE`), else every layer;
+    - "fixed": a fixed cost per run (`FIXED_SECONDS`: building the model, writing the run folder and best/).
 
     `depth`: the layers a forward runs when the model stops early (`layer: k`); `n_eval_tokens` counts val + test,
     `n_val_tokens` val alone (default: half). No model, no files: the one-line planner (`study.plan`) calls it
@@ -65,18 +90,22 @@ def pass_seconds(trained_layers: int, layers: int, hidden: int, epochs: int, n_t
     run = (depth if depth is not None else layers) / layers  # share of the encoder a forward pass runs
     n_val = n_eval_tokens / 2 if n_val_tokens is None else n_val_tokens
     stepped = share if step_share is None else step_share
-    train = n_train_tokens * epochs * share / train_rate + n_steps * epochs * stepped * step
+    # the head (and the pooled forward of evaluation) always costs something
+    head_train = n_train_tokens * epochs / forward_rate * 0.02
+    head_eval = n_eval_tokens / forward_rate * 0.02
+    train = n_train_tokens * epochs * share / train_rate + n_steps * epochs * stepped * step + head_train
     if cached:
         fill = (run - share) if fill_share is None else fill_share
         frozen = (n_train_tokens + n_eval_tokens) * fill / forward_rate
         per_epoch_eval = n_val * epochs * share / forward_rate
+        final = n_eval_tokens * (share if EVAL_THROUGH_CACHE else run) / forward_rate
     else:
-        frozen = n_train_tokens * epochs * (run - share) / forward_rate
+        frozen = 0.0
+        train += n_train_tokens * epochs * (run - share) / forward_rate
         per_epoch_eval = n_val * epochs * run / forward_rate
-    final = n_eval_tokens * run / forward_rate
-    # the head (and the pooled forward of evaluation) always costs something
-    head = (n_train_tokens * epochs + n_eval_tokens) / forward_rate * 0.02
-    return scale * (train + frozen + per_epoch_eval + final + head) + FIXED_SECONDS
+        final = n_eval_tokens * run / forward_rate
+    return {"cache_fill": scale * frozen, "train": scale * train, "validation": scale * per_epoch_eval,
+            "final": scale * (final + head_eval), "fixed": FIXED_SECONDS}
 
 
 def _rates(layers: int, hidden: int, throughput: dict | None) -> tuple[float, float, float]:
@@ -91,9 +120,11 @@ def once_seconds(layers: int, hidden: int, n_train_tokens: float, n_eval_tokens:
     """A study's one-off costs over data it meets for the first time: the activation cache fill of `fill_share`
     of the layers over the tokens, and, for the first data of the study (`warm_up`), the process's first passes —
     measured on the demo, a fresh `unfreeze study` process ran its first run's cache fill and final pass 22 s
-    slower than the same run later in the same process — counted as one extra forward over those tokens."""
+    slower than the same run later in the same process — counted as one extra forward over those tokens, at most
+    `WARM_UP_TOKENS` (a cost of new batch shapes, which stops growing with the data)."""
     scale, _, forward_rate = _rates(layers, hidden, throughput)
-    return scale * (n_train_tokens + n_eval_tokens) * (fill_share + warm_up) / forward_rate
+    tokens = n_train_tokens + n_eval_tokens
+    return scale * (tokens * fill_share + min(tokens, WARM_UP_TOKENS) * warm_up) / forward_rate
 
 
 #: Above this many runs `--dry-run` prints a per-arm summary and a warning instead of one row per run.
@@ -131,7 +162,7 @@ def print_plan(study, jobs, out: Path, console) -> None:
     if not todo:
         return
     try:
-        per_arm = arm_estimates(todo)
+        per_arm, parts = study_estimates(todo)
     except Exception as exc:  # an estimate must never block a dry run
         console.print(f"(no cost estimate: {exc})")
         return
@@ -141,38 +172,69 @@ def print_plan(study, jobs, out: Path, console) -> None:
     for arm, (n, seconds) in per_arm.items():
         arms_table.add_row(arm, str(n), f"{seconds / n / 60:.1f}", f"{seconds / 60:.1f}")
     console.print(arms_table)
+    total = sum(seconds for _, seconds in per_arm.values())
+    print_parts(parts, console, "estimated cost of the runs to do, per part")
     console.print("(the first run of each data set also pays the study's one-off warm-up and activation-cache "
                   "fill; they are counted in its arm)", highlight=False)
-    total = sum(seconds for _, seconds in per_arm.values())
-    console.print(f"rough cost of the {len(todo)} runs to do: {total / 60:.0f} min — {throughput_note(todo[0])}")
+    console.print(f"rough cost of the {len(todo)} runs to do: {total / 60:.1f} min — {throughput_note(todo[0])}",
+                  highlight=False)
+
+
+def print_parts(parts: dict[str, float], console, title: str, budget: float | None = None,
+                labels: dict[str, str] | None = None) -> None:
+    """One row per part (minutes, and the share of the budget when there is one) and their total — the figure
+    every footer quotes."""
+    table = Table(title=title)
+    for col in ("part", "min") + (("share of budget",) if budget else ()):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    names = {**PARTS, **(labels or {})}
+    for part, seconds in parts.items():
+        table.add_row(names.get(part, part), f"{seconds / 60:.1f}",
+                      *((f"{100 * seconds / budget:.0f} %",) if budget else ()))
+    total = sum(parts.values())
+    table.add_row("total", f"{total / 60:.1f}", *((f"{100 * total / budget:.0f} %",) if budget else ()))
+    console.print(table)
 
 
 def arm_estimates(jobs) -> dict[str, tuple[int, float]]:
-    """{arm: (runs, estimated seconds of all of them)} in the jobs' order. What a study pays once — the activation
-    cache (filled for every boundary at once, as deep as its deepest frozen arm) and, for its first data, the
-    process warm-up (`once_seconds`) — is charged to the first run that meets the data: val + test once per model
-    and data source, the training texts once per training set (a `train_size` grid meets new ones)."""
+    """{arm: (runs, estimated seconds of all of them)} in the jobs' order (see `study_estimates`)."""
+    return study_estimates(jobs)[0]
+
+
+def study_estimates(jobs) -> tuple[dict[str, tuple[int, float]], dict[str, float]]:
+    """({arm: (runs, seconds)}, {part: seconds}) — one walk, so the per-arm table and the parts add up to the same
+    total. What a study pays once — the activation cache (filled for every boundary at once, as deep as its deepest
+    frozen arm) and, for its first data, the process warm-up (`once_seconds`) — is charged to the first run that
+    meets the data: val + test once per model and data source, the training texts once per training set."""
     deepest: dict[str, float] = {}
     for job in jobs:
         share = _prefilled_share(job)
         if share is not None:
             deepest[_source_key(job.config)] = max(deepest.get(_source_key(job.config), 0.0), share)
     out: dict[str, tuple[int, float]] = {}
+    parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
     seen: set[str] = set()
     for job in jobs:
         cfg = job.config
         prefilled = _prefilled_share(job) is not None
-        seconds = estimate_job(job, fill_share=0.0 if prefilled else None)
+        run = job_parts(job, fill_share=0.0 if prefilled else None)
         train, evals, layers, hidden, _, _ = _facts(cfg)
         new_tokens = (0.0 if _source_key(cfg) in seen else evals) + (0.0 if _key(cfg) in seen else train)
         first = not seen
         seen.update({_source_key(cfg), _key(cfg)})
         if new_tokens:
-            seconds += once_seconds(layers, hidden, new_tokens, 0.0, _THROUGHPUT.get(_key(cfg)),
-                                    deepest.get(_source_key(cfg), 0.0), warm_up=first)
+            run["cache_fill"] += once_seconds(layers, hidden, new_tokens, 0.0, _THROUGHPUT.get(_key(cfg)),
+                                              deepest.get(_source_key(cfg), 0.0), warm_up=first)
+        for part, seconds in run.items():
+            parts[part] += seconds
         n, total = out.get(job.arm, (0, 0.0))
-        out[job.arm] = (n + 1, total + seconds)
-    return out
+        out[job.arm] = (n + 1, total + sum(run.values()))
+    return out, parts
+
+
+#: A run's parts as `run_parts` names them, and how plans and dry runs print them.
+PARTS = {"cache_fill": "cache fill + warm-up (once per study)", "train": "training",
+         "validation": "validation every epoch", "final": "final pass (val + test)", "fixed": "per-run setup + saving"}
 
 
 def _prefilled_share(job) -> float | None:
@@ -237,11 +299,15 @@ def _facts(cfg) -> tuple[float, float, int, int, float, int]:
     return _TOKENS[key]
 
 
-def estimate_job(job, fill_share: float | None = None) -> float:
+def job_parts(job, fill_share: float | None = None) -> dict[str, float]:
     cfg = job.config
     train, evals, layers, hidden, val, n_train = _facts(cfg)
-    return run_seconds(cfg, train, evals, layers, hidden, throughput=_THROUGHPUT[_key(cfg)], n_val_tokens=val,
-                       fill_share=fill_share, n_train=n_train)
+    return config_parts(cfg, train, evals, layers, hidden, throughput=_THROUGHPUT[_key(cfg)], n_val_tokens=val,
+                        fill_share=fill_share, n_train=n_train)
+
+
+def estimate_job(job, fill_share: float | None = None) -> float:
+    return sum(job_parts(job, fill_share).values())
 
 
 _THROUGHPUT: dict[str, dict | None] = {}

@@ -1,208 +1,352 @@
 """The one-line study's planner: data facts + measured throughput + a time budget → a study (plain data).
 
-`unfreeze study --data train.csv --budget 20m` should answer the seed question (freeze, unfreeze the top layers,
-or unfreeze all?) as well as the budget allows, and say what it gave up. The planner starts from the study we
-would run with unlimited time — head / top-2 / all, the full training set, 3 epochs, 3 seeds, the smallest
-max_length of 64 / 128 / 256 / 512 that truncates at most 5 % of texts — then, while the estimate exceeds the
-budget (less a 15 % margin for the baseline, the report and loading), gives things up in this order, each step noted:
+`unfreeze study --data train.csv --budget 20m` should answer the question (freeze, unfreeze the top layers, or
+unfreeze all?) as well as the budget allows, and say what it gave up. It starts from the study we would run with
+unlimited time — head / top-2 / all, the full training set, 3 epochs, 3 seeds, the smallest max_length of
+64 / 128 / 256 / 512 that truncates at most 5 % of texts — and, while the estimate exceeds `MARGIN` of the budget,
+pulls the levers a practitioner would pull, in order of what they cost the *decision* (`LEVERS`):
 
-1. epochs 3 → 2;
-2. the most expensive strategy (all layers), when one run of it would take more than a third of the budget;
-3. a shorter max_length, while it truncates at most 15 % of texts;
-4. the training set, halved down to 500 examples (the learning-curve question survives smaller data);
-5. seeds 3 → 2 → 1 (fewer than 3 seeds: no significance test; the plan says so);
-6. the next most expensive strategy, then epochs → 1, then the training set down to 100.
+1. max_length → 256, then → 128 (never shorter: the share of texts cut is stated at each step);
+2. epochs 3 → 2;  3. seeds 3 → 2 (fewer than 3: no significance test);
+4. the training set, halved down to `COMFORTABLE` examples, then seeds 2 → 1;
+5. the costliest arm that trains encoder layers while another remains (`all` before top-2);
+6. the training set down to its floor, `train_floor` (max(500, 20 × classes), capped at the data): never below, so
+   the plan can still beat its baseline;
+7. epochs 2 → 1;  8. last, the last arm that trains encoder layers (head only cannot answer the question).
 
-With time to spare it adds seeds (up to 5). The TF-IDF baseline row is always in (it costs seconds). Run times come
-from `estimate.pass_seconds` with this machine's measured throughput. Pure: no model, no files.
+Then it takes back, most harmful first, whatever still fits. The user's test set is always evaluated in full; the
+plan states what it alone costs. Every figure comes from `costs` (one source): the per-arm table, the parts (cache
+fill, training, validation, final pass, baseline, loading + report) and the footer add up to the same total. A plan
+whose smallest form exceeds the budget by more than 20 % (`OVER`) is marked `refused`: the CLI exits 2 before any
+training with the breakdown and the choices. Pure: no model, no files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from unfreeze.config.schema import FreezeConfig, TrainConfig
 from unfreeze.strategies import get_strategy
-from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, pass_seconds, prefilled_share
+from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, prefilled_share, run_parts
 
 MAX_LENGTHS = (64, 128, 256, 512)
 TRUNCATE_OK = 0.05
-TRUNCATE_MAX = 0.15
-MARGIN = 0.85
+SHORTEST = 128  # the planner never cuts max_length below this on its own
+MARGIN = 0.9  # a plan fills at most this share of the budget
+OVER = 1.2  # refuse when the smallest plan exceeds the budget by more than 20 %
+COMFORTABLE = 1000  # training examples kept before anything that harms the decision more
+STUDY_SECONDS = 10.0  # loading the data once, the baseline's bookkeeping, the report
+TFIDF_TOKENS_PER_S = 60000.0  # TF-IDF + logistic regression over 5 C values, 2-core CPU (see `baseline_seconds`)
 STRATEGIES: tuple = ("head", {"top_k": 2}, "all")
+
+
+def train_floor(n_train: int, classes: int) -> int:
+    """The smallest training set a plan uses: max(500, 20 × classes), capped at the data."""
+    return min(n_train, max(500, 20 * classes))
+
+
+def val_floor(classes: int) -> int:
+    """The smallest validation split a plan accepts: max(200, 20 × classes) (capped at the data by the caller)."""
+    return max(200, 20 * classes)
 
 
 @dataclass
 class DataFacts:
-    """What the planner needs to know about the data: split sizes and the token length of every training text
-    (special tokens included, untruncated)."""
+    """What the planner knows about the data: split sizes and the token lengths (special tokens included,
+    untruncated) of a sample of training texts and of val + test texts."""
 
     n_train: int
     n_eval: int
     lengths: np.ndarray
     max_positions: int = 512
+    n_val: int | None = None  # None: half of n_eval
+    eval_lengths: np.ndarray | None = None  # None: like the training texts
+    classes: int = 2
+    task: str = "sequence"
+    minority: tuple[str, float] | None = None  # the smallest class and its share, when under the imbalance hint
+
+    @property
+    def per_class(self) -> int:
+        """The classes the floors count (a token task's sentences each hold many tags: its floors are the plain
+        minimums)."""
+        return self.classes if self.task != "token" else 0
+
+    @property
+    def val(self) -> int:
+        return self.n_eval // 2 if self.n_val is None else self.n_val
+
+
+@dataclass
+class Settings:
+    arms: list  # freeze values, in STRATEGIES order
+    epochs: int
+    seeds: int
+    train_size: int
+    max_length: int
+    balanced: bool = False  # an extra arm: the cheapest kept encoder arm with train.class_weights: balanced
 
 
 @dataclass
 class Plan:
     study: dict
     arms: list[tuple[str, int, float]]  # (arm, runs, seconds per run)
+    parts: dict[str, float]
     traded: list[str] = field(default_factory=list)
-    total_seconds: float = 0.0
+    levers: list[str] = field(default_factory=list)  # further levers and what the plan would cost with each
+    notes: list[str] = field(default_factory=list)
+    budget_seconds: float = 0.0
     fits: bool = True
+    refused: bool = False
+    tried: str = ""  # what the plan trains, in words ("head / top-2, 1,000 examples, 2 epochs, 2 seeds")
+    weak: list[str] = field(default_factory=list)  # why it cannot answer the question (empty: it can)
+    proper_seconds: float = 0.0  # estimate of a study that could (3 seeds, ≥ 1,000 examples, 3 epochs)
+    proper: str = ""  # that study, in words
+    test_seconds: float = 0.0  # what the test set alone costs
+    eval_seconds: float = 0.0  # what evaluating val + test costs in all
+    baseline: str = "TF-IDF"
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.parts.values())
+
+    def to_json(self) -> dict:
+        return {"budget_seconds": self.budget_seconds, "parts": self.parts, "total_seconds": self.total_seconds,
+                "arms": [list(a) for a in self.arms], "traded": self.traded, "levers": self.levers,
+                "notes": self.notes, "fits": self.fits, "refused": self.refused, "tried": self.tried,
+                "weak": self.weak, "proper_seconds": self.proper_seconds, "proper": self.proper, "test_seconds": self.test_seconds,
+                "eval_seconds": self.eval_seconds,
+                "baseline": self.baseline}
 
 
 def truncated_share(lengths: np.ndarray, max_length: int) -> float:
-    return float((np.asarray(lengths) > max_length).mean())
+    return float((np.asarray(lengths) > max_length).mean()) if len(lengths) else 0.0
 
 
-def _tokens(facts: DataFacts, max_length: int, train_size: int) -> tuple[float, float]:
-    mean = float(np.minimum(facts.lengths, max_length).mean())
-    return mean * train_size, mean * facts.n_eval
+def baseline_seconds(facts: DataFacts, train_size: int) -> float:
+    """The baseline row: TF-IDF + logistic regression over every text (seconds per token, measured); a token task's
+    most-frequent tag costs nothing worth planning."""
+    if facts.task == "token":
+        return 1.0
+    mean = float(np.mean(facts.lengths)) if len(facts.lengths) else 0.0
+    eval_mean = float(np.mean(facts.eval_lengths)) if facts.eval_lengths is not None and len(facts.eval_lengths) \
+        else mean
+    return 1.0 + (mean * train_size + eval_mean * facts.n_eval) / TFIDF_TOKENS_PER_S * (1 + facts.classes / 20)
 
 
-def _per_run(freeze, layers: int, hidden: int, epochs: int, train_tokens: float, eval_tokens: float,
-             throughput: dict | None, n_steps: float = 0.0) -> float:
-    cfg = FreezeConfig.model_validate(freeze)
-    strategy = get_strategy(cfg.strategy)
-    trained = strategy.trained_layers(cfg, layers) or 0
-    embeddings = (throughput or {}).get("embedding_share", EMBEDDING_SHARE)
-    return pass_seconds(trained, layers, hidden, epochs, train_tokens, eval_tokens,
-                        strategy.cached_top(cfg) is not None, throughput, fill_share=0.0, n_steps=n_steps,
-                        step_share=strategy.stepped_share(cfg, layers, embeddings))
+class CostModel:
+    """Seconds of a study at given `Settings`, in parts — the one source of every figure a plan prints."""
+
+    def __init__(self, facts: DataFacts, throughput: dict | None, layers: int, hidden: int, batch_size: int):
+        self.facts, self.throughput, self.layers, self.hidden = facts, throughput, layers, hidden
+        self.batch_size = batch_size
+
+    def tokens(self, s: Settings) -> tuple[float, float, float]:
+        """(train, val + test, val) tokens at the settings' max_length (a token task windows, never cuts)."""
+        f = self.facts
+        cap = None if f.task == "token" else s.max_length
+        mean = float(np.mean(np.minimum(f.lengths, cap) if cap else f.lengths)) if len(f.lengths) else 0.0
+        evals = f.eval_lengths if f.eval_lengths is not None and len(f.eval_lengths) else f.lengths
+        eval_mean = float(np.mean(np.minimum(evals, cap) if cap else evals)) if len(evals) else 0.0
+        return mean * s.train_size, eval_mean * f.n_eval, eval_mean * f.val
+
+    def run(self, freeze, s: Settings) -> dict[str, float]:
+        cfg = FreezeConfig.model_validate(freeze)
+        strategy = get_strategy(cfg.strategy)
+        trained = strategy.trained_layers(cfg, self.layers) or 0
+        embeddings = (self.throughput or {}).get("embedding_share", EMBEDDING_SHARE)
+        train, evals, val = self.tokens(s)
+        return run_parts(trained, self.layers, self.hidden, s.epochs, train, evals,
+                         strategy.cached_top(cfg) is not None, self.throughput, n_val_tokens=val, fill_share=0.0,
+                         n_steps=-(-s.train_size // self.batch_size),
+                         step_share=strategy.stepped_share(cfg, self.layers, embeddings))
+
+    def arms(self, s: Settings) -> list[tuple[str, object, float]]:
+        """(label, freeze, seconds per run) of every arm, the balanced extra arm last."""
+        out = [(label(f), f, sum(self.run(f, s).values())) for f in s.arms]
+        if s.balanced and encoder_arms(s.arms, self.layers):
+            deepest = cheapest_encoder(s.arms, self.layers)
+            out.append((f"{label(deepest)} balanced", deepest, sum(self.run(deepest, s).values())))
+        return out
+
+    def parts(self, s: Settings) -> dict[str, float]:
+        runs = [self.run(f, s) for _, f, _ in self.arms(s)]
+        parts = {key: s.seeds * sum(r[key] for r in runs) for key in runs[0]} if runs else {}
+        train, evals, _ = self.tokens(s)
+        shares = [prefilled_share(FreezeConfig.model_validate(f), self.layers) for f in s.arms]
+        parts["cache_fill"] = parts.get("cache_fill", 0.0) + once_seconds(
+            self.layers, self.hidden, train, evals, self.throughput,
+            max((x for x in shares if x is not None), default=0.0), warm_up=True)
+        parts["baseline"] = baseline_seconds(self.facts, s.train_size)
+        parts["study"] = STUDY_SECONDS
+        return parts
+
+    def total(self, s: Settings) -> float:
+        return sum(self.parts(s).values())
+
+    def test_seconds(self, s: Settings) -> float:
+        """What the test set alone adds: its share of the cache fill and of every run's final pass."""
+        return self.total(s) - self._without(s, self.facts.val, self.facts.val)
+
+    def eval_seconds(self, s: Settings) -> float:
+        """What evaluation (val + test) costs in all: its share of the cache fill, per-epoch validation, final pass."""
+        return self.total(s) - self._without(s, 0, 0)
+
+    def _without(self, s: Settings, n_eval: int, n_val: int) -> float:
+        facts = replace(self.facts, n_eval=n_eval, n_val=n_val)
+        return CostModel(facts, self.throughput, self.layers, self.hidden, self.batch_size).total(s)
 
 
-def _once(strategies, layers: int, hidden: int, train_tokens: float, eval_tokens: float,
-          throughput: dict | None) -> float:
-    """The study's one-off cost: warm-up + one activation cache fill as deep as the deepest frozen strategy."""
-    shares = [prefilled_share(FreezeConfig.model_validate(s), layers) for s in strategies]
-    return once_seconds(layers, hidden, train_tokens, eval_tokens, throughput,
-                        max((s for s in shares if s is not None), default=0.0), warm_up=True)
-
-
-def _label(freeze) -> str:
+def label(freeze) -> str:
     return FreezeConfig.model_validate(freeze).label
 
 
-def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
-               layers: int, hidden: int, name: str = "one-line") -> Plan:
-    """The study dict (`base` holds data + model; the planner sets data.max_length/train_size and train.epochs)."""
-    usable = budget_seconds * MARGIN
-    fitting = [m for m in MAX_LENGTHS if m <= facts.max_positions] or [facts.max_positions]
-    max_length = next((m for m in fitting if truncated_share(facts.lengths, m) <= TRUNCATE_OK), fitting[-1])
-    state = {"strategies": _distinct_depths(STRATEGIES, layers), "epochs": 3, "seeds": 3,
-             "train_size": facts.n_train, "max_length": max_length}
-    traded: list[str] = []
-    if truncated_share(facts.lengths, max_length) > TRUNCATE_OK:
-        traded.append(f"max_length {max_length} (the model's limit) cuts "
-                      f"{100 * truncated_share(facts.lengths, max_length):.0f} % of texts")
-
-    batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
-
-    def per_run(freeze) -> float:
-        train_tokens, eval_tokens = _tokens(facts, state["max_length"], state["train_size"])
-        return _per_run(freeze, layers, hidden, state["epochs"], train_tokens, eval_tokens, throughput,
-                        n_steps=-(-state["train_size"] // batch_size))
-
-    def total() -> float:
-        train_tokens, eval_tokens = _tokens(facts, state["max_length"], state["train_size"])
-        once = _once(state["strategies"], layers, hidden, train_tokens, eval_tokens, throughput)
-        return state["seeds"] * sum(per_run(s) for s in state["strategies"]) + once
-
-    def drop_costliest(reason_if: float | None = None) -> bool:
-        if len(state["strategies"]) <= 1:
-            return False
-        costliest = max(state["strategies"], key=per_run)
-        minutes = per_run(costliest) / 60
-        if reason_if is not None and per_run(costliest) <= reason_if:
-            return False
-        state["strategies"].remove(costliest)
-        traded.append(f"{_label(costliest)} dropped: {minutes:.1f} min per run")
-        return True
-
-    steps = [
-        lambda: _set(state, "epochs", 2, traded, "epochs 3 → 2") if state["epochs"] > 2 else False,
-        lambda: drop_costliest(reason_if=usable / 3),
-        lambda: _shorter_max_length(state, facts, traded),
-        lambda: _halve_train(state, 500, traded, facts.n_train),
-        lambda: _set(state, "seeds", state["seeds"] - 1, traded,
-                     f"seeds {state['seeds']} → {state['seeds'] - 1}" + (
-                         " (fewer than 3: no significance test)" if state["seeds"] == 3 else ""))
-        if state["seeds"] > 1 else False,
-        lambda: drop_costliest(),
-        lambda: _set(state, "epochs", 1, traded, "epochs 2 → 1") if state["epochs"] > 1 else False,
-        lambda: _halve_train(state, 100, traded, facts.n_train),
-    ]
-    once = {1}  # the "one run of it is over a third of the budget" drop applies to the costliest strategy only
-    i = 0
-    while total() > usable and i < len(steps):
-        if not steps[i]() or i in once:
-            i += 1
-    dropped = [s for s in _distinct_depths(STRATEGIES, layers) if s not in state["strategies"]]
-    for freeze in sorted(dropped, key=per_run):  # slack after the other trades: take a dropped arm back
-        state["strategies"].append(freeze)
-        if total() <= usable:
-            traded[:] = [t for t in traded if not t.startswith(f"{_label(freeze)} dropped")]
-        else:
-            state["strategies"].remove(freeze)
-    order = _distinct_depths(STRATEGIES, layers)
-    state["strategies"].sort(key=order.index)
-    for freeze in (s for s in order if s not in state["strategies"]):  # the cost at the settings finally planned
-        note = f"{_label(freeze)} dropped"
-        traded[:] = [f"{note}: {per_run(freeze) / 60:.1f} min per run" if t.startswith(note) else t for t in traded]
-    while state["seeds"] < 5:  # time to spare: more seeds
-        state["seeds"] += 1
-        if total() > usable:
-            state["seeds"] -= 1
-            break
-    data = dict(base.get("data", {}))
-    data["max_length"] = state["max_length"]
-    if state["train_size"] < facts.n_train:
-        data["train_size"] = state["train_size"]
-    train = {"epochs": state["epochs"], "save_model": False, **base.get("train", {})}
-    train["epochs"] = state["epochs"]
-    study = {"name": name, "base": {**base, "data": data, "train": train},
-             "grid": {"freeze": list(state["strategies"])}, "seeds": list(range(state["seeds"])), "baseline": True}
-    arms = [(_label(s), state["seeds"], per_run(s)) for s in state["strategies"]]
-    estimate = total()
-    if estimate > usable:
-        traded.append(f"still over budget: about {estimate / 60:.1f} min of runs for a {budget_seconds / 60:.1f}"
-                      f" min budget (the smallest study this planner makes)")
-    return Plan(study, arms, traded, estimate, estimate <= usable)
+def trained(freeze, layers: int) -> int:
+    cfg = FreezeConfig.model_validate(freeze)
+    return get_strategy(cfg.strategy).trained_layers(cfg, layers) or 0
 
 
-def _distinct_depths(strategies, layers: int) -> list:
+def encoder_arms(arms: list, layers: int) -> list:
+    return [f for f in arms if trained(f, layers) > 0]
+
+
+def cheapest_encoder(arms: list, layers: int):
+    return min(encoder_arms(arms, layers), key=lambda f: trained(f, layers))
+
+
+def distinct_depths(strategies, layers: int) -> list:
     """top-2 on a 2-layer model is `all`: keep one strategy per number of trained layers (the later, `all`)."""
     seen, out = set(), []
     for freeze in reversed(strategies):
-        cfg = FreezeConfig.model_validate(freeze)
-        trained = get_strategy(cfg.strategy).trained_layers(cfg, layers)
-        if trained not in seen:
-            seen.add(trained)
+        depth = trained(freeze, layers)
+        if depth not in seen:
+            seen.add(depth)
             out.append(freeze)
     return out[::-1]
 
 
-def _set(state: dict, key: str, value, traded: list, note: str) -> bool:
-    state[key] = value
-    traded.append(note)
-    return True
+def first_max_length(facts: DataFacts) -> int:
+    fitting = [m for m in MAX_LENGTHS if m <= facts.max_positions] or [facts.max_positions]
+    if facts.task == "token":  # long sentences are windowed, not cut: the shortest that fits most in one window
+        return next((m for m in fitting if m >= 128 and truncated_share(facts.lengths, m) <= TRUNCATE_OK),
+                    fitting[-1])
+    return next((m for m in fitting if truncated_share(facts.lengths, m) <= TRUNCATE_OK), fitting[-1])
 
 
-def _shorter_max_length(state: dict, facts: DataFacts, traded: list) -> bool:
-    shorter = [m for m in MAX_LENGTHS if m < state["max_length"]]
-    if not shorter or truncated_share(facts.lengths, shorter[-1]) > TRUNCATE_MAX:
-        return False
-    state["max_length"] = shorter[-1]
-    traded.append(f"max_length {shorter[-1]} cuts {100 * truncated_share(facts.lengths, shorter[-1]):.0f} % of texts")
-    return True
+def ideal_settings(facts: DataFacts, layers: int, pinned: dict | None = None) -> Settings:
+    """The study with unlimited time; `pinned` settings (the user's `--set`) replace the planner's choice."""
+    ideal = Settings(arms=distinct_depths(STRATEGIES, layers), epochs=3, seeds=3, train_size=facts.n_train,
+                     max_length=first_max_length(facts))
+    return replace(ideal, **(pinned or {}))
 
 
-def _halve_train(state: dict, floor: int, traded: list, n_train: int) -> bool:
-    if state["train_size"] <= floor:
-        return False
-    state["train_size"] = max(floor, state["train_size"] // 2)
-    traded[:] = [t for t in traded if not t.startswith("training set")]  # one note, the final size
-    traded.append(f"training set {state['train_size']:,} of {n_train:,} examples")
-    return True
+def smaller(s: Settings, facts: DataFacts, layers: int, pinned: dict | None = None) -> list[tuple[str, Settings]]:
+    """The levers in order of least harm to the decision: (name, settings after pulling it), the ones that apply
+    (none that changes a `pinned` setting)."""
+    return [(name, after) for name, after in _levers(s, facts, layers)
+            if not any(getattr(after, key) != getattr(s, key) for key in (pinned or {}))]
+
+
+def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Settings]]:
+    floor = train_floor(facts.n_train, facts.per_class)
+    comfortable = min(facts.n_train, max(COMFORTABLE, floor))
+    out = []
+    if facts.task != "token":
+        for target in (256, SHORTEST):
+            if s.max_length > target:
+                out.append((f"max_length {target}", replace(s, max_length=target)))
+                break
+    if s.epochs > 2:
+        out.append(("epochs 2", replace(s, epochs=2)))
+    if s.seeds > 2:
+        out.append(("seeds 2", replace(s, seeds=2)))
+    if s.train_size > comfortable:
+        out.append((f"training set {max(comfortable, s.train_size // 2)}",
+                    replace(s, train_size=max(comfortable, s.train_size // 2))))
+    if s.seeds > 1:
+        out.append(("seeds 1", replace(s, seeds=1)))
+    encoders = encoder_arms(s.arms, layers)
+    if len(encoders) > 1:
+        costliest = max(encoders, key=lambda f: trained(f, layers))
+        out.append((f"{label(costliest)} dropped", replace(s, arms=[f for f in s.arms if f != costliest])))
+    if s.train_size > floor:
+        out.append((f"training set {max(floor, s.train_size // 2)}",
+                    replace(s, train_size=max(floor, s.train_size // 2))))
+    if s.epochs > 1:
+        out.append(("epochs 1", replace(s, epochs=1)))
+    if encoders and len(s.arms) > 1:
+        out.append((f"{label(encoders[0])} dropped", replace(s, arms=[f for f in s.arms if f not in encoders])))
+    return out
+
+
+def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = None,
+           budget: float | None = None) -> Settings:
+    """Pull the first lever that applies, again and again, until the study fits or none is left. The last arm that
+    trains encoder layers goes only when the plan with it exceeds the `budget` itself (not just `usable`)."""
+    while model.total(s) > usable:
+        options = [o for o in smaller(s, model.facts, model.layers, pinned) if model.total(o[1]) < model.total(s)]
+        last = not encoder_arms(options[0][1].arms, model.layers) if options else False
+        if last and budget is not None and model.total(s) <= budget:
+            break
+        if not options:
+            break
+        s = options[0][1]
+    return s
+
+
+def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float) -> Settings:
+    """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data,
+    seeds, epochs, max_length); then add seeds (up to 5) with time to spare."""
+    trials = [("arms", ideal.arms), ("train_size", ideal.train_size), ("seeds", ideal.seeds),
+              ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
+    for key, value in trials:
+        if getattr(s, key) == value:
+            continue
+        if key == "train_size":  # as much of the data as fits
+            sizes = [n for n in (s.train_size * 2 ** k for k in range(1, 12)) if n < value] + [value]
+            for n in sizes:
+                if model.total(replace(s, train_size=n)) <= usable:
+                    s = replace(s, train_size=n)
+            continue
+        if key == "arms":
+            for freeze in sorted((f for f in value if f not in s.arms), key=lambda f: trained(f, model.layers)):
+                candidate = replace(s, arms=[f for f in value if f in s.arms or f == freeze])
+                if model.total(candidate) <= usable:
+                    s = candidate
+            continue
+        candidate = replace(s, **{key: value})
+        if model.total(candidate) <= usable:
+            s = candidate
+    while s.seeds >= 3 and s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
+        s = replace(s, seeds=s.seeds + 1)
+    return s
+
+
+def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
+               layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None) -> Plan:
+    """The study dict (`base` holds data + model; the planner sets data.max_length / train_size, train.epochs) and
+    everything the plan says about it. `pinned`: Settings fields the user fixed (`--set data.max_length=128`)."""
+    batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
+    model = CostModel(facts, throughput, layers, hidden, batch_size)
+    usable = budget_seconds * MARGIN
+    ideal = ideal_settings(facts, layers, pinned)
+    s = shrink(ideal, model, usable, pinned, budget_seconds)
+    s = take_back(s, ideal, model, max(usable, model.total(s)))
+    if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
+        s = replace(s, balanced=True)
+    from unfreeze.study.plan_text import describe
+
+    return describe(s, ideal, model, budget_seconds, base, name, pinned)
+
+
+def proper_settings(s: Settings, facts: DataFacts, layers: int) -> Settings:
+    """A study that can answer the question: every arm, ≥ 1,000 examples (or all), 3 epochs, 3 seeds."""
+    return Settings(arms=distinct_depths(STRATEGIES, layers), epochs=3, seeds=3,
+                    train_size=min(facts.n_train, max(COMFORTABLE, train_floor(facts.n_train, facts.per_class))),
+                    max_length=s.max_length)
+
+
+def minutes_budget(seconds: float) -> str:
+    """A budget to suggest on the command line: whole minutes, rounded up with the planner's margin."""
+    return f"{max(1, math.ceil(seconds / MARGIN / 60))}m"

@@ -5,8 +5,14 @@ busier CPU. So the first estimate for a model times a few real batches (a few se
 in the user cache dir (`$UNFREEZE_CACHE_DIR/throughput.json`, else `~/.cache/unfreeze/throughput.json`), keyed by
 model + device + torch threads; later dry runs and plans read it back. `UNFREEZE_REMEASURE=1` measures again:
 the figure is the machine's speed under the load of that moment, so one taken while other jobs ran is too low.
-Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed (no weights, an unusual output) gets
-None, and callers fall back to the documented MiniLM constants.
+Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed
+(no weights, an unusual output) gets None, and callers fall back to the documented MiniLM constants.
+
+The whole measurement stops at `CAP_SECONDS` (a long-text model on a busy CPU must not hold a dry run for minutes):
+each mode times at least one batch, then stops at `MIN_SECONDS` or the cap. Before it starts, the 1-minute load
+average is compared with the cores (`machine_load`): a figure taken while other jobs held the CPU is stored with
+`"under_load"`, and a later plan re-measures it when the machine has become quiet, or else uses it and says so
+(`load_note`).
 """
 from __future__ import annotations
 
@@ -18,9 +24,30 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 16
+BATCH_SIZE = 8  # per timed batch: a long-text batch of 16 × 256 took 25 s forward+backward on a busy 2-core CPU
 MIN_SECONDS = 1.0  # per mode: keep timing batches until this much time has passed (or MAX_BATCHES ran)
 MAX_BATCHES = 4
+CAP_SECONDS = 20.0  # the whole measurement, model loading excluded (the dry run's promise: ≤ 30 s)
+BUSY_LOAD = 0.75  # 1-minute load average per core above which the machine counts as busy
+
+
+def machine_load() -> dict | None:
+    """{"load1", "cores", "busy"} from `os.getloadavg` (None where the OS has none)."""
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = os.cpu_count() or 1
+    return {"load1": round(load1, 2), "cores": cores, "busy": load1 > BUSY_LOAD * cores}
+
+
+def load_note(result: dict | None) -> str | None:
+    """A line for plans that rest on a figure measured while the machine was busy, else None."""
+    load = (result or {}).get("under_load")
+    if not load:
+        return None
+    return (f"throughput measured under load (load average {load['load1']:g} on {load['cores']} cores): estimates may "
+            "be pessimistic; UNFREEZE_REMEASURE=1 measures again")
 
 
 def cache_file() -> Path:
@@ -62,28 +89,38 @@ def cached_throughput(model_name: str, threads: int | None = None, length: int |
 
 
 def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threads: int | None = None,
-                       refresh: bool = False, mean_tokens: float | None = None) -> dict | None:
+                       refresh: bool = False, mean_tokens: float | None = None, announce=None,
+                       loaded=None) -> dict | None:
     """{"forward_tokens_per_s", "train_tokens_per_s", "step_seconds", "embedding_share", "layers", "hidden", "key"}
     for `model_cfg` on this machine, measured on batches of `texts` truncated at `max_length` (from the cache
-    unless `refresh`; one entry per `length_bucket(mean_tokens)` of the data); None on failure."""
+    unless `refresh`; one entry per `length_bucket(mean_tokens)` of the data); None on failure. `announce(text)` is
+    called before a measurement starts (not for a cached figure); `loaded`: the (model, tokenizer) already in
+    memory (its weights are changed by the timed optimizer steps: pass one that is not used afterwards)."""
     import torch
 
     key = cache_key(model_cfg.name, threads, length_bucket(mean_tokens))
     known = _read()
     refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
+    load = machine_load()
     if key in known and not refresh and "embedding_share" in known[key]:  # older entries lack later fields
-        return known[key]
+        if not (known[key].get("under_load") and load and not load["busy"]):
+            return known[key]  # (one measured under load is taken again once the machine is quiet)
+    if announce is not None:
+        announce("measuring throughput… (a few batches, at most "
+                 f"{CAP_SECONDS:.0f} s; cached per machine and model)")
     before = torch.get_num_threads()
     try:
         if threads:
             torch.set_num_threads(threads)
-        result = _time_model(model_cfg, texts, max_length)
+        result = _time_model(model_cfg, texts, max_length, *([loaded] if loaded is not None else []))
     except Exception as exc:  # noqa: BLE001 (an estimate must never block a plan)
         log.warning("could not measure throughput of %s: %s", model_cfg.name, exc)
         return None
     finally:
         torch.set_num_threads(before)  # the runs that follow in this process set their own
     result["key"] = key
+    if load and load["busy"]:
+        result["under_load"] = load
     known[key] = result
     from unfreeze.io import write_json
 
@@ -92,7 +129,7 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
     return result
 
 
-def _optimizer_step_seconds(model, device) -> float:
+def _optimizer_step_seconds(model, device, deadline: float = float("inf")) -> float:
     """Seconds of one AdamW step over every parameter (the gradients of the last timed step are still there): paid
     once per batch whatever its length, so it dominates small batches of short texts with every layer trained."""
     import torch
@@ -102,7 +139,8 @@ def _optimizer_step_seconds(model, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     started, steps = time.perf_counter(), 0
-    while steps < 3 or (steps < 20 and time.perf_counter() - started < MIN_SECONDS / 2):
+    while steps < 1 or (steps < 20 and time.perf_counter() - started < MIN_SECONDS / 2
+                        and time.perf_counter() < deadline):
         optimizer.step()
         steps += 1
     if device.type == "cuda":
@@ -110,12 +148,13 @@ def _optimizer_step_seconds(model, device) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
+def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None) -> dict:
     import torch
 
     from unfreeze.model.backbone import load_backbone
 
-    model, tokenizer = load_backbone(model_cfg)
+    model, tokenizer = loaded or load_backbone(model_cfg)
+    deadline = time.perf_counter() + CAP_SECONDS
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     texts = [t for t in texts if t][:BATCH_SIZE * MAX_BATCHES] or ["a short example text"] * BATCH_SIZE
@@ -128,13 +167,15 @@ def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
         out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
         return out.float()
 
-    def timed(step) -> float:
-        for batch in batches:  # every batch shape once first: allocations, kernel selection
-            step(batch)
+    def timed(step, share: float) -> float:
+        """Tokens/s of `step`; stops after one timed batch once `share` of the time left is used."""
+        stop = time.perf_counter() + share * max(deadline - time.perf_counter(), 0.0)
+        step({k: v[:2] for k, v in batches[0].items()})  # a small warm-up batch: allocations, kernel selection
         if device.type == "cuda":
             torch.cuda.synchronize()
         tokens, started, i = 0, time.perf_counter(), 0
-        while i < MAX_BATCHES and (i == 0 or time.perf_counter() - started < MIN_SECONDS):
+        while i < MAX_BATCHES and (i == 0 or (time.perf_counter() - started < MIN_SECONDS
+                                              and time.perf_counter() < stop)):
             batch = batches[i % len(batches)]
             step(batch)
             tokens += int(batch["input_ids"].numel())
@@ -152,12 +193,12 @@ def _time_model(model_cfg, texts: list[str], max_length: int) -> dict:
         hidden(batch).pow(2).mean().backward()
 
     model.eval()
-    forward_rate = timed(forward)
+    forward_rate = timed(forward, 0.3)
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    train_rate = timed(train_step)
-    step_seconds = _optimizer_step_seconds(model, device)
+    train_rate = timed(train_step, 0.7)
+    step_seconds = _optimizer_step_seconds(model, device, deadline)
     config = getattr(model, "config", None)
     total = sum(p.numel() for p in model.parameters())
     embeddings = getattr(model, "embeddings", None)

@@ -1,0 +1,139 @@
+"""What a one-line plan says: the study dict, what was traded away and what each trade saved, the further levers
+with their cost, what the test set alone costs, what the plan trains in words, and why it cannot answer the question
+when it cannot. Every sentence is derived from the final settings against the ideal ones with `plan.CostModel`, so
+no two lines can disagree ("2 seeds" next to "seeds 2 → 1" cannot happen: there is one settings object)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from unfreeze.study.plan import (COMFORTABLE, OVER, SHORTEST, CostModel, Plan, Settings, cheapest_encoder,
+                                 encoder_arms, label, minutes_budget, proper_settings, smaller, train_floor,
+                                 truncated_share, val_floor)
+
+
+def _min(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def cut(model: CostModel, max_length: int) -> str:
+    return f"cuts {100 * truncated_share(model.facts.lengths, max_length):.0f} % of texts"
+
+
+def traded(s: Settings, ideal: Settings, model: CostModel) -> list[str]:
+    """One line per setting that differs from the ideal study, with what that trade saves at the final plan."""
+    total, lines = model.total(s), []
+
+    def saves(**back) -> str:
+        return f"saves {_min(model.total(replace(s, **back)) - total)}"
+
+    if s.max_length != ideal.max_length:
+        lines.append(f"max_length {ideal.max_length} → {s.max_length} ({cut(model, s.max_length)}; "
+                     f"{cut(model, ideal.max_length)} at {ideal.max_length}): {saves(max_length=ideal.max_length)}")
+    if s.epochs != ideal.epochs:
+        lines.append(f"epochs {ideal.epochs} → {s.epochs}: {saves(epochs=ideal.epochs)}")
+    if s.seeds < ideal.seeds:
+        lines.append(f"seeds {ideal.seeds} → {s.seeds}" + (" (fewer than 3: no significance test)" if s.seeds < 3
+                                                          else "") + f": {saves(seeds=ideal.seeds)}")
+    if s.train_size != ideal.train_size:
+        floor = train_floor(model.facts.n_train, model.facts.per_class)
+        lines.append(f"training set {s.train_size:,} of {ideal.train_size:,} examples (floor {floor:,}): "
+                     f"{saves(train_size=ideal.train_size)}")
+    for freeze in ideal.arms:
+        if freeze not in s.arms:
+            per_run = sum(model.run(freeze, s).values())
+            lines.append(f"{label(freeze)} dropped: {_min(per_run)} per run, {_min(per_run * s.seeds)} for "
+                         f"{s.seeds} seed{'s' if s.seeds != 1 else ''}")
+    return lines
+
+
+def levers(s: Settings, model: CostModel, pinned: dict | None) -> list[str]:
+    """The next levers (in order) and what the plan would cost with each."""
+    out = []
+    for name, after in smaller(s, model.facts, model.layers, pinned):
+        what = f" ({cut(model, after.max_length)})" if after.max_length != s.max_length else ""
+        out.append(f"{name}{what}: {_min(model.total(after))}")
+    if model.facts.task != "token" and s.max_length > 64 and s.max_length <= SHORTEST:
+        after = replace(s, max_length=64)
+        out.append(f"max_length 64 ({cut(model, 64)}; --set data.max_length=64): {_min(model.total(after))}")
+    return out
+
+
+def tried(s: Settings, model: CostModel) -> str:
+    arms = [label(f) for f in s.arms] + ([f"{label(cheapest_encoder(s.arms, model.layers))} balanced"]
+                                         if s.balanced and encoder_arms(s.arms, model.layers) else [])
+    only = " only" if len(arms) == 1 else ""
+    return (f"{' / '.join(arms)}{only}, {s.train_size:,} training examples, {s.epochs} epoch{'s' * (s.epochs != 1)}, "
+            f"{s.seeds} seed{'s' * (s.seeds != 1)}, max_length {s.max_length}")
+
+
+def weak(s: Settings, model: CostModel) -> list[str]:
+    """Why the plan cannot tell whether fine-tuning pays (empty: it can)."""
+    facts, out = model.facts, []
+    if not encoder_arms(s.arms, model.layers):
+        out.append("no arm trains encoder layers (head only)")
+    if s.epochs < 2:
+        out.append("1 epoch")
+    if s.train_size < min(facts.n_train, COMFORTABLE):
+        out.append(f"{s.train_size:,} of {facts.n_train:,} training examples")
+    return out
+
+
+def notes(s: Settings, model: CostModel, budget: float) -> list[str]:
+    facts, out = model.facts, []
+    total = model.total(s)
+    if total > budget:
+        out.append(f"over budget: the smallest study this planner makes is estimated at {_min(total)} for a "
+                   f"{_min(budget)} budget ({100 * (total / budget - 1):.0f} % over; it runs up to {OVER - 1:.0%} "
+                   "over, and refuses beyond)")
+    if truncated_share(facts.lengths, s.max_length) > 0.05 and s.max_length >= facts.max_positions:
+        out.append(f"max_length {s.max_length} (the model's limit) {cut(model, s.max_length)}")
+    floor = min(val_floor(facts.per_class), facts.n_train + facts.val)
+    if facts.val < floor:
+        out.append(f"validation has {facts.val:,} examples, under the minimum of {floor:,} (max(200, 20 × "
+                   f"classes), capped at the data): it may not separate the top rows")
+    if facts.minority is not None:
+        name, share = facts.minority
+        if s.balanced:
+            out.append(f"class {name!r} is {100 * share:.1f} % of the data: the plan adds the arm "
+                       f"`{label(cheapest_encoder(s.arms, model.layers))} balanced` (train.class_weights: balanced)")
+        else:
+            out.append(f"class {name!r} is {100 * share:.1f} % of the data: the budget has no room for a "
+                       "`train.class_weights: balanced` arm; add one with a larger --budget, or "
+                       "--set train.class_weights=balanced")
+    return out
+
+
+def study_dict(s: Settings, model: CostModel, base: dict, name: str) -> dict:
+    data = dict(base.get("data", {}))
+    data["max_length"] = s.max_length
+    if s.train_size < model.facts.n_train:
+        data["train_size"] = s.train_size
+    train = {**base.get("train", {}), "epochs": s.epochs}
+    study = {"name": name, "base": {**base, "data": data, "train": train}}
+    if s.balanced and encoder_arms(s.arms, model.layers):  # named arms: the extra one differs in two keys
+        weighted = cheapest_encoder(s.arms, model.layers)
+        arms = {label(f): {"freeze": f} for f in s.arms}
+        arms[f"{label(weighted)} balanced"] = {"freeze": weighted, "train": {"class_weights": "balanced"}}
+        study["arms"] = arms
+    else:
+        study["grid"] = {"freeze": list(s.arms)}
+    return {**study, "seeds": list(range(s.seeds)), "baseline": True}
+
+
+def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base: dict, name: str,
+             pinned: dict | None = None) -> Plan:
+    arms = [(arm, s.seeds, seconds) for arm, _, seconds in model.arms(s)]
+    total = model.total(s)
+    plan = Plan(study_dict(s, model, base, name), arms, model.parts(s), traded(s, ideal, model),
+                levers(s, model, pinned), notes(s, model, budget), budget, fits=total <= budget,
+                refused=total > OVER * budget, tried=tried(s, model), weak=weak(s, model),
+                test_seconds=model.test_seconds(s), eval_seconds=model.eval_seconds(s),
+                baseline="most-frequent tag" if model.facts.task == "token" else "TF-IDF")
+    proper = proper_settings(s, model.facts, model.layers)
+    plan.proper_seconds, plan.proper = model.total(proper), tried(proper, model)
+    if plan.refused:
+        plan.levers.insert(0, f"--budget {minutes_budget(total)}: this smallest plan ({_min(total)})")
+    if plan.weak or plan.refused:
+        plan.levers.append(f"--budget {minutes_budget(plan.proper_seconds)}: {tried(proper, model)} "
+                           f"({_min(plan.proper_seconds)})")
+    return plan

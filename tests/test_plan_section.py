@@ -1,0 +1,63 @@
+"""The report's Plan section (`report.plan_section`): what a one-line plan traded, estimate vs actual per part, and
+a verdict that is not stated as a finding when the plan could not train fine-tuning properly (#25, #27)."""
+import pandas as pd
+
+from unfreeze.io import write_json
+from unfreeze.report.plan_section import comparison, verdict_with_plan, with_plan
+
+PARTS = {"cache_fill": 60.0, "train": 100.0, "validation": 20.0, "final": 10.0, "fixed": 2.0, "baseline": 5.0,
+         "study": 10.0}
+WEAK = {"budget_seconds": 240.0, "parts": PARTS, "traded": ["epochs 3 → 1: saves 1.0 min"], "notes": [],
+        "tried": "head only, 500 training examples, 1 epoch, 1 seed, max_length 128", "baseline": "TF-IDF",
+        "weak": ["no arm trains encoder layers (head only)", "1 epoch"], "proper_seconds": 1500.0,
+        "proper": "head / top-2 / all, 1,000 training examples, 3 epochs, 3 seeds, max_length 128",
+        "eval_seconds": 70.0, "test_seconds": 50.0}
+LOST = ("Verdict: fine-tuning did not beat TF-IDF here (val f1_macro 0.4000 vs 0.2000 for the best fine-tuned arm, "
+        "head). The baseline is best by validation.")
+
+
+def test_a_cut_plan_makes_the_verdict_not_a_finding_and_names_the_budget_that_would_answer():
+    text = verdict_with_plan(LOST, WEAK)
+    assert text.startswith("Verdict: not a finding.") and "did not beat" not in text
+    assert "head only, 500 training examples, 1 epoch" in text and "0.4000 vs 0.2000" in text
+    assert "A budget of about 28m would train head / top-2 / all" in text
+    # a plan that could train properly: the verdict stands, and points at the plan's trades
+    able = {**WEAK, "weak": []}
+    assert verdict_with_plan(LOST, able).startswith(LOST) and "see Plan" in verdict_with_plan(LOST, able)
+    assert verdict_with_plan(LOST, {**able, "traded": []}) == LOST
+    # a verdict worded otherwise is still not stated as a finding
+    other = "Verdict: fine-tuning did not beat the baseline (most-frequent tag) on validation."
+    assert "fine-tuning did not beat" not in verdict_with_plan(other, WEAK)
+    assert verdict_with_plan(other, WEAK).startswith("Verdict: not a finding")
+
+
+def test_plan_section_goes_before_results_and_compares_estimate_with_actual(tmp_path):
+    write_json(tmp_path / "plan.json", WEAK)
+    (tmp_path / "baseline" / "k").mkdir(parents=True)
+    write_json(tmp_path / "baseline" / "k" / "metrics.json", {"train_seconds": 6.0})
+    results = pd.DataFrame({"train_seconds": [50.0, 70.0], "final_eval_seconds": [5.0, 5.0],
+                            "run_seconds": [90.0, 80.0]})
+    blocks = [("h1", "Study: x"), ("h2", "Results"), ("p", LOST)]
+    out = with_plan(tmp_path, blocks, results)
+    names = [b[1] for b in out if b[0] == "h2"]
+    assert names == ["Plan", "Results"]
+    assert out[-1][1].startswith("Verdict: not a finding.")
+    table = next(b for b in out if b[0] == "table")
+    rows = {r[0]: r for r in table[2]}
+    assert rows["training + validation every epoch"][1:3] == ["2.0", "2.0"]  # 120 s planned, 120 s measured
+    assert rows["final pass (val + test)"][2] == "0.2" and rows["baseline"][2] == "0.1"
+    assert rows["cache fill + per-run setup"][2] == "0.7"  # (90 − 55) + (80 − 75) = 40 s
+    assert rows["total"][1] == f"{sum(PARTS.values()) / 60:.1f}"
+    text = " ".join(b[1] for b in out if b[0] == "p")
+    assert "Traded away to fit the budget" in text and "cannot tell whether fine-tuning pays" in text
+
+
+def test_over_plan_by_more_than_20_percent_is_said():
+    rows, estimated, measured = comparison({"parts": PARTS}, {"setup": 200.0, "train": 400.0, "final": 50.0,
+                                                              "baseline": 5.0})
+    assert measured > 1.2 * estimated and rows[-1][3].endswith("×")
+
+
+def test_a_study_without_a_plan_is_left_as_it_is(tmp_path):
+    blocks = [("h1", "Study: x"), ("h2", "Results"), ("p", LOST)]
+    assert with_plan(tmp_path, blocks, pd.DataFrame()) == blocks
