@@ -125,15 +125,15 @@ def check_files(cfg) -> tuple[dict[str, int], int]:
 
 
 def _minority(data) -> tuple[str, float] | None:
-    from unfreeze.data.inspect_tokens import MINORITY_SHARE
+    from unfreeze.data.inspect_tokens import MINORITY_OF_UNIFORM
 
     if hasattr(data.train, "words"):
         return None
     counts = np.bincount(np.asarray(data.train.labels), minlength=len(data.label_names))
     share = counts / max(counts.sum(), 1)
     i = int(share.argmin())
-    # against the uniform share too: on 20 balanced classes every class is 5 %
-    return (data.label_names[i], float(share[i])) if share[i] < min(MINORITY_SHARE, 0.5 / len(counts)) else None
+    # inspect's rule (under half the uniform share 1 / k): on 20 balanced classes every class is 5 %
+    return (data.label_names[i], float(share[i])) if share[i] < MINORITY_OF_UNIFORM / len(counts) else None
 
 
 def load_planned_data(base: dict):
