@@ -191,7 +191,9 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
         raise UnfreezeError(f"--task {task!r}: choose token or sequence")
     cfg = DataConfig(dataset=dataset, path=str(data) if data else None, text_column=text, label_column=label,
                      max_length_percentile=percentile)
-    report = inspect_data(cfg, model or None, task)
+    from unfreeze.model.backbone import load_backbone_named
+
+    report = inspect_data(cfg, model or None, task, load_model=load_backbone_named)
     print_inspect_report(report, percentile)
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from unfreeze.io import write_json
-from unfreeze.metrics.compare import format_p, seed_aware_compare
+from unfreeze.metrics.compare import seed_aware_compare
+from unfreeze.report.racing_note import stop_note
 from unfreeze.metrics.stats import holm
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,6 @@ def racing_step(y_true, preds: dict[str, dict], metric, alpha: float, min_seeds:
         row["p_holm"] = adjusted.get(arm)
         row["stop"] = arm in adjusted and adjusted[arm] < alpha and row["delta"] > 0
     return leader, rows
-
-
-def stop_note(entry: dict) -> str:
-    """How the report and the progress line say why an arm stopped."""
-    return (f"stopped after {entry['after_seeds']} seeds: worse than {entry['leader']} on val, "
-            f"{format_p(entry['p_holm'], entry['n_boot'])} (Holm; stop below {entry['alpha_per_look']:.3g})")
 
 
 def run_racing(study, jobs: list, study_dir: Path, pool, executor, top_ks, reporter, echo) -> list:
