@@ -98,12 +98,13 @@ def test_inspect_counts_cjk_characters_and_one_wordpiece_token_per_han_character
     import pandas as pd
 
     from unfreeze.data.inspect import inspect_data
+    from unfreeze.model.backbone import load_backbone_named
 
     texts = ["中华人民共和国", "你好", "这本书很好看吗", "𠀀字", "café ok"]
     texts[4] = "cafe\u0301 ok"  # decomposed accent: NFC makes it 7 characters
     path = tmp_path / "zh.csv"
     pd.DataFrame({"text": texts * 4, "label": ["a", "b", "a", "b", "a"] * 4}).to_csv(path, index=False)
-    report = inspect_data(DataConfig(path=str(path), dedupe=False), tiny_bert)
+    report = inspect_data(DataConfig(path=str(path), dedupe=False), tiny_bert, load_model=load_backbone_named)
     assert report["chars"]["max"] == 7 and report["chars"]["p5"] == 2
     assert report["script"]["cjk"] and report["script"]["cjk_share"] == pytest.approx(18 / 24)
     # letters: 7 + 2 + 7 + 2 Han, c a f e o k (the combining accent is not a letter) → 18 of 24

@@ -11,6 +11,7 @@ from unfreeze.cli import app
 from unfreeze.config.schema import DataConfig
 from unfreeze.data.inspect import inspect_data
 from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, length_table
+from unfreeze.model.backbone import load_backbone_named
 
 runner = CliRunner()
 SENTENCES = [(["alice", "was", "in", "paris"], ["B-PER", "O", "O", "B-LOC"]),
@@ -39,7 +40,7 @@ def _check_token_report(report, tokens=True):
 def test_conll_and_tab_separated_txt_are_token_data(tmp_path, tiny_bert, name):
     path = _write_conll(tmp_path / name)
     assert detect_task(DataConfig(path=str(path))) == "token"
-    _check_token_report(inspect_data(DataConfig(path=str(path)), tiny_bert))
+    _check_token_report(inspect_data(DataConfig(path=str(path)), tiny_bert, load_model=load_backbone_named))
 
 
 def test_token_jsonl_detected_and_sequence_jsonl_not(tmp_path, tiny_bert):

@@ -61,7 +61,7 @@ def test_layer_k_stops_at_layer_k_cached_and_uncached(tiny_bert, sentiment_csv, 
 
 def test_layer_k_reads_the_hidden_states_entering_layer_k(tiny_bert):
     model, _, _ = _tiny_classifier(tiny_bert)
-    model.stop_at = 1
+    model.set_stop_layer(1)
     ids = torch.tensor([[2, 8, 20, 3, 0], [2, 9, 3, 0, 0]])
     mask = (ids > 0).long()
     with torch.no_grad():
@@ -69,6 +69,30 @@ def test_layer_k_reads_the_hidden_states_entering_layer_k(tiny_bert):
         expected = model.backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1]
     assert torch.allclose(states, expected, atol=1e-6)
     assert not torch.allclose(states, model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state)
+
+
+def test_layer_k_sets_the_stop_through_the_models_api():
+    """Issue 24: `layer: k` told the model where to stop by assigning `model.stop_at` from outside the class; it
+    now calls `EncoderClassifier.set_stop_layer(k)`, which checks the bound itself."""
+    from types import SimpleNamespace
+
+    from unfreeze.model.heads import EncoderClassifier
+
+    calls = []
+
+    class Model:  # only the model's API: assigning its state from outside fails
+        layout = SimpleNamespace(num_layers=3, pooler=None)
+
+        def set_stop_layer(self, k):
+            calls.append(k)
+
+        def __setattr__(self, name, value):
+            raise AttributeError(f"a strategy assigned model.{name}")
+
+    get_strategy("layer").apply(Model(), SimpleNamespace(k=2, train_pooler=False))
+    assert calls == [2]
+    with pytest.raises(ValueError, match="layers 1 … 2"):
+        EncoderClassifier.set_stop_layer(SimpleNamespace(layout=SimpleNamespace(num_layers=2)), 3)
 
 
 def test_layer_k_label_and_bounds(tiny_bert, sentiment_csv, tmp_path):

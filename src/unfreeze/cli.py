@@ -197,7 +197,9 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
                      max_length_percentile=percentile)
     err_console.print(f"inspect: reading {data or dataset}" + (f" and counting tokens with {model}" if model else "")
                       + " …", highlight=False, markup=False)
-    report = inspect_data(cfg, model or None, task)
+    from unfreeze.model.backbone import load_backbone_named
+
+    report = inspect_data(cfg, model or None, task, load_model=load_backbone_named)
     print_inspect_report(report, percentile)
 
 

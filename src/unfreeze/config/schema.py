@@ -15,8 +15,16 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unfreeze.errors import ConfigError
-from unfreeze.model.bilstm import MODEL_NAME as BILSTM, is_bilstm_name
 from unfreeze.strategies import REGISTRY, get_strategy
+
+#: `model.name` value that selects the BiLSTM baseline encoder (`model/bilstm.py`) instead of a pretrained
+#: transformer; here, below `model/`, because the config checks it too (the layer order: docs/CONTRACTS.md)
+BILSTM = BILSTM_NAME = "bilstm"
+
+
+def is_bilstm_name(name: str) -> bool:
+    """True for `model.name: bilstm`: the one place that knows the spelling, for config checks and reports."""
+    return name == BILSTM_NAME
 
 
 

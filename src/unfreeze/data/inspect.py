@@ -20,14 +20,18 @@ from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import token_lengths
-from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, inspect_tokens, length_report, unseen_labels
+from unfreeze.data.inspect_tokens import (detect_task, imbalance_hint, inspect_tokens, length_report, model_loader,
+                                         unseen_labels)
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
-def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | None = None) -> dict:
-    """The inspect report; `task` None detects token data (CoNLL, token JSONL, wnut16/msra_ner) from the source."""
+def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | None = None,
+                 load_model=None) -> dict:
+    """The inspect report; `task` None detects token data (CoNLL, token JSONL, wnut16/msra_ner) from the source.
+    With `model_name`, token lengths under its tokenizer: `load_model(model_name)` → (backbone, tokenizer), e.g.
+    `model.backbone.load_backbone_named` (passed in: data/ sits below model/)."""
     if (task or detect_task(cfg)) == "token":
-        return inspect_tokens(cfg, model_name)
+        return inspect_tokens(cfg, model_name, load_model)
     notes: dict = {}
     splits: dict = {}
     if cfg.dataset is not None:
@@ -79,11 +83,9 @@ def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | Non
         report["bert_chinese_tokens"] = _percentiles(np.array(
             [len(bert_pretokens(t)) + 2 for t in clean["text"]]))
     if model_name:
-        from unfreeze.model.backbone import load_backbone
-        from unfreeze.config.schema import ModelConfig
         from unfreeze.data.encode import model_max_positions
 
-        backbone, tokenizer = load_backbone(ModelConfig(name=model_name))
+        backbone, tokenizer = model_loader(load_model)(model_name)
         lengths = token_lengths(tokenizer, clean["text"].tolist(),
                                 clean["pair"].tolist() if "pair" in clean else None)
         report.update(length_report(lengths, cfg, model_max_positions(tokenizer, backbone)))

@@ -158,7 +158,16 @@ def length_report(lengths: np.ndarray, cfg, max_positions: int) -> dict:
             "padding_waste_at_512": float(1 - lengths.clip(max=512).mean() / 512)}
 
 
-def inspect_tokens(cfg: DataConfig, model_name: str | None = None) -> dict:
+def model_loader(load_model):
+    """`load_model` (name → (backbone, tokenizer)), required once a model name is given: data/ sits below model/,
+    so the caller passes `unfreeze.model.backbone.load_backbone_named`."""
+    if load_model is None:
+        raise ValueError("inspect with a model name needs load_model=unfreeze.model.backbone.load_backbone_named")
+    return load_model
+
+
+def inspect_tokens(cfg: DataConfig, model_name: str | None = None, load_model=None) -> dict:
+    """`inspect_data` for tagged sentences; `load_model(model_name)` → (backbone, tokenizer) for token lengths."""
     from unfreeze.data.tag_schemes import detect_scheme, entity_spans
 
     sentences, source, parts = read_sentences(cfg)
@@ -190,11 +199,9 @@ def inspect_tokens(cfg: DataConfig, model_name: str | None = None) -> dict:
     if unseen:
         report["unseen_labels"] = unseen
     if model_name and good:
-        from unfreeze.config.schema import ModelConfig
         from unfreeze.data.encode import model_max_positions
-        from unfreeze.model.backbone import load_backbone
 
-        backbone, tokenizer = load_backbone(ModelConfig(name=model_name))
+        backbone, tokenizer = model_loader(load_model)(model_name)
         enc = tokenizer([s.words for s in good], is_split_into_words=True, add_special_tokens=True,
                         truncation=False, verbose=False)
         lengths = np.array([len(ids) for ids in enc["input_ids"]])

@@ -79,6 +79,12 @@ def load_backbone(cfg: ModelConfig, seed: int = 0, training=None):
     return model, tokenizer
 
 
+def load_backbone_named(name: str):
+    """(model, tokenizer) for a bare `model.name`, every other model key at its default (`unfreeze inspect`'s
+    token lengths: `data.inspect.inspect_data(..., load_model=load_backbone_named)`)."""
+    return load_backbone(ModelConfig(name=name))
+
+
 def _build_bilstm(cfg: ModelConfig, seed: int, training=None):
     tokenizer = _bilstm_tokenizer(cfg, training)
     sizes = BiLSTMConfig(embedding_dim=cfg.embedding_dim, hidden_size=cfg.lstm_hidden, num_layers=cfg.lstm_layers,

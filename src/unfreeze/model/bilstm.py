@@ -30,10 +30,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from unfreeze.config.schema import BILSTM_NAME as MODEL_NAME, is_bilstm_name
 from unfreeze.errors import ConfigError, UnfreezeError
 
-#: `model.name` value that selects this encoder instead of a pretrained transformer
-MODEL_NAME = "bilstm"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
@@ -350,11 +349,6 @@ def principal_components(matrix: torch.Tensor, k: int) -> torch.Tensor:
     axes = vh[:k]
     signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
     return (centred.double() @ (axes * signs).T).to(matrix.dtype)
-
-
-def is_bilstm_name(name: str) -> bool:
-    """True for `model.name: bilstm`: the one place that knows the spelling, for config checks and reports."""
-    return name == MODEL_NAME
 
 
 def model_family(name: str) -> str:

@@ -60,6 +60,13 @@ class EncoderClassifier(nn.Module):
         #: the head reads the hidden states entering this layer (freeze `layer: k`); None = the encoder's output
         self.stop_at: int | None = stop_at
 
+    def set_stop_layer(self, k: int) -> None:
+        """From now on the head reads the hidden states entering layer `k` (1 ≤ k ≤ number of layers) and the
+        layers above are not run (freeze `layer: k`); the constructor's `stop_at` does the same for a saved model."""
+        if not 1 <= k <= self.layout.num_layers:
+            raise ValueError(f"set_stop_layer({k}): the model has layers 1 … {self.layout.num_layers}")
+        self.stop_at = k
+
     def encode(self, input_ids, attention_mask, token_type_ids=None, cached_states=None, cached_from=None):
         """Final token states (batch, tokens, hidden): the encoder's output, or the states entering layer
         `stop_at` (the layers above are not run)."""

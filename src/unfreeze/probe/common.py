@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _device(config: RunConfig) -> torch.device:
     """The device a run with this config would use (`train.device`, `train.threads` honoured)."""
-    from unfreeze.training.run import make_accelerator
+    from unfreeze.training.accelerator import make_accelerator
 
     return make_accelerator(config).device
 

@@ -21,8 +21,8 @@ from unfreeze.metrics.stats import summarize
 from unfreeze.report.plan_section import with_plan
 from unfreeze.report.render import render_html, render_markdown
 from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
+from unfreeze.report.racing_note import stop_note
 from unfreeze.report.significance import N_BOOT, plan_text, report_min_effect, significance, test_groups
-from unfreeze.study.racing import stop_note
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
 BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation

@@ -16,7 +16,7 @@ from torch import nn
 
 from unfreeze.errors import UnfreezeError
 from unfreeze.strategies.base import FreezePlan, Strategy, register, train_top_modules
-from unfreeze.training.optim import parameter_groups
+from unfreeze.strategies.groups import parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class GradualUnfreezer:
 
 def add_to_optimizer(model, config, optimizer, params: list[nn.Parameter],
                      scheduler=None) -> list[dict]:
-    """Add `params` (those not already in the optimizer) as new groups built by `optim.parameter_groups`, so the
+    """Add `params` (those not already in the optimizer) as new groups built by `groups.parameter_groups`, so the
     no-decay and LLRD rules hold for them too. Existing groups and optimizer state are untouched.
 
     A new group starts at its initial LR × the schedule's current factor (read off an existing group), and a

@@ -3,8 +3,8 @@ nothing in the encoder training and the layers above k not run at all.
 
 This is the probe's answer made trainable: `unfreeze probe` finds the layer whose states predict the labels
 best; `layer: k` trains the usual head there. It is cheap with the activation cache, whose boundary is k (the
-head then trains on stored states only). The model stops at layer k (`EncoderClassifier.stop_at`), in the cached
-and the uncached path alike, and the saved model records the stop layer (`unfreeze.json`), so `predict` on
+head then trains on stored states only). The model stops at layer k (`EncoderClassifier.set_stop_layer`), in the
+cached and the uncached path alike, and the saved model records the stop layer (`unfreeze.json`), so `predict` on
 `best/` reproduces the run's predictions.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Layer(Strategy):
         n, k = model.layout.num_layers, int(cfg.k)
         if k > n:
             raise ConfigError(f"freeze.layer={k}, but the model has only {n} layers (1 ≤ k ≤ {n})")
-        model.stop_at = k
+        model.set_stop_layer(k)
         if cfg.train_pooler and model.layout.pooler is not None:
             model.layout.pooler.requires_grad_(True)  # with `pooling: pooler` it reads layer k's states
         return FreezePlan(self.name, [], False, k)

@@ -1,7 +1,7 @@
 """`{llrd: 0.8}`: layer-wise learning-rate decay — everything trains, layer d at `lr × decay^(L+1−d)`.
 
 Lower layers hold general features that large updates destroy; upper layers are task-specific and need to move
-most. The LRs themselves come from `train.optim.parameter_groups`, which reads `layer_decay`. With
+most. The LRs themselves come from `strategies.groups.parameter_groups`, which reads `layer_decay`. With
 `bitfit: true` only the bias terms train, still at the per-depth LRs (BitFit's cheapness + LLRD's protection of
 the bottom layers).
 """

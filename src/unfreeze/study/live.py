@@ -19,8 +19,11 @@ SLOW_SECONDS = 5.0
 class LiveReport:
     """A progress listener: called with every run outcome, rebuilds results.csv and the report when one finished."""
 
-    def __init__(self, study_dir: Path, jobs: list, ratio: float = 4.0, clock=time.perf_counter):
+    def __init__(self, study_dir: Path, jobs: list, ratio: float = 4.0, clock=time.perf_counter, build_report=None):
         self.study_dir, self.jobs, self.ratio, self.clock = Path(study_dir), jobs, ratio, clock
+        #: the report flow, `report.build.build_report(study_dir, results)`: passed in by the study flow (a part
+        #: never imports a flow); None builds nothing
+        self.build_report = build_report
         self.last_end: float | None = None
         self.last_cost = 0.0
         self.built = 0
@@ -47,7 +50,7 @@ class LiveReport:
                      self.ratio * self.last_cost)
 
     def build(self) -> None:
-        from unfreeze.report.build import build_report
         from unfreeze.study.results import collect_results
 
-        build_report(self.study_dir, collect_results(self.study_dir, self.jobs))
+        if self.build_report is not None:
+            self.build_report(self.study_dir, collect_results(self.study_dir, self.jobs))

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from unfreeze.io import write_json
-from unfreeze.metrics.compare import format_p, score_split
+from unfreeze.metrics.compare import score_split
 from unfreeze.metrics.decide import compare_family
+from unfreeze.report.racing_note import stop_note
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def racing_step(y_true, preds: dict[str, dict], metric, alpha: float, min_seeds:
     for row in rows.values():
         row["stop"] = bool(row["worse"])
     return leader, rows
-
-
-def stop_note(entry: dict) -> str:
-    """How the report and the progress line say why an arm stopped."""
-    return (f"stopped after {entry['after_seeds']} seeds: worse than {entry['leader']} on val, "
-            f"{format_p(entry['p_holm'], entry['n_boot'])} (Holm; stop below {entry['alpha_per_look']:.3g})")
 
 
 def run_racing(study, jobs: list, study_dir: Path, pool, executor, top_ks, reporter, echo) -> list:

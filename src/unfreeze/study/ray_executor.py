@@ -62,7 +62,8 @@ def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_
     """The body of a cache task: load the job's data (fold) and model, compute the frozen prefix of every example
     for every boundary the study needs, exactly as the first run of the group would. Returns examples computed."""
     from unfreeze.training.prepare import prepare_run
-    from unfreeze.training.run import build_caches, make_accelerator
+    from unfreeze.training.accelerator import make_accelerator
+    from unfreeze.training.cache import build_caches
 
     pool = worker_pool(job, cv, num_cpus)
     run = prepare_run(job.config, pool.get(job.config, job.fold))

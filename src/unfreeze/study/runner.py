@@ -151,9 +151,10 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
 
     tracking = StudyTracking(study, study_dir, jobs, track, study_text)
     reporter.listeners.append(tracking.on_outcome)
+    from unfreeze.report.build import build_report
     from unfreeze.study.live import LiveReport
 
-    live = LiveReport(study_dir, jobs)
+    live = LiveReport(study_dir, jobs, build_report=build_report)
     reporter.listeners.append(live)
     executor = executor or make_executor(study)
     try:
@@ -180,8 +181,6 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
 
         write_cv_ensembles(study_dir, jobs, pool)
     results = collect_results(study_dir, jobs)
-    from unfreeze.report.build import build_report
-
     _, html = build_report(study_dir, results)
     tracking.log_finished()
     tracking.close(results, status="FAILED" if failed else "FINISHED")

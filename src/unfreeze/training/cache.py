@@ -169,3 +169,14 @@ def open_split(index: StoreIndex, keys: np.ndarray, name: str, ram_mb: int) -> S
             offsets = index.offsets(shard)
             where[i] = (part_of[shard], offsets[row], offsets[row + 1])
     return SplitCache(parts, where, index.dtype, pooled)
+
+
+def build_caches(run, accelerator, cache_root, progress: bool, top_ks):
+    """(caches, boundary, examples computed now) for one prepared run on `accelerator`'s device: the frozen-prefix
+    activation cache when valid and wanted, else (None, None, 0); `top_ks` are the study's `top_k` boundaries to
+    fill in the same pass."""
+    n = run.model.layout.num_layers
+    boundaries = {n - k for k in (top_ks or ()) if 0 <= k < n}
+    before = STATS["forward_examples"]
+    caches, boundary = caches_for_run(run, accelerator.device, cache_root, progress, boundaries)
+    return caches, boundary, STATS["forward_examples"] - before

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 
-from accelerate import Accelerator
 
 from torch.utils.data import DataLoader
 
@@ -50,6 +49,10 @@ from unfreeze.metrics.classification import LOWER_IS_BETTER, is_better, scalar_m
 from unfreeze.training.optim import build_optimizer, build_scheduler, parameter_groups
 
 from unfreeze.training.prepare import PreparedRun, load_data, prepare_run, seed_everything
+
+from unfreeze.training.accelerator import make_accelerator
+
+from unfreeze.training.cache import build_caches
 from unfreeze.training.evaluate import collect_logits, evaluate_split, model_inputs
 from unfreeze.training.loss import class_weight_tensor, loss_fn
 
@@ -63,20 +66,6 @@ class Loaders:
     val: DataLoader
     test: DataLoader
     train_sampler: LengthGroupedBatchSampler
-
-
-
-def make_accelerator(config: RunConfig) -> Accelerator:
-    t = config.train
-    cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()
-                                and not torch.backends.mps.is_available())
-    precision = t.mixed_precision
-    if precision == "auto":
-        precision = "no" if cpu or not torch.cuda.is_available() else (
-            "bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
 
@@ -370,16 +359,3 @@ def cache_summary(run: PreparedRun, caches: dict | None, cached_from: int | None
         summary.update(pooled=run.model.pooling if caches["train"].pooled else None,
                        dtypes={"train": run.config.train.cache_dtype, "val": EVAL_DTYPE, "test": EVAL_DTYPE})
     return summary
-
-
-
-def build_caches(run: PreparedRun, accelerator: Accelerator, cache_root, progress: bool, top_ks):
-    """(caches, boundary, examples computed now): the frozen-prefix activation cache when valid and wanted (see
-    `cache.py`), else (None, None, 0)."""
-    from unfreeze.training import cache
-
-    n = run.model.layout.num_layers
-    boundaries = {n - k for k in (top_ks or ()) if 0 <= k < n}
-    before = cache.STATS["forward_examples"]
-    caches, boundary = cache.caches_for_run(run, accelerator.device, cache_root, progress, boundaries)
-    return caches, boundary, cache.STATS["forward_examples"] - before
