@@ -4,7 +4,8 @@ import pytest
 
 from unfreeze.config.study import StudyConfig
 from unfreeze.study.estimate import once_seconds, run_parts
-from unfreeze.study.plan import DataFacts, baseline_seconds, plan_study, train_floor
+from unfreeze.study.plan import DataFacts, baseline_seconds, train_floor
+from unfreeze.study.plan_text import plan_study
 
 FAST = {"forward_tokens_per_s": 5000.0, "train_tokens_per_s": 1000.0}
 MINILM_CPU = {"forward_tokens_per_s": 11000.0, "train_tokens_per_s": 2500.0, "step_seconds": 0.08}

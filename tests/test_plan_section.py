@@ -9,7 +9,7 @@ PARTS = {"cache_fill": 60.0, "train": 100.0, "validation": 20.0, "final": 10.0, 
          "study": 10.0}
 WEAK = {"budget_seconds": 240.0, "parts": PARTS, "traded": ["epochs 3 → 1: saves 1.0 min"], "notes": [],
         "tried": "head only, 500 training examples, 1 epoch, 1 seed, max_length 128", "baseline": "TF-IDF",
-        "weak": ["no arm trains encoder layers (head only)", "1 epoch"], "proper_seconds": 1500.0,
+        "weak": ["no arm trains encoder layers (head only)", "1 epoch"], "proper_seconds": 1500.0, "proper_budget": "28m",
         "proper": "head / top-2 / all, 1,000 training examples, 3 epochs, 3 seeds, max_length 128",
         "eval_seconds": 70.0, "test_seconds": 50.0}
 LOST = ("Verdict: fine-tuning did not beat TF-IDF here (val f1_macro 0.4000 vs 0.2000 for the best fine-tuned arm, "

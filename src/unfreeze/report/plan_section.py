@@ -80,7 +80,7 @@ def plan_blocks(study_dir: Path, plan: dict, results: pd.DataFrame) -> list:
         blocks.append(("p", f"Note: {note}."))
     if plan.get("weak"):
         blocks.append(("p", f"This plan cannot tell whether fine-tuning pays on this data ({'; '.join(plan['weak'])})."
-                            f" A budget of about {_budget(plan['proper_seconds'])} would train {plan['proper']}."))
+                            f" A budget of about {plan['proper_budget']} would train {plan['proper']}."))
     rows, estimated, measured = comparison(plan, actual_parts(study_dir, results))
     blocks.append(("table", ["part", "estimated min", "actual min", "actual / estimated"], rows))
     if estimated and measured > OVER * estimated:
@@ -94,26 +94,20 @@ def plan_blocks(study_dir: Path, plan: dict, results: pd.DataFrame) -> list:
     return blocks
 
 
-def _budget(seconds: float) -> str:
-    from unfreeze.study.plan import minutes_budget
-
-    return minutes_budget(seconds)
-
-
 def verdict_with_plan(text: str, plan: dict) -> str:
     """A verdict paragraph read against the plan: not a finding when the plan was too small to train properly."""
     m = _VERDICT.match(text)
     if m and plan.get("weak"):
         return (f"Verdict: not a finding. {m['name']} scored higher on validation ({m['numbers']}), but the plan "
                 f"was cut to fit the budget ({plan['tried']}: {'; '.join(plan['weak'])}; see Plan), so fine-tuning "
-                f"was not trained properly here. A budget of about {_budget(plan['proper_seconds'])} would train "
+                f"was not trained properly here. A budget of about {plan['proper_budget']} would train "
                 f"{plan['proper']}.")
     if m is None and plan.get("weak") and text.startswith("Verdict:") and "did not beat" in text:
         # worded otherwise than `report.baseline.verdict` writes today: the same reading, the sentence kept
         rest = text[len("Verdict:"):].strip().replace("fine-tuning did not beat", "the fine-tuned arms trained here "
                                                                                   "scored below")
         return (f"Verdict: not a finding — the plan was cut to fit the budget ({plan['tried']}; see Plan). {rest} "
-                f"A budget of about {_budget(plan['proper_seconds'])} would train {plan['proper']}.")
+                f"A budget of about {plan['proper_budget']} would train {plan['proper']}.")
     if (text.startswith("Verdict:") or text.startswith("The best fine-tuned arm")) and plan.get("traded"):
         return f"{text} The plan was cut to fit the budget ({plan['tried']}; see Plan)."
     return text

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from unfreeze.errors import ConfigError, DataError
-from unfreeze.study.plan import DataFacts, Plan, plan_study, val_floor
+from unfreeze.study.plan import DataFacts, Plan, val_floor
+from unfreeze.study.plan_text import plan_study
 
 _BUDGET = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 SAMPLE = 1000  # texts per side (train; val + test) whose token lengths stand for the whole split

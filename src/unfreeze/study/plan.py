@@ -115,7 +115,8 @@ class Plan:
         return {"budget_seconds": self.budget_seconds, "parts": self.parts, "total_seconds": self.total_seconds,
                 "arms": [list(a) for a in self.arms], "traded": self.traded, "levers": self.levers,
                 "notes": self.notes, "fits": self.fits, "refused": self.refused, "tried": self.tried,
-                "weak": self.weak, "proper_seconds": self.proper_seconds, "proper": self.proper, "test_seconds": self.test_seconds,
+                "weak": self.weak, "proper_seconds": self.proper_seconds,
+                "proper_budget": minutes_budget(self.proper_seconds), "proper": self.proper, "test_seconds": self.test_seconds,
                 "eval_seconds": self.eval_seconds,
                 "baseline": self.baseline}
 
@@ -321,23 +322,6 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float) -> 
     while s.seeds >= 3 and s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
         s = replace(s, seeds=s.seeds + 1)
     return s
-
-
-def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
-               layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None) -> Plan:
-    """The study dict (`base` holds data + model; the planner sets data.max_length / train_size, train.epochs) and
-    everything the plan says about it. `pinned`: Settings fields the user fixed (`--set data.max_length=128`)."""
-    batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
-    model = CostModel(facts, throughput, layers, hidden, batch_size)
-    usable = budget_seconds * MARGIN
-    ideal = ideal_settings(facts, layers, pinned)
-    s = shrink(ideal, model, usable, pinned, budget_seconds)
-    s = take_back(s, ideal, model, max(usable, model.total(s)))
-    if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
-        s = replace(s, balanced=True)
-    from unfreeze.study.plan_text import describe
-
-    return describe(s, ideal, model, budget_seconds, base, name, pinned)
 
 
 def proper_settings(s: Settings, facts: DataFacts, layers: int) -> Settings:

@@ -1,14 +1,16 @@
-"""What a one-line plan says: the study dict, what was traded away and what each trade saved, the further levers
-with their cost, what the test set alone costs, what the plan trains in words, and why it cannot answer the question
+"""The one-line plan (`plan_study`: settings shrunk to the budget, then described) and what it says: the study
+dict, what was traded away and what each trade saved, the further levers with their cost, what the test set alone costs, what the plan trains in words, and why it cannot answer the question
 when it cannot. Every sentence is derived from the final settings against the ideal ones with `plan.CostModel`, so
 no two lines can disagree ("2 seeds" next to "seeds 2 → 1" cannot happen: there is one settings object)."""
 from __future__ import annotations
 
 from dataclasses import replace
 
-from unfreeze.study.plan import (COMFORTABLE, OVER, SHORTEST, CostModel, Plan, Settings, cheapest_encoder,
-                                 encoder_arms, label, minutes_budget, proper_settings, smaller, train_floor,
-                                 truncated_share, val_floor)
+from unfreeze.config.schema import TrainConfig
+from unfreeze.study.plan import (COMFORTABLE, MARGIN, OVER, SHORTEST, CostModel, DataFacts, Plan, Settings,
+                                 cheapest_encoder, encoder_arms, ideal_settings, label, minutes_budget,
+                                 proper_settings, shrink, smaller, take_back, train_floor, truncated_share,
+                                 val_floor)
 
 
 def _min(seconds: float) -> str:
@@ -137,3 +139,18 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
         plan.levers.append(f"--budget {minutes_budget(plan.proper_seconds)}: {tried(proper, model)} "
                            f"({_min(plan.proper_seconds)})")
     return plan
+
+
+def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
+               layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None) -> Plan:
+    """The study dict (`base` holds data + model; the planner sets data.max_length / train_size, train.epochs) and
+    everything the plan says about it. `pinned`: Settings fields the user fixed (`--set data.max_length=128`)."""
+    batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
+    model = CostModel(facts, throughput, layers, hidden, batch_size)
+    usable = budget_seconds * MARGIN
+    ideal = ideal_settings(facts, layers, pinned)
+    s = shrink(ideal, model, usable, pinned, budget_seconds)
+    s = take_back(s, ideal, model, max(usable, model.total(s)))
+    if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
+        s = replace(s, balanced=True)
+    return describe(s, ideal, model, budget_seconds, base, name, pinned)
