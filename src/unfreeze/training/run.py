@@ -2,7 +2,7 @@
 loss → backward → clip → step → evaluate on val → keep the best → restore the best → test once → write.
 
 The test split is evaluated exactly once, with the weights chosen on validation. Metrics are computed on the
-whole split from gathered predictions (`accelerate.gather_for_metrics`, de-duplicated by example index). With
+whole split from gathered predictions (`accelerator.gather_for_metrics`, de-duplicated by example index). With
 the activation cache, validation and the test pass read val/test's float32 cache (equal to the full forward), so
 they cost only the layers that train; the reported val numbers are those of the best evaluation itself (same
 weights, same forward), not a second pass.

@@ -3,7 +3,7 @@
 ```
 RUN/
   config.yaml            fully resolved config (defaults filled in) + library / torch versions
-  history.csv            one row per evaluation: epoch, step, train_loss, val_<metric>…, lr, seconds
+  history.csv            one row per evaluation: epoch, step, train_loss, val_<metric>…, lr, seconds, eval_seconds
   predictions_val.csv    id, text, label, pred, prob_<class>…   (token tasks: predictions_<split>.jsonl)
   predictions_test.csv
   best/                  best model: safetensors weights, tokenizer, head.safetensors, unfreeze.json
