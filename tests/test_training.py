@@ -141,7 +141,7 @@ def test_refuses_to_overwrite_a_run_folder(tiny_bert, sentiment_csv, tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv))
-    with pytest.raises(UnfreezeError, match="exists and is not empty"):
+    with pytest.raises(UnfreezeError, match="so it is not a run folder"):
         training.train(cfg, out, progress=False)
     assert (out / "precious.txt").read_text() == "keep me"
 
