@@ -45,7 +45,7 @@ def test_plan_section_goes_before_results_and_compares_estimate_with_actual(tmp_
     table = next(b for b in out if b[0] == "table")
     rows = {r[0]: r for r in table[2]}
     assert rows["training + validation every epoch"][1:3] == ["2.0", "2.0"]  # 120 s planned, 120 s measured
-    assert rows["final pass (val + test)"][2] == "0.2" and rows["baseline"][2] == "0.1"
+    assert rows["final pass (test)"][2] == "0.2" and rows["baseline"][2] == "0.1"
     assert rows["cache fill + per-run setup"][2] == "0.7"  # (90 − 55) + (80 − 75) = 40 s
     assert rows["total"][1] == f"{sum(PARTS.values()) / 60:.1f}"
     text = " ".join(b[1] for b in out if b[0] == "p")

@@ -18,7 +18,7 @@ OVER = 1.2  # an actual time this far over its estimate is called out
 #: (row, planned parts it sums, actual measure) — what a run folder records, matched to the planned parts.
 ROWS = (("cache fill + per-run setup", ("cache_fill", "fixed"), "setup"),
         ("training + validation every epoch", ("train", "validation"), "train"),
-        ("final pass (val + test)", ("final",), "final"),
+        ("final pass (test)", ("final",), "final"),
         ("baseline", ("baseline",), "baseline"),
         ("loading + report", ("study",), None))
 _VERDICT = re.compile(r"^Verdict: fine-tuning did not beat (?P<name>.+?) here \((?P<numbers>.*)\)\. (?P<rest>.*)$")

@@ -77,8 +77,8 @@ def run_parts(trained_layers: int, layers: int, hidden: int, epochs: int, n_trai
       step per batch (`n_steps` per epoch) over `step_share` of the parameters (default: the trained layers');
       without the cache the frozen layers add one forward per epoch;
     - "validation": evaluation every epoch on val — the trainable layers (cached) or every layer (not cached);
-    - "final": the final pass over val + test — through the cache, only the trainable layers
-      (`EVAL_THROUGH_CACHE`), else every layer;
+    - "final": the final pass over test (val is not run again: its final numbers are the best epoch's own
+      evaluation) — through the cache, only the trainable layers (`EVAL_THROUGH_CACHE`), else every layer;
     - "fixed": a fixed cost per run (`FIXED_SECONDS`: building the model, writing the run folder and best/).
 
     `depth`: the layers a forward runs when the model stops early (`layer: k`); `n_eval_tokens` counts val + test,
@@ -98,12 +98,12 @@ def run_parts(trained_layers: int, layers: int, hidden: int, epochs: int, n_trai
         fill = (run - share) if fill_share is None else fill_share
         frozen = (n_train_tokens + n_eval_tokens) * fill / forward_rate
         per_epoch_eval = n_val * epochs * share / forward_rate
-        final = n_eval_tokens * (share if EVAL_THROUGH_CACHE else run) / forward_rate
+        final = (n_eval_tokens - n_val) * (share if EVAL_THROUGH_CACHE else run) / forward_rate
     else:
         frozen = 0.0
         train += n_train_tokens * epochs * (run - share) / forward_rate
         per_epoch_eval = n_val * epochs * run / forward_rate
-        final = n_eval_tokens * run / forward_rate
+        final = (n_eval_tokens - n_val) * run / forward_rate
     return {"cache_fill": scale * frozen, "train": scale * train, "validation": scale * per_epoch_eval,
             "final": scale * (final + head_eval), "fixed": FIXED_SECONDS}
 
@@ -234,7 +234,7 @@ def study_estimates(jobs) -> tuple[dict[str, tuple[int, float]], dict[str, float
 
 #: A run's parts as `run_parts` names them, and how plans and dry runs print them.
 PARTS = {"cache_fill": "cache fill + warm-up (once per study)", "train": "training",
-         "validation": "validation every epoch", "final": "final pass (val + test)", "fixed": "per-run setup + saving"}
+         "validation": "validation every epoch", "final": "final pass (test)", "fixed": "per-run setup + saving"}
 
 
 def _prefilled_share(job) -> float | None:
