@@ -55,15 +55,7 @@ def child():
 @pytest.fixture
 def tmpfs(tmp_path):
     """A 1 MiB tmpfs mounted for the test (root only); skips where mounting is not allowed."""
-    import subprocess
+    from io_helpers import mounted_tmpfs
 
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -1,6 +1,7 @@
 """Child processes for fault tests: a fresh Python that imports this checkout's `unfreeze`, with a fault armed."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -24,3 +25,19 @@ def run_child(code: str, fault: str | None = None, timeout: float = 30) -> subpr
     """Run `code` in a fresh Python; `fault` arms UNFREEZE_FAULT. The return code is -9 when a fault point fired."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=child_env(fault), capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mnt: Path, options: str = "size=1m"):
+    """A tmpfs mounted on the new folder `mnt` for the block (root only); skips the test where mounting is refused."""
+    import pytest
+
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from io_helpers import child_env
+from io_helpers import child_env, mounted_tmpfs
 from tiny import run_config, synthetic_frame
 from unfreeze.cli import app
 
@@ -62,16 +62,8 @@ def listing(folder: Path) -> list[str]:
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A read-only tmpfs (root bypasses permission bits, not a read-only mount); skips where mounting is refused."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 # 1. export never replaces what it did not write
@@ -408,11 +400,17 @@ def test_control_characters_from_a_grid_value_are_refused(tiny_bert, sentiment_c
 # user strings print as they are
 
 
-def test_arm_named_like_rich_markup_runs_and_prints_as_written(tiny_bert, sentiment_csv, tmp_path):
+def markup_named_study(tiny_bert, sentiment_csv, tmp_path, name: str) -> Path:
+    """A study file whose arms (and name) look like rich markup."""
     base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"name": "[red]s", "base": base, "baseline": False,
+    path.write_text(yaml.safe_dump({"name": name, "base": base, "baseline": False,
                                     "arms": {"[/oops]": {"optim": {"lr": 1e-3}}, "[bold]b": {"optim": {"lr": 2e-3}}}}))
+    return path
+
+
+def test_arm_named_like_rich_markup_runs_and_prints_as_written(tiny_bert, sentiment_csv, tmp_path):
+    path = markup_named_study(tiny_bert, sentiment_csv, tmp_path, "[red]s")
     result, out = invoke("study", path, "--out", tmp_path / "study", "--quiet")
     assert result.exit_code == 0, out
     assert "[/oops]" in out and "[bold]b" in out and "study [red]s" in out
@@ -431,10 +429,7 @@ def test_tensorboard_folders_of_two_run_names_never_meet(tmp_path):
 
 
 def test_dry_run_table_prints_markup_like_arm_names_as_written(tiny_bert, sentiment_csv, tmp_path):
-    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"name": "s", "base": base, "baseline": False,
-                                    "arms": {"[/oops]": {"optim": {"lr": 1e-3}}, "[bold]b": {"optim": {"lr": 2e-3}}}}))
+    path = markup_named_study(tiny_bert, sentiment_csv, tmp_path, "s")
     result, out = invoke("study", path, "--out", tmp_path / "study", "--dry-run")
     assert result.exit_code == 0, out
     assert "[/oops]" in out and "[bold]b" in out
