@@ -375,13 +375,15 @@ def calibrate(generator: Path = typer.Argument(..., help="GEN.py defining simula
 
     from unfreeze.io import write_json
     from unfreeze.metrics.calibrate import calibrate as run_calibration
-    from unfreeze.metrics.calibrate import load_generator, table_rows
+    from unfreeze.metrics.calibrate import check_json_out, load_generator, table_rows
 
+    json_out = check_json_out(json_out, generator)  # before the generator runs: never replaces a file of ours
     simulate = load_generator(generator)
     with Progress(TextColumn("calibrate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("studies", total=studies)
-        result = run_calibration(simulate, studies, seed, progress=lambda done: bar.update(task, completed=done))
+        result = run_calibration(simulate, studies, seed, progress=lambda done: bar.update(task, completed=done),
+                                 source=str(generator))
     table = Table(title=f"unfreeze calibrate {generator.name} ({studies} studies, seed {seed})")
     table.add_column("quantity")
     table.add_column("value", justify="right")
