@@ -169,18 +169,13 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
                                                                      "CoNLL / token JSONL / wnut16 / msra_ner are token)")):
     """Label balance, duplicates, token-length percentiles, a max_length table and a suggested max_length."""
     _setup()
-    from unfreeze.config.load import _validated
-    from unfreeze.config.schema import DataConfig
-    from unfreeze.data.inspect import inspect_data
+    from unfreeze.data.inspect import inspect_config, inspect_data
 
     if (data is None) == (dataset is None):
         raise UnfreezeError("give a data file or --dataset NAME")
     if task not in (None, "token", "sequence"):
         raise UnfreezeError(f"--task {task!r}: choose token or sequence")
-    if not 0 < percentile <= 100:  # NaN too
-        raise UnfreezeError(f"--percentile {percentile}: give a number in (0, 100], e.g. --percentile 95")
-    cfg = _validated(DataConfig, {"dataset": dataset, "path": str(data) if data else None, "text_column": text,
-                                  "label_column": label, "max_length_percentile": percentile}, "inspect")
+    cfg = inspect_config(str(data) if data else None, dataset, text, label, percentile)
     err_console.print(f"inspect: reading {data or dataset}" + (f" and counting tokens with {model}" if model else "")
                       + " …", highlight=False, markup=False)
     from unfreeze.model.backbone import load_backbone_named
