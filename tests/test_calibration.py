@@ -283,6 +283,66 @@ def test_cli_bad_generators_are_one_line_and_exit_2(tmp_path, text, message):
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
+def _calibrate_cli(*args):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    return CliRunner().invoke(app, ["calibrate", *map(str, args)])
+
+
+def _write_run_folder(folder):
+    folder.mkdir(parents=True)
+    for name, text in (("config.yaml", "seed: 0\n"), ("run.json", "{}"), ("metrics.json", '{"test": 1}')):
+        (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("target,named", [
+    ("gen.py", "is the input file"),
+    ("run/metrics.json", "is a run folder"),
+    ("study/rates.json", "is a study folder"),
+    ("folder", "is a folder"),
+])
+def test_cli_json_never_replaces_the_generator_a_run_or_a_study_file(tmp_path, target, named):
+    """`--json` is checked before the generator runs: one line, rc 2, and the file is left as it was."""
+    gen = tmp_path / "gen.py"
+    gen.write_text(GENERATOR)
+    _write_run_folder(tmp_path / "run")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text("{}")
+    (tmp_path / "study" / "rates.json").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = _calibrate_cli(gen, "--studies", "2", "--json", tmp_path / target)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "--json" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("edit,named", [
+    (('"x": arm()', '"x": arm()[:0]'), "['val']['arms']['x'] must be an int array (seeds, 200)"),
+    (('"truth": {"x": 0.8', '"truth": {"x": "high"'), "study['truth']['x'] = 'high' must be a finite number"),
+    (('"truth": {"x": 0.8', '"truth": {"x": float("nan")'), "study['truth']['x'] = nan must be a finite number"),
+    (('"truth_baseline": 0.0', '"truth_baseline": float("inf")'), "study['truth_baseline'] = inf must be a finite"),
+    (('"z": arm()}, "baseline": 1 - y', '"z": arm() * 7}, "baseline": 1 - y'), "got 7 at index [0, 0, "),
+    (('"z": arm()}, "baseline": 1 - y', '"z": arm() - 1}, "baseline": 1 - y'), "got -1 at index [0, 0, "),
+    (('"z": arm()}, "baseline": 1 - y', '"z": np.where(arm() == 0, np.nan, 1.0)}, "baseline": 1 - y'),
+     "got nan at index [0, 0, "),
+    (('"z": arm()}, "baseline": 1 - y', '"z": arm()}, "baseline": y + 5'), "['test']['baseline'] must be an int"),
+    (("import numpy as np", "import numpy as np, sys\nsys.exit(0)"), "importing it called sys.exit(0)"),
+    (('    y = rng.integers', '    import sys; sys.exit(3)\n    y = rng.integers'), "simulate(rng) called sys.exit(3)"),
+])
+def test_cli_bad_study_values_are_one_line_naming_the_generator_and_the_key(tmp_path, edit, named):
+    gen = tmp_path / "gen.py"
+    assert edit[0] in GENERATOR
+    gen.write_text(GENERATOR.replace(edit[0], edit[1], 1))
+    result = _calibrate_cli(gen, "--studies", "2")
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert named in line and str(gen.name) in line and "Traceback" not in result.output, result.output
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Building blocks
 

@@ -2,7 +2,7 @@
 import pytest
 
 from unfreeze.config.schema import FreezeConfig, RunConfig
-from unfreeze.config.load import apply_overrides, load_run_config, parse_run_config
+from unfreeze.config.load import apply_overrides, load_run_config, parse_run_config, study_overrides
 from unfreeze.errors import ConfigError
 
 
@@ -58,6 +58,11 @@ def test_overrides_parse_yaml_values():
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["train.epochs"])
+    for empty in ("=3", " =3", "train..epochs=2", ".lr=1"):  # `=3` said "unknown key `(top level)`"
+        with pytest.raises(ConfigError, match=r"the key before `=` is empty"):
+            apply_overrides({}, [empty])
+        with pytest.raises(ConfigError, match=r"the key before `=` is empty"):
+            study_overrides([empty])
 
 
 def test_selection_metric_defaults_per_task():

@@ -162,3 +162,13 @@ def test_cli_prints_each_warning_once_per_process():
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("never occur in the training split") == 1, done.stderr
     assert done.stderr.count("another warning") == 1
+
+
+@pytest.mark.parametrize("value", ["150", "nan", "-5", "0"])
+def test_cli_bad_percentile_is_one_line_and_exit_2(tmp_path, value):
+    """`--percentile 150 / nan / -5` was a raw pydantic traceback (rc 1): one line, rc 2, before any reading."""
+    data = _write_conll(tmp_path / "d.conll")
+    result = runner.invoke(app, ["inspect", str(data), "--model", "", "--percentile", value])
+    assert result.exit_code == 2, result.output
+    assert f"--percentile {float(value)}: give a number in (0, 100]" in result.output
+    assert "Traceback" not in result.output and "validation error" not in result.output

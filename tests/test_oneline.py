@@ -32,6 +32,10 @@ def test_parse_budget():
     for bad in ("", "soon", "0m", "0", "0s", "0.0"):  # #26: `--budget 0` was accepted while `0s` was refused
         with pytest.raises(ConfigError, match="--budget"):
             parse_budget(bad)
+    assert parse_budget("720h") == 30 * 86400
+    for huge in ("99999999999999999999999h", "721h", "43201"):  # a 25-digit minute budget was printed as is
+        with pytest.raises(ConfigError, match=r"--budget .*more than 30 days"):
+            parse_budget(huge)
 
 
 def test_one_line_study_plans_writes_and_validates(tiny_bert, sentiment_csv, tmp_path, monkeypatch):

@@ -253,3 +253,18 @@ def test_two_folders_creating_one_storage_study_together_one_is_refused(tiny_ber
     open_study(s, tmp_path / "a", "f1_macro")
     with pytest.raises(ConfigError, match=f"belongs to the study folder {tmp_path / 'a'}"):
         open_study(s, tmp_path / "b", "f1_macro")
+
+
+@pytest.mark.parametrize("space,named", [
+    ({"optim.lr": [1.0e-3, 0.001], "freeze": ["head"]}, "search.space.optim.lr: value 0.001 duplicates value 0.001"),
+    ({"freeze": ["all", "head", "all"]}, "search.space.freeze: value 'all' duplicates value 'all'"),
+])
+def test_duplicate_choices_in_a_search_space_are_refused_like_the_grids(tiny_bert, sentiment_csv, space, named):
+    """`optim.lr: [1.0e-3, 0.001]` is one config twice: refused before any trial, as the grid refuses it."""
+    from unfreeze.study.preflight import check, problems
+
+    s = make_search(tiny_bert, sentiment_csv, space=space)
+    assert any(named in line for line in problems(s)), problems(s)
+    with pytest.raises(ConfigError, match="drop one of them"):
+        check(s)
+    check(make_search(tiny_bert, sentiment_csv, space={"optim.lr": [1.0e-3, 2.0e-3], "freeze": ["all", "head"]}))

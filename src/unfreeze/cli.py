@@ -169,15 +169,13 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
                                                                      "CoNLL / token JSONL / wnut16 / msra_ner are token)")):
     """Label balance, duplicates, token-length percentiles, a max_length table and a suggested max_length."""
     _setup()
-    from unfreeze.config.schema import DataConfig
-    from unfreeze.data.inspect import inspect_data
+    from unfreeze.data.inspect import inspect_config, inspect_data
 
     if (data is None) == (dataset is None):
         raise UnfreezeError("give a data file or --dataset NAME")
     if task not in (None, "token", "sequence"):
         raise UnfreezeError(f"--task {task!r}: choose token or sequence")
-    cfg = DataConfig(dataset=dataset, path=str(data) if data else None, text_column=text, label_column=label,
-                     max_length_percentile=percentile)
+    cfg = inspect_config(str(data) if data else None, dataset, text, label, percentile)
     err_console.print(f"inspect: reading {data or dataset}" + (f" and counting tokens with {model}" if model else "")
                       + " …", highlight=False, markup=False)
     from unfreeze.model.backbone import load_backbone_named
@@ -375,13 +373,15 @@ def calibrate(generator: Path = typer.Argument(..., help="GEN.py defining simula
 
     from unfreeze.io import write_json
     from unfreeze.metrics.calibrate import calibrate as run_calibration
-    from unfreeze.metrics.calibrate import load_generator, table_rows
+    from unfreeze.metrics.calibrate import check_json_out, load_generator, table_rows
 
+    json_out = check_json_out(json_out, generator)  # before the generator runs: never replaces a file of ours
     simulate = load_generator(generator)
     with Progress(TextColumn("calibrate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("studies", total=studies)
-        result = run_calibration(simulate, studies, seed, progress=lambda done: bar.update(task, completed=done))
+        result = run_calibration(simulate, studies, seed, progress=lambda done: bar.update(task, completed=done),
+                                 source=str(generator))
     table = Table(title=f"unfreeze calibrate {generator.name} ({studies} studies, seed {seed})")
     table.add_column("quantity")
     table.add_column("value", justify="right")

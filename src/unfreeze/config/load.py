@@ -74,9 +74,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply `key.sub=value` overrides; values are parsed as YAML (`2`, `1e-3`, `[a, b]`, `{top_k: 2}`)."""
     data = copy.deepcopy(data)
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
-        key, raw = item.split("=", 1)
+        key, raw = _set_item(item)
         try:
             value = load_yaml(raw)
         except yaml.YAMLError as exc:
@@ -86,6 +84,17 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         set_dotted(data, key.strip(), value)
     return data
 
+
+
+def _set_item(item: str) -> tuple[str, str]:
+    """(key, raw value) of one `--set key=value`; a missing `=` or an empty key (`=3`, `train..epochs=2`) is one line."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+    key, raw = item.split("=", 1)
+    if not all(part.strip() for part in key.strip().split(".")):
+        raise ConfigError(f"--set {item!r}: the key before `=` is empty or has an empty part; write key=value, e.g. "
+                          "train.epochs=2")
+    return key, raw
 
 
 def set_dotted(data: dict, key: str, value: Any) -> None:
@@ -134,9 +143,7 @@ def study_overrides(overrides: list[str] | None) -> list[str]:
     that is neither is an error suggesting the closest study or run key."""
     out = []
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
-        key, raw = item.split("=", 1)
+        key, raw = _set_item(item)
         top = key.strip().split(".")[0]
         if top in StudyConfig.model_fields:
             out.append(item)

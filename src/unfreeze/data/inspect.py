@@ -25,6 +25,17 @@ from unfreeze.data.inspect_tokens import (detect_task, imbalance_hint, inspect_t
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
 
+def inspect_config(data: str | None, dataset: str | None, text: str, label: str, percentile: float) -> DataConfig:
+    """`unfreeze inspect`'s options as a DataConfig; a bad one (`--percentile 150`, `nan`) is one line (rc 2)."""
+    from unfreeze.config.load import _validated
+    from unfreeze.errors import UnfreezeError
+
+    if not 0 < percentile <= 100:  # NaN too
+        raise UnfreezeError(f"--percentile {percentile}: give a number in (0, 100], e.g. --percentile 95")
+    return _validated(DataConfig, {"dataset": dataset, "path": data, "text_column": text, "label_column": label,
+                                   "max_length_percentile": percentile}, "inspect")
+
+
 def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | None = None,
                  load_model=None) -> dict:
     """The inspect report; `task` None detects token data (CoNLL, token JSONL, wnut16/msra_ner) from the source.

@@ -175,7 +175,7 @@ def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ..
         raise UnfreezeError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} predictions.csv")
     for other in keep:
         if os.path.exists(other) and os.path.exists(path) and os.path.samefile(other, path):
-            raise UnfreezeError(f"{flag} {path}: is the input file, which predictions would replace; choose another "
+            raise UnfreezeError(f"{flag} {path}: is the input file, which the output would replace; choose another "
                                 f"{flag}")
     inside = enclosing_written_folder(path.parent)
     if inside is not None:

@@ -58,6 +58,9 @@ def load_generator(path: str | Path) -> Callable[[np.random.Generator], dict]:
     sys.path.insert(0, str(path.resolve().parent))  # its own helper modules next to it
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() at import: the user's code, not a request to end `unfreeze`
+        raise CalibrateError(f"{path}: importing it called sys.exit({exc.code!r}); a generator only defines "
+                             "simulate(rng): remove the exit (or guard it with if __name__ == '__main__')") from None
     except Exception as exc:  # noqa: BLE001 — the user's code: one line naming the file and the error
         raise CalibrateError(f"{path}: importing it failed ({type(exc).__name__}: {exc}); fix the generator") from exc
     finally:
@@ -67,6 +70,21 @@ def load_generator(path: str | Path) -> Callable[[np.random.Generator], dict]:
         raise CalibrateError(f"{path}: defines no function simulate(rng); add one returning a study dict "
                              f"(format: docs/statistics.md, example: examples/calibrate_generator.py)")
     return simulate
+
+
+def check_json_out(json_out: str | Path | None, generator: str | Path) -> Path | None:
+    """`--json`, before the generator is imported: a file (not a folder), not the generator itself, not inside a
+    run, study or saved-model folder (whose files only unfreeze writes). One line (rc 2); returns it absolute."""
+    from unfreeze.io.paths import STUDY_MARKER, check_out_file
+
+    if json_out is None:
+        return None
+    path = check_out_file(json_out, "--json", keep=(generator,))
+    study = next((p for p in path.parents if (p / STUDY_MARKER).is_file()), None)
+    if study is not None:
+        raise CalibrateError(f"--json {path}: {study} is a study folder, whose files only its study writes; choose a "
+                             "--json outside it, e.g. --json rates.json")
+    return path
 
 
 def int_metric(name: str, k: int) -> CountMetric:
@@ -87,20 +105,65 @@ def _split(part, name: str, k: int) -> tuple[Split, dict[str, dict]]:
         raise CalibrateError(f"study['{name}']['y'] must be a 1-D int array of class indices in [0, {k})")
     arms = {}
     for arm, preds in part["arms"].items():
-        p = np.asarray(preds)
+        where = f"study['{name}']['arms'][{arm!r}]"
+        p = _array(preds, where)
         if p.ndim == 2:
             p = p[:, None, :]
-        if p.ndim != 3 or p.shape[-1] != len(y) or not np.issubdtype(p.dtype, np.integer) or \
-                p.min() < 0 or p.max() >= k:
-            raise CalibrateError(f"study['{name}']['arms'][{arm!r}] must be an int array (seeds, {len(y)}) or "
-                                 f"(seeds, folds, {len(y)}) of class indices in [0, {k}), got shape {p.shape}")
+        if p.ndim != 3 or p.shape[-1] != len(y) or not p.shape[0] or not p.shape[1]:
+            raise CalibrateError(f"{where} must be an int array (seeds, {len(y)}) or (seeds, folds, {len(y)}) with "
+                                 f"at least one seed and fold, got shape {p.shape}")
+        _check_classes(p, where, k)
         arms[str(arm)] = {(s, f): p[s, f] for s in range(p.shape[0]) for f in range(p.shape[1])}
     base = part.get("baseline")
     if base is not None:
-        base = np.asarray(base)
-        if base.shape != y.shape or not np.issubdtype(base.dtype, np.integer):
-            raise CalibrateError(f"study['{name}']['baseline'] must be an int array of shape {y.shape}")
+        base = _array(base, f"study['{name}']['baseline']")
+        if base.shape != y.shape:
+            raise CalibrateError(f"study['{name}']['baseline'] must be an int array of shape {y.shape}, got shape "
+                                 f"{base.shape}")
+        _check_classes(base, f"study['{name}']['baseline']", k)
     return Split(y, arms, base), arms
+
+
+def _array(value, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # ragged rows
+        raise CalibrateError(f"{where} must be a rectangular int array of class indices ({exc})") from None
+
+
+def _check_classes(p: np.ndarray, where: str, k: int) -> None:
+    """Every prediction a class index in [0, k): the first bad value is named with its position."""
+    numeric = np.issubdtype(p.dtype, np.number) and not np.issubdtype(p.dtype, np.complexfloating)
+    if not numeric:
+        raise CalibrateError(f"{where} must be an int array of class indices in [0, {k}), got dtype {p.dtype}")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(p) | (p != np.round(p)) | (p < 0) | (p >= k) if not np.issubdtype(p.dtype, np.integer) \
+            else (p < 0) | (p >= k)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise CalibrateError(f"{where} must be an int array of class indices in [0, {k}) (the labels' positions), "
+                             f"got {p[pos].item()!r} at index {list(pos)}; fix the generator")
+    if not np.issubdtype(p.dtype, np.integer):
+        raise CalibrateError(f"{where} must be an int array of class indices in [0, {k}), got dtype {p.dtype}; "
+                             "cast it, e.g. .astype(int)")
+
+
+def _finite(value, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, (bool, str)) or not math.isfinite(number):
+        raise CalibrateError(f"{where} = {value!r} must be a finite number (the population value of the metric), "
+                             "e.g. 0.8")
+    return number
+
+
+def _truths(truth) -> dict[str, float]:
+    if not isinstance(truth, dict):
+        raise CalibrateError(f"study['truth'] must be a dict {{arm: population value of the metric}}, got "
+                             f"{type(truth).__name__}")
+    return {str(a): _finite(v, f"study['truth'][{a!r}]") for a, v in truth.items()}
 
 
 def run_study(study: dict, alpha: float = 0.05, min_effect: float = MIN_EFFECT, n_boot: int = N_BOOT,
@@ -114,12 +177,15 @@ def run_study(study: dict, alpha: float = 0.05, min_effect: float = MIN_EFFECT, 
     metric = int_metric(study["metric"], k)
     val, val_arms = _split(study["val"], "val", k)
     test, _ = _split(study["test"], "test", k)
-    truth = {str(a): float(v) for a, v in study["truth"].items()}
+    truth = _truths(study["truth"])
     missing = set(test.arms) - set(truth) or set(test.arms) ^ set(val.arms)
     if missing:
         raise CalibrateError(f"arms {sorted(missing)} must appear in val, test and truth alike")
     val_scores = {arm: {key: metric(val.y, p) for key, p in runs.items()} for arm, runs in val_arms.items()}
     has_base = test.baseline is not None
+    if has_base and "truth_baseline" not in study:
+        raise CalibrateError("a study with a baseline must give 'truth_baseline' (its population metric)")
+    base_truth = _finite(study["truth_baseline"], "study['truth_baseline']") if has_base else None
     val_base = metric(val.y, val.baseline) if val.baseline is not None else None
     decision = decide(test, metric, val_scores, val_base, val if val.baseline is not None else None, alpha=alpha,
                       min_seeds=3, min_effect=min_effect, n_boot=n_boot, seed=seed, **(options or {}))
@@ -135,9 +201,6 @@ def run_study(study: dict, alpha: float = 0.05, min_effect: float = MIN_EFFECT, 
             hits += bool(row["worse"])
     false_base = None
     if has_base:
-        if "truth_baseline" not in study:
-            raise CalibrateError("a study with a baseline must give 'truth_baseline' (its population metric)")
-        base_truth = float(study["truth_baseline"])
         claim = (decision["baseline"] or {}).get("test", {}).get("claim")
         false_base = bool((claim == "better" and not ref > base_truth + TRUTH_TOL)
                           or (claim == "worse" and not ref < base_truth - TRUTH_TOL))
@@ -148,22 +211,29 @@ def run_study(study: dict, alpha: float = 0.05, min_effect: float = MIN_EFFECT, 
 
 def calibrate(simulate: Callable[[np.random.Generator], dict], studies: int, seed: int = 0, alpha: float = 0.05,
               min_effect: float = MIN_EFFECT, n_boot: int = N_BOOT,
-              progress: Callable[[int], None] | None = None, options: dict | None = None) -> dict:
+              progress: Callable[[int], None] | None = None, options: dict | None = None, source: str = "") -> dict:
     """{"studies", "false_mark_rate", "false_baseline_rate", "power", "mc_se"} over `studies` draws of
     `simulate(rng)` with `rng = numpy.random.default_rng(seed)` (deterministic for a given seed). `options`
-    (`decide`'s family / df_rule) exist for the benchmark's comparison of rules only; the CLI never sets them."""
+    (`decide`'s family / df_rule) exist for the benchmark's comparison of rules only; the CLI never sets them.
+    `source` (the generator file) leads every error line."""
     if studies < 1:
         raise CalibrateError(f"--studies {studies}: pass at least 1 (hundreds for a rate, e.g. 1000)")
-    rng = np.random.default_rng(seed)
+    rng, lead = np.random.default_rng(seed), f"{source}: " if source else ""
     outcomes = []
     for i in range(studies):
         try:
             study = simulate(rng)
         except UnfreezeError:
             raise
+        except SystemExit as exc:  # the user's code: sys.exit() inside simulate
+            raise CalibrateError(f"{lead}simulate(rng) called sys.exit({exc.code!r}) (study {i + 1}); return a study "
+                                 "dict instead") from None
         except Exception as exc:  # noqa: BLE001 — the user's code
-            raise CalibrateError(f"simulate(rng) raised {type(exc).__name__}: {exc} (study {i + 1})") from exc
-        outcomes.append(run_study(study, alpha, min_effect, n_boot, seed=i, options=options))
+            raise CalibrateError(f"{lead}simulate(rng) raised {type(exc).__name__}: {exc} (study {i + 1})") from exc
+        try:
+            outcomes.append(run_study(study, alpha, min_effect, n_boot, seed=i, options=options))
+        except CalibrateError as exc:
+            raise CalibrateError(f"{lead}{exc} (study {i + 1})") from None
         if progress:
             progress(i + 1)
     return summarize(outcomes)

@@ -21,6 +21,7 @@ from unfreeze.study.plan_text import plan_study
 _BUDGET = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 SAMPLE = 1000  # texts per side (train; val + test) whose token lengths stand for the whole split
 MIN_TRAIN = 10  # rows a plan needs in the training split (and 2 per class)
+MAX_BUDGET_S = 30 * 86400  # the longest --budget (30 days): beyond it a typo, not a plan
 MAX_VAL_SHARE = 0.3  # the most of the training file the planner carves into validation to reach `val_floor`
 
 
@@ -37,6 +38,9 @@ def parse_budget(text: str) -> float:
         total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise ConfigError(f"--budget {text!r}: must be more than zero (e.g. 20m)")
+    if total > MAX_BUDGET_S:
+        raise ConfigError(f"--budget {text!r}: more than {MAX_BUDGET_S // 86400} days; give a budget a study can "
+                          "use, e.g. 2h")
     return total
 
 

@@ -62,7 +62,24 @@ def _search_problems(study: StudyConfig, lead: str) -> list[str]:
     lines = _lines(_errors(study, {}, study.seeds[0])[0], f"{lead}base", seen)
     for label, overrides in _values(study.search.space, "search.space"):
         lines += _lines(_errors(study, overrides, study.seeds[0])[0], f"{lead}{label}", seen)
-    return lines or _combination_problems(study, lead)
+    return lines or _duplicate_choices(study, lead) or _combination_problems(study, lead)
+
+
+def _duplicate_choices(study: StudyConfig, lead: str) -> list[str]:
+    """Two choices of one list that give the same run config (`1.0e-3` and `0.001`, `all` and `"all"`): the grid's
+    rule (`grid.expand`, configs told apart by `config_hash`), so a search never spends trials on one config twice."""
+    lines = []
+    for key, spec in study.search.space.items():
+        ids: dict[str, Any] = {}
+        for value in spec if isinstance(spec, list) else []:
+            config = _errors(study, {key: value}, study.seeds[0])[1]
+            run_id = config_hash(config, -1) if config is not None else None
+            if run_id in ids:
+                lines.append(f"{lead}search.space.{key}: value {value!r} duplicates value {ids[run_id]!r} (the "
+                             "same run config); drop one of them")
+            elif run_id is not None:
+                ids[run_id] = value
+    return lines
 
 
 def _freeze_values(study: StudyConfig, lead: str) -> tuple[list[str], StudyConfig]:
