@@ -76,3 +76,24 @@ def test_runs_from_before_data_fingerprints_are_kept_with_one_warning(tiny_bert,
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "predate data fingerprints" in line]
     assert len(warnings) == 1, result.output
+
+
+def test_search_resumed_after_training_labels_flipped_is_refused(tiny_bert, tmp_path):
+    import pytest
+
+    pytest.importorskip("optuna")
+    path, files = write_study(tmp_path, tiny_bert)
+    spec = yaml.safe_load(path.read_text())
+    spec["search"] = {"sampler": "random", "trials": 1, "seed": 0, "space": {"optim.lr": [1e-3, 1e-2]}}
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "S5"
+    first = study(path, out)
+    assert first.exit_code == 0, first.output
+    before = snapshot(out)
+    frame = pd.read_csv(files["train"])
+    frame["label"] = frame["label"].map({"pos": "neg", "neg": "pos"})
+    frame.to_csv(files["train"], index=False)
+    result = study(path, out, "--set", "search.trials=2")
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and str(files["train"]) in result.output, result.output
+    assert snapshot(out) == before

@@ -48,6 +48,26 @@ def check_data_unchanged(study_dir: Path, jobs: list[PlannedRun], pool: DataPool
              "they are kept without checking that the data is unchanged")
 
 
+def check_search_data_unchanged(study_dir: Path, first: PlannedRun, pool: DataPool, echo, baseline: bool) -> None:
+    """The same check for a search: its finished trials and re-runs are the run folders whose `config.yaml` reads
+    the study's data config (a search space over `data.*` trains others, which are not loaded to check them)."""
+    import json
+    from types import SimpleNamespace
+
+    from unfreeze.config.load import read_yaml
+
+    key, jobs = pool.key(first.config), [first]
+    for path in sorted((study_dir / "runs").glob("*/config.yaml")):
+        try:
+            saved = read_yaml(path)
+            same = json.dumps({"task": saved["task"], "data": saved["data"]}, sort_keys=True) == key
+        except Exception:  # noqa: BLE001 — an unreadable folder is the runner's to redo, not this check's
+            continue
+        if same and path.parent.name != first.run_id:
+            jobs.append(SimpleNamespace(run_id=path.parent.name, config=first.config, fold=-1))
+    check_data_unchanged(study_dir, jobs, pool, echo, baseline)
+
+
 def _recorded(path: Path) -> dict | None:
     """None: not finished (or unreadable: the runner redoes or reports it); {}: finished before fingerprints."""
     if not path.is_file():
