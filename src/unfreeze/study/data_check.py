@@ -38,11 +38,11 @@ def check_data_unchanged(study_dir: Path, jobs: list[PlannedRun], pool: DataPool
         unknown += _check_baselines(study_dir, jobs, pool, changed)
     if changed:
         source, where = next(iter(changed.items()))
-        shown = ", ".join(sorted(set(where))[:3]) + (f" and {len(set(where)) - 3} more" if len(set(where)) > 3 else "")
-        raise DataError(f"{source} changed since {len(set(where))} finished run(s) in {study_dir} were trained "
-                        f"({shown}: their train/val data fingerprint differs from the data now); resuming would pool "
-                        f"runs on old and new data as seeds — choose a new --out for the changed data (or restore "
-                        f"the file)")
+        where = sorted(set(where), key=lambda w: (not w.startswith("runs/"), w))
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        raise DataError(f"{source} changed since the finished runs in {study_dir} were trained ({shown}: their "
+                        f"train/val data fingerprint differs from the data now); resuming would pool runs on old and "
+                        f"new data as seeds — choose a new --out for the changed data (or restore the file)")
     if unknown:
         echo(f"warning: {unknown} finished run(s)/baseline(s) in {study_dir} predate data fingerprints; "
              "they are kept without checking that the data is unchanged")
