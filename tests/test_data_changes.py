@@ -97,3 +97,21 @@ def test_search_resumed_after_training_labels_flipped_is_refused(tiny_bert, tmp_
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and str(files["train"]) in result.output, result.output
     assert snapshot(out) == before
+
+
+def test_cv_study_resumes_with_unchanged_data_and_refuses_an_edited_validation_file(tiny_bert, tmp_path):
+    path, files = write_study(tmp_path, tiny_bert)
+    spec = yaml.safe_load(path.read_text())
+    spec.update(cv={"folds": 2}, baseline=False)
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "CV"
+    assert study(path, out).exit_code == 0
+    again = study(path, out, "--set", "seeds=[0,1]")
+    assert again.exit_code == 0 and "2 already finished" in again.output, again.output
+    before = snapshot(out)
+    frame = pd.read_csv(files["val"])
+    frame.loc[0, "label"] = "neg" if frame.loc[0, "label"] == "pos" else "pos"
+    frame.to_csv(files["val"], index=False)
+    result = study(path, out, "--set", "seeds=[0,1,2]")
+    assert result.exit_code == 2 and str(files["val"]) in result.output, result.output
+    assert snapshot(out) == before
