@@ -98,7 +98,7 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     `test_fingerprint` says which test set it was scored on (`training.run_dir.test_fingerprint`)."""
     from types import SimpleNamespace
 
-    from unfreeze.training.run_dir import test_fingerprint
+    from unfreeze.training.run_dir import data_fingerprint, test_fingerprint
 
     out = Path(out) if out is not None else Path(study_dir) / "baseline"
     if config.task == "token":
@@ -124,6 +124,7 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     result["run_ids"] = list(run_ids)
     result["test_fingerprint"] = test_fingerprint(SimpleNamespace(data=data, config=config,
                                                                   label_names=data.label_names))
+    result["data_fingerprint"] = data_fingerprint(data)  # a resumed study compares it (`study.data_check`)
     write_json(out / "metrics.json", result)
     return result
 

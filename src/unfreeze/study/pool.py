@@ -33,6 +33,7 @@ class DataPool:
     def __init__(self, cv=None):
         self.cv = cv
         self._cache: dict[str, Any] = {}
+        self._fingerprints: dict[tuple[str, int], dict[str, str]] = {}
 
     def key(self, config: RunConfig) -> str:
         return json.dumps({"task": config.task, "data": config.data.model_dump(mode="json")}, sort_keys=True)
@@ -44,7 +45,22 @@ class DataPool:
         if key not in self._cache:
             self._cache[key] = load_data(config)
         data = self._cache[key]
-        return data if fold < 0 else self.fold(data, fold, config.data.split_seed)
+        if fold < 0:
+            return data
+        from unfreeze.training.run_dir import data_fingerprint
+
+        folded = self.fold(data, fold, config.data.split_seed)
+        if (key, fold) in self._fingerprints:  # each fold's train + val hashed once per process, not once per run
+            folded._data_fingerprint = self._fingerprints[key, fold]
+        else:
+            self._fingerprints[key, fold] = data_fingerprint(folded)
+        return folded
+
+    def fingerprint(self, config: RunConfig, fold: int = -1) -> dict[str, str]:
+        """`training.run_dir.data_fingerprint` of the train + val a run of `config` (and `fold`) reads."""
+        from unfreeze.training.run_dir import data_fingerprint
+
+        return data_fingerprint(self.get(config, fold))
 
     def fold(self, data, fold: int, seed: int):
         """Fold `fold` of k: validation = that fold of (train ∪ val), training = the rest; test unchanged."""

@@ -136,8 +136,11 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
 def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, echo, study_text,
                       command, track) -> pd.DataFrame:
     jobs = expand(study)
-    write_study_meta(study_dir, study, jobs, study_text, command)
     pool = DataPool(study.cv)
+    from unfreeze.study.data_check import check_data_unchanged
+
+    check_data_unchanged(study_dir, jobs, pool, echo, study.baseline)  # refused before anything is written
+    write_study_meta(study_dir, study, jobs, study_text, command)
     if study.baseline:
         run_baseline(study_dir, jobs, pool, echo)
     from unfreeze.training.run_dir import is_finished

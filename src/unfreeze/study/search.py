@@ -74,6 +74,9 @@ def _run_search(study: StudyConfig, study_dir: Path, progress: bool, echo, study
 
     pool = DataPool(None)
     first = planned(study, {}, study.seeds[0])
+    from unfreeze.study.data_check import check_search_data_unchanged
+
+    check_search_data_unchanged(study_dir, first, pool, echo, study.baseline)  # refused before anything is written
     write_study_meta(study_dir, study, [first], study_text, command)
     tracking = StudyTracking(study, study_dir, [first], track, study_text)
     if study.baseline:

@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from unfreeze.training.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
-from unfreeze.training.run_dir import (check_run_dir, machine_info, test_fingerprint, train_label_counts,
-                                        write_run)
+from unfreeze.training.run_dir import (check_run_dir, data_fingerprint, machine_info, test_fingerprint,
+                                        train_label_counts, write_run)
 
 from unfreeze.config.schema import RunConfig
 
@@ -289,6 +289,7 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
         "peak_gpu_mb": peak_gpu_mb(),
         "parameter_groups": describe_groups(groups),
         "test_fingerprint": test_fingerprint(run),
+        "data_fingerprint": data_fingerprint(run.data),  # train + val as read; a resumed study compares it
         "machine": machine_info(),
         "train_label_counts": train_label_counts(run.data),
     }

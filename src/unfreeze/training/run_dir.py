@@ -151,6 +151,36 @@ def test_fingerprint(run) -> str:
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
 
+def data_fingerprint(data) -> dict[str, str]:
+    """{"train": sha256, "val": sha256} of the example ids, texts (+ pairs) or words, and labels (as names) of
+    the splits a run trains and selects on, in order. Remembered on `data`, so a study hashes each loaded data
+    set (or CV fold) once, not once per run.
+
+    Why: run folders are keyed by a hash of the config, not of the files' contents; a study resumed after its
+    training file was edited must not pool runs trained on the old and the new data as seeds
+    (`study.data_check`)."""
+    import hashlib
+    import json
+
+    known = getattr(data, "_data_fingerprint", None)
+    if known is not None:
+        return known
+    names = data.label_names
+    result = {}
+    for split in ("train", "val"):
+        part = getattr(data, split)
+        if hasattr(part, "tags"):
+            rows = [[str(i), list(words), [names[int(t)] for t in tags]]
+                    for i, words, tags in zip(part.ids, part.words, part.tags)]
+        else:
+            pairs = part.pairs if part.pairs is not None else [None] * len(part)
+            rows = [[str(i), t, p, names[int(y)]] for i, t, p, y in zip(part.ids, part.texts, pairs, part.labels)]
+        payload = json.dumps(rows, ensure_ascii=False)
+        result[split] = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    data._data_fingerprint = result
+    return result
+
+
 def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
     if run.config.task == "token":
         from unfreeze.training.tokens import write_token_predictions
