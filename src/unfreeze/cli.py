@@ -193,7 +193,7 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
                    dry_run) -> Path | None:
     """`study --data … --budget …`: plan, print, refuse (rc 2, nothing written) or write OUT/study.yaml under the
     study lock; the study file to run, or None after a dry run."""
-    from unfreeze.io.paths import check_out_folder
+    from unfreeze.io.paths import check_out_folder, expand
 
     if config is not None or data is None or budget is None:
         raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
@@ -202,10 +202,11 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
                                         write_plan)
 
     parse_budget(budget)  # a bad budget: one line before any work
-    out = check_out_folder(out or Path("studies") / data.stem, "--out", "study")
-    holder = study_running(out)
+    out = expand(out or Path("studies") / data.stem)
+    holder = study_running(out) if out.is_dir() else None  # first: a running study's files are all its own
     if holder:
         raise UnfreezeError(f"study folder {out} is in use by {holder}; wait for it or choose another --out")
+    out = check_out_folder(out, "--out", "study")
     plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem, overrides,
                           announce=lambda text: console.print(text, highlight=False))
     print_one_line_plan(plan, budget, console)

@@ -216,6 +216,7 @@ def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ..
     if inside is not None:
         raise UnfreezeError(f"{flag} {path}: {inside[0]} is {inside[1]}, whose files only its run writes; choose a "
                             f"{flag} outside it")
+    refuse_inside_study(path, flag)
     existing = next(p for p in path.parents if os.path.lexists(p))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UnfreezeError(f"{flag} {path}: {existing} is not a writable folder; choose a {flag} you can write to")
