@@ -556,8 +556,8 @@ def test_probe_out_is_only_an_earlier_probe_folder(tiny_bert, trained_run, proje
 
 def test_a_run_installed_meanwhile_at_a_new_out_is_kept(tiny_bert, trained_run, tmp_path, monkeypatch):
     """Two `train --out C1` into a new folder: the one that finishes second finds C1 written (simulated here,
-    deterministically, by installing the other process's run after this one checked C1, before it swaps its own in) and raises
-    UnfreezeError (rc 2 at the CLI)."""
+    deterministically, by installing the other process's run after this one checked C1, before it swaps its own
+    in) and raises UnfreezeError (rc 2 at the CLI)."""
     import unfreeze.training.run as training
     from unfreeze.config.schema import RunConfig
     from unfreeze.errors import UnfreezeError

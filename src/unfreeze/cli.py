@@ -109,10 +109,9 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
     """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
     _setup()
     from unfreeze.config.load import load_run_config
+    from unfreeze.io.paths import expand, refuse_inside_study
     from unfreeze.tracking.runs import check_backend_names, track_run
     from unfreeze.training.run import train as run_train
-
-    from unfreeze.io.paths import expand, refuse_inside_study
 
     check_backend_names(track)
     out = expand(out or Path("runs") / config.stem)
