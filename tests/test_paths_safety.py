@@ -448,3 +448,182 @@ def test_one_kind_of_folder_is_never_replaced_by_another(tiny_bert, trained_run,
             "export": ["export", trained_run, "-o", study, "--overwrite"]}[command]
     one_line_rc_2(*invoke(*args), "unfreeze only fills or replaces a folder it wrote")
     assert (listing(study) if command != "study" else listing(trained_run)) == before
+
+
+# Hostile-tester follow-ups of issue #26
+
+
+def _fake_study(trained_run, where: Path) -> Path:
+    """A study folder as `unfreeze study` leaves it: study.json, one run under runs/, a baseline folder."""
+    (where / "runs").mkdir(parents=True)
+    shutil.copytree(trained_run, where / "runs" / "r1")
+    (where / "baseline" / "tfidf").mkdir(parents=True)
+    (where / "study.json").write_text(json.dumps({"name": "s", "selection_metric": "accuracy", "run_ids": ["r1"],
+                                                  "grid_keys": []}))
+    return where
+
+
+def test_train_overwrite_never_deletes_a_users_hidden_or_prediction_like_entries(tiny_bert, project, no_work):
+    """A bare metrics.json is not a run, and `.git`, `.notes.txt`, `predictions_mine.csv` are never ours."""
+    configs = _configs(tiny_bert, project)
+    fake = project.parent / "A1"
+    (fake / ".git").mkdir(parents=True)
+    (fake / ".git" / "HEAD").write_text("x")
+    (fake / "metrics.json").write_text("{}")
+    (fake / ".notes.txt").write_text("n")
+    before = listing(fake)
+    one_line_rc_2(*invoke("train", configs["train"], "--out", fake, "--overwrite"), "unfreeze only fills")
+    assert listing(fake) == before
+    run = project.parent / "A2"  # a real run's files, plus the user's hidden file and a predictions-like name
+    for name in ("config.yaml", "metrics.json", "history.csv"):
+        (run / name).parent.mkdir(exist_ok=True)
+        (run / name).write_text("{}")
+    for extra in (".notes.txt", "predictions_mine.csv"):
+        (run / extra).write_text("mine")
+        one_line_rc_2(*invoke("train", configs["train"], "--out", run, "--overwrite"), repr(extra))
+        (run / extra).unlink()
+
+
+@pytest.mark.parametrize("command", ["train_run", "train_baseline", "export", "probe", "predict_results",
+                                     "predict_study_json"])
+def test_nothing_but_the_study_writes_inside_a_study(tiny_bert, trained_run, project, no_work, monkeypatch, command):
+    import unfreeze.probe.sequence as probe
+
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    configs = _configs(tiny_bert, project)
+    study = _fake_study(trained_run, project.parent / "STUDY")
+    (study / "results.csv").write_text("arm\nx\n")
+    data = project.parent / "data.csv"
+    before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+    args = {"train_run": ["train", configs["train"], "--out", study / "runs" / "r1", "--overwrite"],
+            "train_baseline": ["train", configs["train"], "--out", study / "baseline" / "tfidf", "--overwrite"],
+            "export": ["export", trained_run, "-o", study / "exported"],
+            "probe": ["probe", configs["train"], "--out", study / "probe"],
+            "predict_results": ["predict", trained_run, data, "-o", study / "results.csv"],
+            "predict_study_json": ["predict", trained_run, data, "-o", study / "study.json"]}[command]
+    one_line_rc_2(*invoke(*args), "inside the study", str(study))
+    assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before
+
+
+def test_a_damaged_study_json_is_one_line_in_report(trained_run, tmp_path):
+    study = _fake_study(trained_run, tmp_path / "STUDY")
+    (study / "study.json").write_text("id,pred\n1,pos\n")
+    one_line_rc_2(*invoke("report", study), "study.json", "damaged")
+
+
+def test_one_line_plan_never_rewrites_a_finished_study(tiny_bert, sentiment_csv, tmp_path):
+    out = tmp_path / "X"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"name": "s", "selection_metric": "accuracy"}))
+    (out / "study.yaml").write_text("the study that ran\n")
+    one_line_rc_2(*invoke("study", "--data", sentiment_csv, "--budget", "1m", "--model", tiny_bert, "--out", out,
+                          "--dry-run"), "holds a study")
+    assert (out / "study.yaml").read_text() == "the study that ran\n" and not (out / "plan.json").exists()
+
+
+@pytest.mark.parametrize("name", ["study.yaml", "plan.json"])
+@pytest.mark.parametrize("command", ["one_line", "study"])
+def test_a_users_study_yaml_or_plan_json_is_never_overwritten(tiny_bert, project, sentiment_csv, no_work, name,
+                                                              command):
+    configs = _configs(tiny_bert, project)
+    out = project.parent / "A2"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    args = (["study", "--data", sentiment_csv, "--budget", "1m", "--model", tiny_bert, "--out", out, "--dry-run"]
+            if command == "one_line" else ["study", configs["study"], "--out", out])
+    one_line_rc_2(*invoke(*args), repr(name))
+    assert listing(out) == [name] and (out / name).read_text() == "mine\n"
+
+
+def test_probe_out_is_only_an_earlier_probe_folder(tiny_bert, trained_run, project, no_work, monkeypatch):
+    import unfreeze.probe.sequence as probe
+
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    configs = _configs(tiny_bert, project)
+    (project / "probe.json").write_text("mine")  # a user's probe.json beside their notes
+    for out, needle in [(project, "notes.txt"), (trained_run, "run folder"), (trained_run / "best", "saved model"),
+                        (trained_run / "best" / "p", "saved model")]:
+        before = listing(out) if out.exists() else None
+        one_line_rc_2(*invoke("probe", configs["train"], "--out", out), needle)
+        assert (listing(out) if out.exists() else None) == before
+    assert (project / "probe.json").read_text() == "mine"
+    earlier = project.parent / "probe"
+    earlier.mkdir()
+    (earlier / "probe.json").write_text("{}")
+    result, output = invoke("probe", configs["train"], "--out", earlier)
+    assert isinstance(result.exception, AssertionError), output  # an earlier probe's folder is accepted
+
+
+def test_a_run_installed_meanwhile_at_a_new_out_is_kept(tiny_bert, trained_run, tmp_path, monkeypatch):
+    """Two `train --out C1` into a new folder: the one that finishes second finds C1 written (simulated here,
+    deterministically, by installing the other process's run after this one checked C1, before it swaps its own
+    in) and raises UnfreezeError (rc 2 at the CLI)."""
+    import unfreeze.training.run as training
+    from unfreeze.config.schema import RunConfig
+    from unfreeze.errors import UnfreezeError
+
+    data = tmp_path / "data.csv"
+    synthetic_frame(60, seed=0).to_csv(data, index=False)
+    out = tmp_path / "C1"
+    preparing = training.prepare_run
+
+    def other_process_finishes_meanwhile(*args, **kwargs):
+        shutil.copytree(trained_run, out)
+        return preparing(*args, **kwargs)
+
+    monkeypatch.setattr(training, "prepare_run", other_process_finishes_meanwhile)
+    before = {p: p.read_bytes() for p in out.parent.glob("C1/**/*") if p.is_file()} if out.exists() else None
+    config = RunConfig.model_validate(run_config(tiny_bert, data, train={"epochs": 1, "threads": 1,
+                                                                         "save_model": False}))
+    with pytest.raises(UnfreezeError, match="another process meanwhile"):
+        training.train(config, out, progress=False)
+    assert before is None and listing(out) == listing(trained_run)
+    assert (out / "metrics.json").read_bytes() == (trained_run / "metrics.json").read_bytes()
+    assert not (tmp_path / ".unfinished").exists() or not any((tmp_path / ".unfinished").iterdir())
+
+
+def test_an_export_installed_meanwhile_at_a_new_o_is_kept_and_exports_say_their_source(trained_run, tmp_path,
+                                                                                       monkeypatch):
+    import unfreeze.model.export as export
+    from unfreeze.errors import UnfreezeError
+
+    out = tmp_path / "EX"
+    exporting = export._export_onnx
+
+    def other_process_finishes_meanwhile(best, tmp, opset):
+        exporting(best, tmp, opset)
+        out.mkdir()
+        (out / export.EXPORT_META).write_text('{"the": "other export"}')
+
+    monkeypatch.setattr(export, "_export_onnx", other_process_finishes_meanwhile)
+    with pytest.raises(UnfreezeError, match="another process meanwhile"):
+        export.export_model(trained_run, out)
+    assert listing(out) == [export.EXPORT_META] and json.loads((out / export.EXPORT_META).read_text()) == {
+        "the": "other export"}
+    assert [p.name for p in tmp_path.iterdir()] == ["EX"]  # this export's staging is gone
+    monkeypatch.undo()
+    info = json.loads((export.export_model(trained_run, tmp_path / "EX2") / export.EXPORT_META).read_text())
+    assert info["exported_from"] == str(trained_run / "best") and info["target"] == str(trained_run)
+
+
+@pytest.mark.parametrize("command", ["study", "one_line"])
+@pytest.mark.parametrize("inside", ["run", "best"])
+def test_a_study_is_never_written_inside_a_run_or_a_saved_model(tiny_bert, trained_run, project, sentiment_csv,
+                                                                no_work, command, inside):
+    configs = _configs(tiny_bert, project)
+    out = (trained_run if inside == "run" else trained_run / "best") / "st2"
+    args = (["study", configs["study"], "--out", out] if command == "study" else
+            ["study", "--data", sentiment_csv, "--budget", "1m", "--model", tiny_bert, "--out", out, "--dry-run"])
+    one_line_rc_2(*invoke(*args), "unfreeze only fills", "choose a new --out outside it")
+    assert not out.exists()
+
+
+def test_a_quoted_tilde_in_out_is_the_home_folder(tmp_path, monkeypatch):
+    from unfreeze.io.paths import check_out_file, check_out_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert check_out_folder("~/r", "--out", "run") == tmp_path / "home" / "r"
+    assert check_out_file("~/p.csv") == tmp_path / "home" / "p.csv"
+    assert not (tmp_path / "~").exists()

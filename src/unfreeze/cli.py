@@ -109,12 +109,14 @@ def train(config: Path = typer.Argument(..., help="Run config YAML."),
     """Fine-tune one configuration; writes metrics.json, history.csv, predictions and best/."""
     _setup()
     from unfreeze.config.load import load_run_config
+    from unfreeze.io.paths import expand, refuse_inside_study
     from unfreeze.tracking.runs import check_backend_names, track_run
     from unfreeze.training.run import train as run_train
 
     check_backend_names(track)
+    out = expand(out or Path("runs") / config.stem)
+    refuse_inside_study(out, "--out")  # the study writes its own runs through the library, not through `train`
     cfg = load_run_config(config, overrides)
-    out = out or Path("runs") / config.stem
     results = run_train(cfg, out, overwrite=overwrite, progress=not quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch` / torchrun: one summary, not one per process
         track_run(cfg, out, results, track)
@@ -134,7 +136,7 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
     from unfreeze.io.paths import check_out_file
     from unfreeze.model.predict import predict_file
 
-    check_out_file(output, "-o", keep=(input,))
+    output = check_out_file(output, "-o", keep=(input,))
 
     frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
     console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
@@ -188,7 +190,7 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
                    dry_run) -> Path | None:
     """`study --data … --budget …`: plan, print, refuse (rc 2, nothing written) or write OUT/study.yaml under the
     study lock; the study file to run, or None after a dry run."""
-    from unfreeze.io.paths import check_out_folder
+    from unfreeze.io.paths import check_out_folder, expand
 
     if config is not None or data is None or budget is None:
         raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
@@ -197,11 +199,11 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
                                         write_plan)
 
     parse_budget(budget)  # a bad budget: one line before any work
-    out = out or Path("studies") / data.stem
-    check_out_folder(out, "--out", "study")
-    holder = study_running(out)
+    out = expand(out or Path("studies") / data.stem)
+    holder = study_running(out) if out.is_dir() else None  # first: a running study's files are all its own
     if holder:
         raise UnfreezeError(f"study folder {out} is in use by {holder}; wait for it or choose another --out")
+    out = check_out_folder(out, "--out", "study")
     plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem, overrides,
                           announce=lambda text: console.print(text, highlight=False))
     print_one_line_plan(plan, budget, console)
@@ -261,8 +263,7 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     from unfreeze.tracking.runs import check_backend_names
 
     check_backend_names(track)
-    out = out or Path("studies") / config.stem
-    check_out_folder(out, "--out", "study")
+    out = check_out_folder(out or Path("studies") / config.stem, "--out", "study")
     cfg = load_study_config(config, overrides)
     if dry_run and cfg.search is not None:
         from unfreeze.study.search import plan_search
@@ -350,10 +351,11 @@ def probe(config: Path = typer.Argument(..., help="Run config YAML."),
     """Linear probe per layer: where is the signal before you spend compute?"""
     _setup()
     from unfreeze.config.load import load_run_config
-    from unfreeze.io.paths import check_out_location
+    from unfreeze.io.paths import check_out_folder, refuse_inside_study
     from unfreeze.probe.sequence import run_probe
 
-    check_out_location(out, "--out", writes_into=True)
+    refuse_inside_study(out, "--out")
+    out = check_out_folder(out, "--out", "probe")  # only a folder holding nothing but an earlier probe's files
 
     result = run_probe(load_run_config(config, overrides), out)
     console.print(result.get("suggestion", ""))

@@ -42,9 +42,10 @@ def write_dataframe_csv(path: str | Path, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
-    """Install the complete folder `tmp_dir` at `final_dir` (journaled swap: old-or-new after any crash)."""
-    swap_dir(tmp_dir, final_dir)
+def replace_dir(tmp_dir: str | Path, final_dir: str | Path, flag: str | None = None) -> None:
+    """Install the complete folder `tmp_dir` at `final_dir` (journaled swap: old-or-new after any crash); with
+    `flag`, only where `final_dir` is still absent or empty (see `swap.swap_dir`)."""
+    swap_dir(tmp_dir, final_dir, flag)
 
 
 def recover_dir(final_dir: str | Path) -> str | None:

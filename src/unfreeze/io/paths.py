@@ -33,10 +33,17 @@ COMPONENT_LIMIT = 80
 
 # What identifies a folder unfreeze wrote (see training/run_dir.py, study/bookkeeping.py, model/export.py).
 RUN_MARKERS = ("metrics.json", "pruned.json", "run.json")
-RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned.json", "best"}
+# Exactly what `training/run_dir.write_run` puts in a run folder (it is staged whole and swapped in, so no hidden
+# temp file of ours is ever left inside it); anything else is a user's.
+RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned.json", "best",
+               *(f"predictions_{split}.{ext}" for split in ("val", "test") for ext in ("csv", "jsonl"))}
 STUDY_MARKER = "study.json"
-STUDY_BEFORE_MARKER = {".lock", "study.yaml", "plan.json"}  # plan.json: a one-line study's plan  # what a study folder holds before its study.json is written
+PLAN_MARKER = ".unfreeze-plan"  # written by `study --data` (oneline.write_plan) beside its study.yaml / plan.json
+# What a study folder holds before its study.json is written: the lock; study.yaml / plan.json only with PLAN_MARKER.
+STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER}
+PLAN_FILES = {"study.yaml", "plan.json"}
 EXPORT_MARKER = "unfreeze_export.json"
+PROBE_ENTRIES = {"probe.json", "probe.png"}
 
 
 def path_component(name: str, limit: int = COMPONENT_LIMIT) -> str:
@@ -65,12 +72,35 @@ def _forms(path: Path) -> set[Path]:
     return {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
 
 
+def expand(out: str | Path) -> Path:
+    """`out` with a leading `~` expanded (a quoted `--out '~/x'` reaches us unexpanded), made absolute."""
+    return Path(os.path.abspath(os.path.expanduser(str(out))))
+
+
+def enclosing_study(path: Path) -> Path | None:
+    """The nearest strict parent of `path` holding a study.json (as given and with symlinks resolved), or None.
+    Only the study writes inside its folder; other commands (`train`, `export`, `probe`, `predict -o`) never do."""
+    for form in _forms(path):
+        for folder in form.parents:
+            if (folder / STUDY_MARKER).is_file():
+                return folder
+    return None
+
+
+def refuse_inside_study(out: str | Path, flag: str) -> None:
+    """One line when `out` lies inside a study folder (`enclosing_study`)."""
+    study = enclosing_study(expand(out))
+    if study is not None:
+        raise UnfreezeError(f"{flag} {expand(out)}: is inside the study {study}, whose runs, baseline and files only "
+                            f"`unfreeze study` writes; choose a {flag} outside it")
+
+
 def check_out_location(out: str | Path, flag: str = "--out", writes_into: bool = False) -> Path:
     """Refuse an output location unfreeze must never replace or fill (see the module docstring); returns it
     absolute. `writes_into`: the command writes inside the folder itself (a study), so the folder must be writable;
     otherwise the folder is staged beside it and renamed into place, so its parent must be."""
     given = str(out)
-    path = Path(os.path.abspath(out))
+    path = expand(out)
     cwd, home = _forms(Path.cwd()), _forms(Path.home())
     for form in _forms(path):
         if form == Path(form.anchor):
@@ -98,10 +128,6 @@ def _example(flag: str) -> str:
     return {"--out": "runs/my-run", "-o": "exported/my-model"}.get(flag, "my-folder")
 
 
-def _run_entry(name: str) -> bool:
-    return name in RUN_ENTRIES or name.startswith(("predictions_", "."))
-
-
 def foreign_entry(folder: Path, kind: str) -> str | None:
     """The first entry of the existing non-empty `folder` that shows it is not a `kind` folder unfreeze wrote
     ("run", "study" or "export"), or None when it is one of ours."""
@@ -109,20 +135,24 @@ def foreign_entry(folder: Path, kind: str) -> str | None:
     if kind == "run":
         if folder.parent.name == "runs" and (folder.parent.parent / STUDY_MARKER).is_file():
             return None  # a study's runs/<config hash>: the study named it, whatever a crash left in it
-        if not any(n in names for n in RUN_MARKERS):
-            return names[0]
-        return next((n for n in names if not _run_entry(n)), None)
+        if "config.yaml" not in names or not any(n in names for n in RUN_MARKERS):
+            return next((n for n in names if n != "config.yaml"), names[0])
+        return next((n for n in names if n not in RUN_ENTRIES), None)
     if kind == "study":
         if STUDY_MARKER in names:
             return None
-        return next((n for n in names if n not in STUDY_BEFORE_MARKER), None)
+        ours = STUDY_BEFORE_MARKER | (PLAN_FILES if PLAN_MARKER in names else set())
+        return next((n for n in names if n not in ours), None)
     if kind == "export":
         return None if EXPORT_MARKER in names else names[0]
+    if kind == "probe":
+        return next((n for n in names if n not in PROBE_ENTRIES), None)
     raise ValueError(kind)
 
 
-_EXISTS = {"run": "run folder", "study": "study folder", "export": "an earlier export"}
-_WHAT = {"run": "a run folder", "study": "a study folder", "export": "a folder `unfreeze export` wrote"}
+_EXISTS = {"run": "run folder", "study": "study folder", "export": "an earlier export", "probe": "probe folder"}
+_WHAT = {"run": "a run folder", "study": "a study folder", "export": "a folder `unfreeze export` wrote",
+         "probe": "a folder `unfreeze probe` wrote"}
 
 
 def check_out_folder(out: str | Path, flag: str, kind: str, overwrite: bool | None = None,
@@ -130,7 +160,12 @@ def check_out_folder(out: str | Path, flag: str, kind: str, overwrite: bool | No
     """The one check of an output folder, before any work: `check_out_location`, then (after `before_contents`,
     e.g. finishing an interrupted swap) its contents: a non-empty folder must be one of ours of this `kind`, and,
     where `overwrite` is not None, `overwrite` must be given to replace it. Returns the absolute path."""
-    path = check_out_location(out, flag, writes_into=kind == "study")
+    path = check_out_location(out, flag, writes_into=kind in ("study", "probe"))
+    if kind in ("study", "probe"):  # written into in place: never inside (or onto) a run or a saved model
+        inside = enclosing_written_folder(path)
+        if inside is not None:
+            raise UnfreezeError(f"{flag} {path}: {inside[0]} is {inside[1]}; unfreeze only fills or replaces a folder "
+                                f"it wrote itself, of this kind: choose a new {flag} outside it")
     if before_contents is not None:
         before_contents(path)
     if not path.is_dir() or not any(path.iterdir()):
@@ -170,7 +205,7 @@ def enclosing_written_folder(path: Path) -> tuple[Path, str] | None:
 def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ...] = ()) -> Path:
     """An output file (`predict -o`): not a folder, not one of the `keep` files (the input), not inside a run or
     saved-model folder, in a writable place. One line, before any work; returns the absolute path."""
-    path = Path(os.path.abspath(out))
+    path = expand(out)
     if path.is_dir():
         raise UnfreezeError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} predictions.csv")
     for other in keep:
@@ -181,10 +216,24 @@ def check_out_file(out: str | Path, flag: str = "-o", keep: tuple[str | Path, ..
     if inside is not None:
         raise UnfreezeError(f"{flag} {path}: {inside[0]} is {inside[1]}, whose files only its run writes; choose a "
                             f"{flag} outside it")
+    refuse_inside_study(path, flag)
     existing = next(p for p in path.parents if os.path.lexists(p))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UnfreezeError(f"{flag} {path}: {existing} is not a writable folder; choose a {flag} you can write to")
     return path
+
+
+def read_study_json(study_dir: str | Path) -> dict:
+    """A study folder's study.json; one line (not a traceback) when it is damaged, e.g. overwritten by hand."""
+    path = Path(study_dir) / STUDY_MARKER
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        meta = exc
+    if not isinstance(meta, dict):
+        raise UnfreezeError(f"{path}: damaged (not the study.json `unfreeze study` writes); rerun `unfreeze study "
+                            f"STUDY.yaml --out {Path(study_dir)}` to rewrite it (finished runs are kept)")
+    return meta
 
 
 def overrides_hash(overrides: dict) -> str:

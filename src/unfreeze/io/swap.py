@@ -204,11 +204,13 @@ def recover_all(parent: str | Path) -> dict[str, str]:
     return done
 
 
-def swap_dir(new_dir: str | Path, final_dir: str | Path) -> None:
+def swap_dir(new_dir: str | Path, final_dir: str | Path, flag: str | None = None) -> None:
     """Install the complete folder `new_dir` at `final_dir`, replacing any folder there (see the module docstring).
 
     `new_dir` is moved (renamed), not copied; on return it no longer exists. Raises `UnfreezeError` when `new_dir` is
-    not a folder or sits on another file system than `final_dir`."""
+    not a folder or sits on another file system than `final_dir`. `flag` (e.g. "--out"): `final_dir` was absent or
+    empty when the command checked it, so it must still be at the swap, checked under the swap lock: a second
+    process that filled it meanwhile wins and this one raises `UnfreezeError` (naming `flag`), leaving `new_dir`."""
     new_dir, final_dir = Path(new_dir), Path(final_dir)
     if not new_dir.is_dir() or new_dir.is_symlink():
         raise UnfreezeError(f"{new_dir}: not a folder; nothing to install at {final_dir}")
@@ -222,6 +224,10 @@ def swap_dir(new_dir: str | Path, final_dir: str | Path) -> None:
     with _swap_area(parent) as area:
         _recover_locked(area, final_dir)
         fault_point("swap.start")
+        if flag is not None and os.path.lexists(final_dir) and (
+                not final_dir.is_dir() or final_dir.is_symlink() or any(final_dir.iterdir())):
+            raise UnfreezeError(f"{flag} {final_dir}: was written by another process meanwhile (it was new or empty "
+                                f"when this one started); this result was not installed: rerun with another {flag}")
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
         incoming = area / f"{final_dir.name}.{token}.new"
         backup = area / f"{final_dir.name}.{token}.old"

@@ -23,7 +23,8 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.io import replace_dir
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.lock import stale_temp_cleanup
-from unfreeze.io.paths import EXPORT_MARKER, check_out_folder, check_out_location, enclosing_written_folder
+from unfreeze.io.paths import (EXPORT_MARKER, check_out_folder, check_out_location, enclosing_written_folder,
+                                refuse_inside_study)
 
 EXPORT_META = EXPORT_MARKER  # "unfreeze_export.json": also how a later export recognises a folder it may replace
 FORMATS = ("onnx", "transformers")
@@ -49,15 +50,19 @@ def export_model(target: str | Path, out_dir: str | Path, fmt: str = "onnx", ops
     best = dirs[0]
     _check_finished(best)
     out = _check_export_target(out_dir, best, overwrite)
+    new = not out.exists() or not any(out.iterdir())
     stale_temp_cleanup(out.parent, pattern=f".{glob.escape(out.name[:150])}.*.tmp")  # killed exports' staging
     tmp = out.parent / temp_name(out.name)
     tmp.mkdir(parents=True)
     try:
         (_export_transformers if fmt == "transformers" else _export_onnx)(best, tmp, opset)
+        info = json.loads((tmp / EXPORT_META).read_text(encoding="utf-8"))  # where it came from, for the record
+        info.update(exported_from=os.path.abspath(best), target=os.path.abspath(target), arm=arm)
+        (tmp / EXPORT_META).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        replace_dir(tmp, out, "-o" if new else None)  # another export filled a new -o meanwhile: it is kept
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, out)
     return out
 
 
@@ -71,6 +76,7 @@ def _check_finished(best: Path) -> None:
 
 
 def _check_export_target(out_dir: str | Path, best: Path, overwrite: bool) -> Path:
+    refuse_inside_study(out_dir, "-o")
     out = check_out_location(out_dir, "-o")
     source = best.parent if best.name == "best" else best
     for form in {out, Path(os.path.realpath(out))}:

@@ -15,6 +15,7 @@ import pandas as pd
 from unfreeze.report import baseline as baselines_of
 from unfreeze.report import plots
 from unfreeze.io import read_json, write_text
+from unfreeze.io.paths import read_study_json
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import bounded_interval, format_p
 from unfreeze.metrics.stats import summarize
@@ -197,7 +198,7 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
 
 
 def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
-    meta = read_json(study_dir / "study.json")
+    meta = read_study_json(study_dir)
     metric = meta["selection_metric"]
     if "selection_metric" in results and results["selection_metric"].notna().any():
         metric = results["selection_metric"].mode().iloc[0]  # as the runs resolved it (`auto` depends on the data)

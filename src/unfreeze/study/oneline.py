@@ -298,12 +298,21 @@ def write_plan(plan: Plan, out: Path) -> Path:
 
     from unfreeze.config.load import parse_study_config
     from unfreeze.io import write_json, write_text
+    from unfreeze.errors import UnfreezeError
     from unfreeze.io.lock import StudyLock
+    from unfreeze.io.paths import PLAN_MARKER, STUDY_MARKER
 
     parse_study_config(plan.study, "--set")  # an override that breaks the study: one line, nothing written
     config = out / "study.yaml"
+    text = yaml.safe_dump(plan.study, sort_keys=False, allow_unicode=True)
     with StudyLock(out, command="unfreeze study --data (planning)"):
-        write_text(config, yaml.safe_dump(plan.study, sort_keys=False, allow_unicode=True))
+        if (out / STUDY_MARKER).is_file():  # a study ran here: its study.yaml / plan.json describe what ran
+            if config.is_file() and config.read_text(encoding="utf-8") == text:
+                return config  # the same plan again: resume it, the files stay as they are
+            raise UnfreezeError(f"--out {out}: holds a study run from another plan (study.json); a one-line plan "
+                                "never rewrites it: choose a new --out")
+        write_text(out / PLAN_MARKER, "written by `unfreeze study --data`: study.yaml and plan.json are its plan\n")
+        write_text(config, text)
         write_json(out / "plan.json", plan.to_json())
     return config
 

@@ -22,6 +22,7 @@ from unfreeze.model.bilstm import model_family
 
 
 from unfreeze.io import read_json, write_dataframe_csv
+from unfreeze.io.paths import read_study_json
 
 from unfreeze.metrics.classification import scalar_metrics
 from unfreeze.study.grid import PlannedRun, display_value, overrides_hash
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def collect_results(study_dir: str | Path, jobs: list[PlannedRun] | None = None) -> pd.DataFrame:
     """One row per finished run (columns in docs/CONTRACTS.md); also written to results.csv."""
     study_dir = Path(study_dir)
-    meta = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    meta = read_study_json(study_dir) if (study_dir / "study.json").exists() else {}
     # `unfreeze report` has no jobs: the run ids of the study file's last version say which folders count
     wanted = {j.run_id for j in jobs} if jobs is not None else (set(meta["run_ids"]) if "run_ids" in meta else None)
     rows = []

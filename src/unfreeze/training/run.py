@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from unfreeze.training.memory import peak_gpu_mb, peak_rss_mb, reset_peak_memory
-from unfreeze.training.run_dir import (check_run_dir, data_fingerprint, machine_info, test_fingerprint,
+from unfreeze.training.run_dir import (check_run_dir, data_fingerprint, is_new, machine_info, test_fingerprint,
                                         train_label_counts, write_run)
 
 from unfreeze.config.schema import RunConfig
@@ -142,6 +142,7 @@ def train(config: RunConfig, out_dir: str | Path, overwrite: bool = False, progr
 def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, cache_top_ks, run_info,
            on_eval) -> dict:
     out = check_run_dir(out_dir, overwrite)
+    new = is_new(out)
     started = time.perf_counter()
     reset_peak_memory()
     accelerator = make_accelerator(config)
@@ -295,7 +296,7 @@ def _train(config: RunConfig, out_dir, overwrite, progress, data, cache_root, ca
     }
     if accelerator.is_main_process:
         write_run(out, run, run.model, results,
-                          {"val": val_logits, "test": test_logits}, run_info)
+                          {"val": val_logits, "test": test_logits}, run_info, new=new)
     return results
 
 

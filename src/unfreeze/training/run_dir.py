@@ -36,6 +36,7 @@ import torch
 
 from unfreeze import __version__
 
+from unfreeze.errors import UnfreezeError
 from unfreeze.io.atomic import disk_full_error, is_disk_full
 from unfreeze.config.load import run_config_dict
 
@@ -104,10 +105,17 @@ def train_label_counts(data) -> dict[str, int]:
     return {names[i]: int(c) for i, c in enumerate(counts)}
 
 
+def is_new(out: Path) -> bool:
+    """`out` is absent or an empty folder: then `write_run(..., new=True)` installs only where it still is."""
+    return not os.path.lexists(out) or (out.is_dir() and not any(out.iterdir()))
+
+
 def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
-              run_info: dict | None = None) -> None:
+              run_info: dict | None = None, new: bool = False) -> None:
     """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous
-    run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it."""
+    run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it. `new`: `out`
+    was absent or empty when checked; another process's run installed there meanwhile is kept, and this one raises
+    `UnfreezeError` (rc 2) instead of replacing it."""
     stage = staging_dir(out)
     if stage.parent.is_dir():
         stale_temp_cleanup(stage.parent)  # staging folders of runs that died while writing
@@ -127,7 +135,11 @@ def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.nd
         if is_disk_full(exc):
             raise disk_full_error(stage, exc) from None
         raise
-    swap_dir(stage, out)
+    try:
+        swap_dir(stage, out, "--out" if new else None)
+    except UnfreezeError:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     try:
         stage.parent.rmdir()
     except OSError:
