@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from unfreeze.cli_print import print_arm_table, print_inspect_report, print_run_summary
+from unfreeze.cli_print import OnceFilter, print_arm_table, print_inspect_report, print_run_summary
 from unfreeze.errors import UnfreezeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -56,28 +56,6 @@ def _setup(verbose: bool = False) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-class OnceFilter(logging.Filter):
-    """Each warning printed once per process: a study loads its data for the baseline, the planner and every run,
-    and a data warning (e.g. tags of val/test unseen in train) used to print once per load, plus once more
-    through `warnings.warn`. A warning captured from `warnings` is keyed by its message alone, so the same text
-    sent both ways prints once."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        text = record.getMessage()
-        if record.name == "py.warnings":  # "path:line: UserWarning: message\n  source line\n"
-            text = text.split("Warning: ", 1)[-1].split("\n", 1)[0]
-        if text in self.seen:
-            return False
-        self.seen.add(text)
-        return True
 
 
 def user_errors(fn):

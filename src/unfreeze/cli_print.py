@@ -1,7 +1,8 @@
 """What the CLI prints around the library's results: a run's metrics table, `inspect`'s report, a study's arms
-table. Plain text through rich (markup off: every name in it is a user string)."""
+table, each warning once. Plain text through rich (markup off: every name in it is a user string)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -84,3 +85,25 @@ def print_arm_table(study_dir: Path) -> None:
         start = text.find("|")
         end = text.find("\n\n", start)
         console.print(text[start:end if end > 0 else None], highlight=False, markup=False, soft_wrap=True)
+
+
+class OnceFilter(logging.Filter):
+    """Each warning printed once per process: a study loads its data for the baseline, the planner and every run,
+    and a data warning (e.g. tags of val/test unseen in train) used to print once per load, plus once more
+    through `warnings.warn`. A warning captured from `warnings` is keyed by its message alone, so the same text
+    sent both ways prints once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if record.name == "py.warnings":  # "path:line: UserWarning: message\n  source line\n"
+            text = text.split("Warning: ", 1)[-1].split("\n", 1)[0]
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
