@@ -28,6 +28,24 @@ def snapshot(out):
             if p.is_file()}
 
 
+def flip_labels(path):
+    frame = pd.read_csv(path)
+    frame["label"] = frame["label"].map({"pos": "neg", "neg": "pos"})
+    frame.to_csv(path, index=False)
+
+
+def rerun_after_flip(path, out, train_file, override: str):
+    """Run the study, flip the training labels, run it again with `--set override`: (its result refused with rc 2,
+    the run and baseline files as they were before the rerun)."""
+    first = study(path, out)
+    assert first.exit_code == 0, first.output
+    before = snapshot(out)
+    flip_labels(train_file)
+    result = study(path, out, "--set", override)
+    assert result.exit_code == 2, result.output
+    return result, before
+
+
 def study(path, out, *extra):
     return CliRunner().invoke(app, ["study", str(path), "--out", str(out), *extra])
 
@@ -35,14 +53,7 @@ def study(path, out, *extra):
 def test_resume_after_training_labels_flipped_is_refused_and_finished_run_untouched(tiny_bert, tmp_path):
     path, files = write_study(tmp_path, tiny_bert)
     out = tmp_path / "S4"
-    first = study(path, out)
-    assert first.exit_code == 0, first.output
-    before = snapshot(out)
-    frame = pd.read_csv(files["train"])
-    frame["label"] = frame["label"].map({"pos": "neg", "neg": "pos"})
-    frame.to_csv(files["train"], index=False)
-    result = study(path, out, "--set", "seeds=[0,1]")
-    assert result.exit_code == 2, result.output
+    result, before = rerun_after_flip(path, out, files["train"], "seeds=[0,1]")
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert str(files["train"]) in lines[0] and "new --out" in lines[0], lines[0]
@@ -87,14 +98,7 @@ def test_search_resumed_after_training_labels_flipped_is_refused(tiny_bert, tmp_
     spec["search"] = {"sampler": "random", "trials": 1, "seed": 0, "space": {"optim.lr": [1e-3, 1e-2]}}
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "S5"
-    first = study(path, out)
-    assert first.exit_code == 0, first.output
-    before = snapshot(out)
-    frame = pd.read_csv(files["train"])
-    frame["label"] = frame["label"].map({"pos": "neg", "neg": "pos"})
-    frame.to_csv(files["train"], index=False)
-    result = study(path, out, "--set", "search.trials=2")
-    assert result.exit_code == 2, result.output
+    result, before = rerun_after_flip(path, out, files["train"], "search.trials=2")
     assert len(result.output.strip().splitlines()) == 1 and str(files["train"]) in result.output, result.output
     assert snapshot(out) == before
 
