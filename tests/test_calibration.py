@@ -300,7 +300,7 @@ def _write_run_folder(folder):
 @pytest.mark.parametrize("target,named", [
     ("gen.py", "is the input file"),
     ("run/metrics.json", "is a run folder"),
-    ("study/rates.json", "is a study folder"),
+    ("study/rates.json", "is inside the study"),
     ("folder", "is a folder"),
 ])
 def test_cli_json_never_replaces_the_generator_a_run_or_a_study_file(tmp_path, target, named):
