@@ -627,3 +627,33 @@ def test_a_quoted_tilde_in_out_is_the_home_folder(tmp_path, monkeypatch):
     assert check_out_folder("~/r", "--out", "run") == tmp_path / "home" / "r"
     assert check_out_file("~/p.csv") == tmp_path / "home" / "p.csv"
     assert not (tmp_path / "~").exists()
+
+
+def test_save_pretrained_never_replaces_a_folder_it_did_not_write(trained_run, tmp_path):
+    """A review found `UnfreezeModel.save_pretrained(path)` replacing whatever was at `path` (and any `path.tmp`):
+    `save_pretrained(".")` would have deleted the current folder. It now refuses a foreign folder, a study's inside
+    and the current folder; replaces only a saved model; never touches a sibling `<path>.tmp`."""
+    from unfreeze import load
+    from unfreeze.errors import UnfreezeError
+
+    model = load(trained_run / "best")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    sibling = tmp_path / "copy.tmp"
+    sibling.mkdir()
+    (sibling / "keep.txt").write_text("keep me")
+    with pytest.raises(UnfreezeError, match="not a saved model"):
+        model.save_pretrained(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    saved = model.save_pretrained(tmp_path / "copy")
+    assert (saved / "unfreeze.json").is_file() and (sibling / "keep.txt").read_text() == "keep me"
+    assert model.save_pretrained(saved) == saved  # a saved model may be replaced
+    cwd = os.getcwd()
+    try:
+        os.chdir(mine)
+        with pytest.raises(UnfreezeError):
+            model.save_pretrained(".")
+    finally:
+        os.chdir(cwd)
+    assert (mine / "notes.txt").read_text() == "keep me"

@@ -44,6 +44,7 @@ STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER}
 PLAN_FILES = {"study.yaml", "plan.json"}
 EXPORT_MARKER = "unfreeze_export.json"
 PROBE_ENTRIES = {"probe.json", "probe.png"}
+MODEL_MARKER = "unfreeze.json"  # a saved model (model/checkpoint.py MODEL_META)
 
 
 def path_component(name: str, limit: int = COMPONENT_LIMIT) -> str:
@@ -130,7 +131,7 @@ def _example(flag: str) -> str:
 
 def foreign_entry(folder: Path, kind: str) -> str | None:
     """The first entry of the existing non-empty `folder` that shows it is not a `kind` folder unfreeze wrote
-    ("run", "study" or "export"), or None when it is one of ours."""
+    ("run", "study", "export", "probe" or "model"), or None when it is one of ours."""
     names = sorted(os.listdir(folder))
     if kind == "run":
         if folder.parent.name == "runs" and (folder.parent.parent / STUDY_MARKER).is_file():
@@ -147,11 +148,15 @@ def foreign_entry(folder: Path, kind: str) -> str | None:
         return None if EXPORT_MARKER in names else names[0]
     if kind == "probe":
         return next((n for n in names if n not in PROBE_ENTRIES), None)
+    if kind == "model":
+        return None if MODEL_MARKER in names else names[0]
     raise ValueError(kind)
 
 
-_EXISTS = {"run": "run folder", "study": "study folder", "export": "an earlier export", "probe": "probe folder"}
+_EXISTS = {"run": "run folder", "study": "study folder", "export": "an earlier export", "probe": "probe folder",
+           "model": "saved model"}
 _WHAT = {"run": "a run folder", "study": "a study folder", "export": "a folder `unfreeze export` wrote",
+         "model": "a saved model (unfreeze.json)",
          "probe": "a folder `unfreeze probe` wrote"}
 
 

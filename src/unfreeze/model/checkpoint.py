@@ -22,7 +22,6 @@ load (`load_model` looks for `encoder/` first).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -49,9 +48,11 @@ def save_folder(target: Path, model, tokenizer, meta: dict) -> None:
     """Write `model` (an EncoderClassifier), its tokenizer and `meta` to `target`, atomically (a temp folder
     renamed into place). A LoRA backbone also keeps its unmerged adapter in `adapter/`, loadable by
     `unfreeze predict` on top of the pretrained backbone."""
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    import os
+    import secrets
+
+    # staged in a name this process owns (a user's `<target>.tmp` is never touched)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir(parents=True)
     backbone = model.backbone
     if hasattr(backbone, "merge_and_unload"):  # peft LoRA: keep the small unmerged adapter, save a merged model

@@ -45,9 +45,13 @@ class UnfreezeModel:
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the folder `from_pretrained` reads (weights as safetensors, tokenizer, head, unfreeze.json,
         model card); one model only, not a study arm."""
+        from unfreeze.io.paths import check_out_folder, refuse_inside_study
+
         self._single("save_pretrained")
-        checkpoint.save_folder(Path(path), self.network, self.tokenizer, self.meta)
-        return Path(path)
+        target = check_out_folder(path, "save_pretrained path", "model", overwrite=True)  # never a folder it did not write
+        refuse_inside_study(target, "save_pretrained path")
+        checkpoint.save_folder(target, self.network, self.tokenizer, self.meta)
+        return target
 
     def export(self, format: str = "onnx", out: str | Path = "export", opset: int = 17) -> Path:
         """Export for use without unfreeze (`unfreeze export`): `onnx` (every transformer head) or
