@@ -14,11 +14,10 @@ from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import accuracy_score, f1_score
 
 from unfreeze.config.schema import DataConfig, RunConfig
-from unfreeze.data.tokens import load_token_data
 from unfreeze.data.windows import encode_token_splits, words_from_logits
 from unfreeze.errors import ConfigError
 from unfreeze.tasks import get_task, task_names
-from tests.tiny import write_entity_conll
+from tiny import write_entity_conll
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unfreeze"
 
