@@ -181,3 +181,30 @@ def test_each_task_names_its_files_baseline_and_head():
     assert seq.auto_class("mean") is None and seq.auto_class("pooler") == "AutoModelForSequenceClassification"
     assert tok.auto_class("mean") == "AutoModelForTokenClassification"
     assert (seq.head_words({"pooling": "cls"}), tok.head_words({"pooling": "cls"})) == ("cls pooling", "token head")
+
+
+def test_a_registered_task_is_asked_by_the_code_outside_tasks(tmp_path):
+    """A new task is a registered class: the report and the study's plan ask it without an edit of their own."""
+    from unfreeze.report.build import headline_metrics
+    from unfreeze.report.significance import read_test_predictions
+    from unfreeze.tasks.base import REGISTRY, register
+    from unfreeze.tasks.sequence import SequenceTask
+
+    class PairTask(SequenceTask):
+        name = "toy_pairs"
+        baseline_name = "TF-IDF over both texts"
+        predictions_suffix = "pairs.csv"
+
+        def _headline_extra(self, columns):
+            return ["accuracy"]
+
+    register(PairTask)
+    try:
+        (tmp_path / "predictions_test.pairs.csv").write_text("id,label,pred\n1,a,b\n2,b,b\n")
+        y, p = read_test_predictions(tmp_path, "toy_pairs")
+        assert list(y) == ["a", "b"] and list(p) == ["b", "b"]
+        columns = ["test_f1_macro", "test_accuracy", "test_f1_micro"]
+        assert headline_metrics("toy_pairs", "f1_macro", columns) == ["f1_macro", "accuracy"]
+        assert headline_metrics("sequence", "f1_macro", columns) == ["f1_macro", "accuracy", "f1_micro"]
+    finally:
+        REGISTRY.pop("toy_pairs")
