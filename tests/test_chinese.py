@@ -97,7 +97,7 @@ def test_inspect_counts_cjk_characters_and_one_wordpiece_token_per_han_character
     WordPiece (BERT) tokenizer spends one token per Han character: the inspect report says both."""
     import pandas as pd
 
-    from unfreeze.data.inspect import inspect_data
+    from unfreeze.tasks import inspect_data
     from unfreeze.model.backbone import load_backbone_named
 
     texts = ["中华人民共和国", "你好", "这本书很好看吗", "𠀀字", "café ok"]

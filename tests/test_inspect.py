@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from unfreeze.cli import app
 from unfreeze.config.schema import DataConfig
-from unfreeze.data.inspect import inspect_data
+from unfreeze.tasks import inspect_data
 from unfreeze.data.inspect_tokens import detect_task, imbalance_hint, length_table
 from unfreeze.model.backbone import load_backbone_named
 

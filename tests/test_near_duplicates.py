@@ -5,7 +5,7 @@ import pandas as pd
 from tiny import synthetic_frame
 from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates as nd
-from unfreeze.data.inspect import inspect_data
+from unfreeze.tasks import inspect_data
 from unfreeze.data.sequence import load_sequence_data
 from unfreeze.data.tokens import load_token_data
 

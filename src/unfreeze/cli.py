@@ -149,12 +149,13 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
                                                                      "CoNLL / token JSONL / wnut16 / msra_ner are token)")):
     """Label balance, duplicates, token-length percentiles, a max_length table and a suggested max_length."""
     _setup()
-    from unfreeze.data.inspect import inspect_config, inspect_data
+    from unfreeze.data.inspect import inspect_config
+    from unfreeze.tasks import inspect_data, task_names
 
     if (data is None) == (dataset is None):
         raise UnfreezeError("give a data file or --dataset NAME")
-    if task not in (None, "token", "sequence"):
-        raise UnfreezeError(f"--task {task!r}: choose token or sequence")
+    if task is not None and task not in task_names():
+        raise UnfreezeError(f"--task {task!r}: choose {' or '.join(task_names())}")
     cfg = inspect_config(str(data) if data else None, dataset, text, label, percentile)
     err_console.print(f"inspect: reading {data or dataset}" + (f" and counting tokens with {model}" if model else "")
                       + " …", highlight=False, markup=False)

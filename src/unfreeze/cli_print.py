@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from unfreeze.tasks import get_task
+
 console = Console(markup=False)
 
 
@@ -31,16 +33,16 @@ def print_run_summary(results: dict, out: Path) -> None:
 
 def print_inspect_report(report: dict, percentile: float) -> None:
     table = Table(title=f"inspect {report['source']} ({report['task']} task)", show_header=False)
-    sentences = report["task"] == "token"
+    task = get_task(report["task"])
     for key in ("rows", "dropped_bad_rows", "duplicate_texts", "near_duplicate_texts", "majority_share"):
         if key not in report:
             continue
-        name = key.replace("rows", "sentences") if sentences and key == "rows" else key
+        name = task.rows_word if key == "rows" else key
         table.add_row(name, f"{report[key]:.3f}" if isinstance(report[key], float) else str(report[key]))
-    table.add_row("tags" if sentences else "labels", top_counts(report["labels"]))
-    if sentences and report["entities"]:
+    table.add_row(task.labels_word, top_counts(report["labels"]))
+    if report.get("entities"):
         table.add_row("entities", f"{report['tag_scheme']}: " + top_counts(report["entities"]))
-    elif sentences:
+    elif "words" in report:
         table.add_row("tag scheme", "plain (no B-/I- prefixes, no O): tags read as word classes, no entity spans")
         table.add_row("words per sentence", ", ".join(f"{k} {v}" for k, v in report["words"].items()))
     else:

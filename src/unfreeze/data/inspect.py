@@ -20,7 +20,7 @@ from unfreeze.config.schema import DataConfig
 from unfreeze.data import near_duplicates
 from unfreeze.data.sequence import clean_frame, read_table
 from unfreeze.data.encode import token_lengths
-from unfreeze.data.inspect_tokens import (detect_task, imbalance_hint, inspect_tokens, length_report, model_loader,
+from unfreeze.data.inspect_tokens import (imbalance_hint, length_report, model_loader,
                                          unseen_labels)
 from unfreeze.data.script import bert_pretokens, cjk_share, CJK_THRESHOLD
 
@@ -36,13 +36,10 @@ def inspect_config(data: str | None, dataset: str | None, text: str, label: str,
                                    "max_length_percentile": percentile}, "inspect")
 
 
-def inspect_data(cfg: DataConfig, model_name: str | None = None, task: str | None = None,
-                 load_model=None) -> dict:
-    """The inspect report; `task` None detects token data (CoNLL, token JSONL, wnut16/msra_ner) from the source.
-    With `model_name`, token lengths under its tokenizer: `load_model(model_name)` → (backbone, tokenizer), e.g.
+def inspect_sequence(cfg: DataConfig, model_name: str | None = None, load_model=None) -> dict:
+    """The inspect report of a table of texts (`tasks.inspect_data` picks the task's report). With `model_name`,
+    token lengths under its tokenizer: `load_model(model_name)` → (backbone, tokenizer), e.g.
     `model.backbone.load_backbone_named` (passed in: data/ sits below model/)."""
-    if (task or detect_task(cfg)) == "token":
-        return inspect_tokens(cfg, model_name, load_model)
     notes: dict = {}
     splits: dict = {}
     if cfg.dataset is not None:

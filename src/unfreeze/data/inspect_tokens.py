@@ -167,7 +167,7 @@ def model_loader(load_model):
 
 
 def inspect_tokens(cfg: DataConfig, model_name: str | None = None, load_model=None) -> dict:
-    """`inspect_data` for tagged sentences; `load_model(model_name)` → (backbone, tokenizer) for token lengths."""
+    """`unfreeze inspect` for tagged sentences; `load_model(model_name)` → (backbone, tokenizer) for token lengths."""
     from unfreeze.data.tag_schemes import detect_scheme, entity_spans
 
     sentences, source, parts = read_sentences(cfg)

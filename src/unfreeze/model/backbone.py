@@ -81,7 +81,7 @@ def load_backbone(cfg: ModelConfig, seed: int = 0, training=None):
 
 def load_backbone_named(name: str):
     """(model, tokenizer) for a bare `model.name`, every other model key at its default (`unfreeze inspect`'s
-    token lengths: `data.inspect.inspect_data(..., load_model=load_backbone_named)`)."""
+    token lengths: `tasks.inspect_data(..., load_model=load_backbone_named)`)."""
     return load_backbone(ModelConfig(name=name))
 
 

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from unfreeze.assets import MODELS
+from unfreeze.tasks import get_task
 
-PIPELINES = {"sequence": "text-classification", "token": "token-classification"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -25,15 +25,16 @@ def base_model_id(name: str) -> str | None:
 def card_text(meta: dict, head: str, standard: bool) -> str:
     """The card as Markdown: front matter, facts, metrics, loading instructions."""
     task, labels = meta["task"], list(meta["labels"])
+    pipeline = get_task(task).pipeline
     source = str(meta.get("source_model") or meta["model"].get("name", ""))
     hub_id = base_model_id(source)
     facts = meta.get("card") or {}
-    front = ["---", "library_name: unfreeze", f"pipeline_tag: {PIPELINES.get(task, 'text-classification')}",
-             "tags:", "- unfreeze", f"- {PIPELINES.get(task, 'text-classification')}"]
+    front = ["---", "library_name: unfreeze", f"pipeline_tag: {pipeline}",
+             "tags:", "- unfreeze", f"- {pipeline}"]
     if hub_id:
         front.append(f"base_model: {hub_id}")
     lines = [*front, "---", "", f"# A {task} classifier fine-tuned with unfreeze", "",
-             f"- **Task**: {task} ({PIPELINES.get(task, task)})",
+             f"- **Task**: {task} ({pipeline})",
              f"- **Labels** ({len(labels)}): {', '.join(f'`{x}`' for x in labels)}",
              f"- **Base model**: `{source}`" + (f" (hub: `{hub_id}`)" if hub_id and hub_id != source else ""),
              f"- **Head**: {head}; max_length {meta.get('max_length')}"]
@@ -59,13 +60,13 @@ def _metrics(facts: dict) -> list[str]:
 
 
 def _how_to_load(task: str, standard: bool) -> list[str]:
-    example = '["alice lives in paris"]' if task == "token" else '["a text to classify"]'
+    example = get_task(task).example_input
     lines = ["", "## How to load", "", "With unfreeze (every head):", "", "```python", "import unfreeze", "",
              'model = unfreeze.load("PATH")', f"model.predict({example})", "```", ""]
     if standard:
         lines += ["With transformers (this head is a transformers class):", "", "```python",
                   "from transformers import pipeline", "",
-                  f'classifier = pipeline("{PIPELINES.get(task, "text-classification")}", model="PATH")', "```"]
+                  f'classifier = pipeline("{get_task(task).pipeline}", model="PATH")', "```"]
     else:
         lines += ["With transformers: no transformers class computes this head, so `AutoModelFor…"
                   "Classification.from_pretrained(PATH)` and `pipeline()` refuse the folder (its config.json "

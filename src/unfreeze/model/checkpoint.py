@@ -29,6 +29,7 @@ import torch
 from unfreeze.errors import UnfreezeError
 from unfreeze.io import read_json, replace_dir
 from unfreeze.model.card import write_card
+from unfreeze.tasks import get_task
 
 MODEL_META = "unfreeze.json"
 HEAD_FILE = "head.safetensors"
@@ -114,7 +115,7 @@ def card_facts(run, results: dict) -> dict:
 def head_description(meta: dict, stop_at: int | None) -> str:
     """Our head in words: `mean pooling`, `cls pooling, hidden [16]`, `token head, stops at layer 1`."""
     model = meta.get("model", {})
-    words = ["token head" if meta.get("task") == "token" else f"{model.get('pooling', 'mean')} pooling"]
+    words = [get_task(meta.get("task")).head_words(model)]
     if model.get("hidden"):
         words.append(f"hidden {model['hidden']}")
     if stop_at is not None:
@@ -163,9 +164,7 @@ def _save_as_standard_classifier(tmp: Path, model, meta: dict, backbone) -> bool
 
 def standard_class_name(task: str, pooling: str) -> str | None:
     """The transformers Auto class that can express our head without hidden layers, if any."""
-    if task == "token":
-        return "AutoModelForTokenClassification"
-    return "AutoModelForSequenceClassification" if pooling == "pooler" else None
+    return get_task(task).auto_class(pooling)
 
 
 def refusing_model_type(description: str) -> str:

@@ -23,6 +23,7 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.io import replace_dir
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.lock import stale_temp_cleanup
+from unfreeze.tasks import get_task
 from unfreeze.io.paths import (EXPORT_MARKER, check_out_folder, check_out_location, enclosing_written_folder,
                                 refuse_inside_study)
 
@@ -134,7 +135,8 @@ def _export_onnx(best: Path, tmp: Path, opset: int) -> None:
                        return_tensors="pt")
     args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch", 1: "sequence"} if meta["task"] == "token" else {0: "batch"}
+    task = get_task(meta["task"])
+    axes["logits"] = dict(task.logits_axes)
     with torch.no_grad():
         torch.onnx.export(_Logits(model, names).eval(), args, str(tmp / "model.onnx"), input_names=names,
                           output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
@@ -142,8 +144,7 @@ def _export_onnx(best: Path, tmp: Path, opset: int) -> None:
     info = {"task": meta["task"], "labels": meta["labels"], "max_length": meta["max_length"], "inputs": names,
             "text_pair": bool(meta.get("text_pair_column")), "stride": meta.get("stride"),
             "label_all_subwords": meta.get("label_all_subwords"), "source_model": meta.get("source_model"),
-            "logits": "per subword token (batch, sequence, labels)" if meta["task"] == "token"
-            else "per text (batch, labels); softmax gives predict's prob_<label> columns"}
+            "logits": task.logits_doc}
     (tmp / EXPORT_META).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 

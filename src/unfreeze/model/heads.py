@@ -11,6 +11,7 @@ from torch import nn
 from unfreeze.model.backbone import EncoderLayout, hidden_size, start_at_layer, stop_at_layer
 from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import ConfigError
+from unfreeze.tasks import get_task
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -47,7 +48,7 @@ class EncoderClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, layout: EncoderLayout, num_labels: int, cfg: ModelConfig,
                  task: str = "sequence", stop_at: int | None = None):
         super().__init__()
-        if cfg.pooling == "pooler" and task == "sequence" and layout.pooler is None:
+        if cfg.pooling == "pooler" and not get_task(task).per_token and layout.pooler is None:
             raise ConfigError(
                 f"model.pooling: pooler needs a model with a pooler layer ({type(backbone).__name__} has none); "
                 "use cls or mean"
@@ -55,6 +56,7 @@ class EncoderClassifier(nn.Module):
         self.backbone = backbone
         self.layout = layout
         self.task = task
+        self.per_token = get_task(task).per_token
         self.pooling = cfg.pooling
         self.head = ClassificationHead(hidden_size(backbone), num_labels, cfg)
         #: the head reads the hidden states entering this layer (freeze `layer: k`); None = the encoder's output
@@ -85,7 +87,7 @@ class EncoderClassifier(nn.Module):
         return captured[0] if captured else out
 
     def features(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.task == "token":
+        if self.per_token:
             return states
         if self.pooling == "cls":
             return states[:, 0]

@@ -17,6 +17,8 @@ from unfreeze.errors import DataError, UnfreezeError
 from unfreeze.io import write_dataframe_csv
 from unfreeze.model.checkpoint import load_model, resolve_model_dirs
 from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
+from unfreeze.tasks import get_task
+from unfreeze.tasks.sequence import prediction_frame, softmax
 
 __all__ = ["load_members", "member_logits", "predict_file", "predict_logits", "predict_members",
            "prediction_frame", "resolve_model_dirs", "softmax"]
@@ -27,7 +29,7 @@ def load_members(target: str | Path, arm: str | None = None) -> tuple[list[Path]
     are not averaged: an arm of several token models is refused."""
     dirs = resolve_model_dirs(target, arm)
     first = load_model(dirs[0])
-    if first[2]["task"] == "token" and len(dirs) > 1:
+    if not get_task(first[2]["task"]).averages_members and len(dirs) > 1:
         raise UnfreezeError(f"{target}: arm {arm!r} has {len(dirs)} token models; predict with one of them "
                             f"(e.g. {dirs[0]}) — tags are not averaged across models")
     return dirs, [first, *(load_model(d) for d in dirs[1:])]
@@ -44,7 +46,7 @@ def predict_members(members: list[tuple], input_path: str | Path, output_path: s
     """Write `id, pred, prob_<class>…` (or `id, label` with `submission`) for every row of `input_path`; a
     token model tags a CoNLL / JSONL file instead (model/predict_tokens.py)."""
     model, tokenizer, meta = members[0]
-    if meta["task"] == "token":
+    if get_task(meta["task"]).per_token:
         from unfreeze.model.predict_tokens import predict_token_file
 
         return predict_token_file(model, tokenizer, meta, input_path, output_path)
@@ -106,15 +108,3 @@ def _texts(frame: pd.DataFrame, meta: dict, text_column: str | None, source) -> 
     return texts, pairs
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
-def prediction_frame(ids, logits: np.ndarray, label_names: list[str]) -> pd.DataFrame:
-    probs = softmax(logits.astype(np.float64))
-    frame = pd.DataFrame({"id": list(ids), "pred": [label_names[i] for i in probs.argmax(-1)]})
-    for j, name in enumerate(label_names):
-        frame[f"prob_{name}"] = probs[:, j]
-    return frame

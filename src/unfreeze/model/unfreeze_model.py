@@ -21,6 +21,7 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.model import checkpoint
 from unfreeze.model.predict import load_members, member_logits, predict_members, softmax
 from unfreeze.model.predict_tokens import tag_words, word_probabilities
+from unfreeze.tasks import get_task
 
 
 class UnfreezeModel:
@@ -89,14 +90,14 @@ class UnfreezeModel:
     def predict(self, inputs, pairs: list[str] | None = None, batch_size: int = 64) -> list:
         """Sequence task: a label per text (`pairs`: the second texts of a pair task). Token task: a tag per word
         for every sentence, given as a list of words (a string is split on whitespace)."""
-        if self.task == "token":
+        if get_task(self.task).per_token:
             return tag_words(self.network, self.tokenizer, self.meta, _word_lists(inputs), batch_size)
         return [self.labels[i] for i in self.predict_proba(inputs, pairs, batch_size).argmax(-1)]
 
     def predict_proba(self, inputs, pairs: list[str] | None = None, batch_size: int = 64):
         """Sequence task: (texts, labels) probabilities (predict's prob_<label> columns). Token task: per
         sentence a (words, labels) array whose argmax is `predict`'s tag."""
-        if self.task == "token":
+        if get_task(self.task).per_token:
             return word_probabilities(self.network, self.tokenizer, self.meta, _word_lists(inputs), batch_size)
         return softmax(self.logits(inputs, pairs, batch_size).astype(np.float64))
 

@@ -19,6 +19,7 @@ from unfreeze.config.schema import RunConfig
 from unfreeze.io import atomic_path
 
 from unfreeze.metrics.classification import LOWER_IS_BETTER
+from unfreeze.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def plot_probe(result: dict, path: Path) -> None:
     ax.set_xticks(index)
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel(f"val {result['metric']}")
-    unit = "words" if result.get("task") == "token" else "train"
+    unit = get_task(result.get("task")).probe_unit
     count = result.get("n_train_words", result["n_train"])
     ax.set_title(f"Linear probe per layer: {Path(str(result['model'])).name} ({result['pooling']}"
                  f"{' pooling' if unit == 'train' else ''}, {count} {unit})")

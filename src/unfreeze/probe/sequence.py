@@ -37,6 +37,7 @@ from unfreeze.io import write_json
 
 from unfreeze.metrics.classification import classification_metrics, is_better
 from unfreeze.probe.common import _device, plot_probe, suggest_top_k
+from unfreeze.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 def run_probe(config: RunConfig, out_dir: str | Path) -> dict:
     """Probe every layer of `config.model` on `config.data` (train/val, `data.train_size` respected); write
     `probe.json` and `probe.png` to `out_dir` and return the json's dict."""
-    if config.task == "token":
+    if get_task(config.task).per_token:
         from unfreeze.probe.tokens import run_token_probe
 
         return run_token_probe(config, out_dir)

@@ -40,7 +40,7 @@ def run_token_probe(config: RunConfig, out_dir: str | Path) -> dict:
     from unfreeze.training.prepare import load_data, seed_everything
     from unfreeze.probe.common import _device, plot_probe, suggest_top_k
     from unfreeze.data.windows import encode_token_splits
-    from unfreeze.training.tokens import fbeta_of
+    from unfreeze.tasks.token import fbeta_of
     from unfreeze.study.baselines import most_frequent_tag_results
 
     started = time.perf_counter()

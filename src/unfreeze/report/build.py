@@ -24,16 +24,14 @@ from unfreeze.report.render import render_html, render_markdown
 from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
 from unfreeze.report.racing_note import stop_note
 from unfreeze.report.significance import N_BOOT, plan_text, report_min_effect, significance, test_groups
+from unfreeze.tasks import get_task
 
 SIG_MARK = "†"  # significantly worse on test than the arm picked on validation
 BETTER_MARK = "‡"  # significantly better on test than the arm picked on validation
 
 
 def headline_metrics(task: str, metric: str, results: pd.DataFrame) -> list[str]:
-    extra = ["f1_macro_ignoring", "entity_f1_micro", "accuracy"] if task == "token" else \
-        ["accuracy", "f1" if "test_f1" in results else "f1_micro"]
-    names = [metric] + [m for m in extra if m != metric and f"test_{m}" in results]
-    return names
+    return get_task(task).headline_metrics(metric, results)
 
 
 def _p(value: float | None, n_boot: int | None = N_BOOT) -> str:
@@ -265,10 +263,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         f"resident memory during the run)."))]
     if racing:
         blocks.append(("p", racing_line(racing)))
-    if meta.get("task") == "token":
-        blocks.append(("p", "Token macro averages run over the labels present in the test set (gold or predicted), "
-                            "not every training tag; tags of val/test never seen in training are kept and count as "
-                            "errors (listed in metrics.json → data → unseen_labels)."))
+    blocks += [("p", note) for note in get_task(meta.get("task")).report_notes]
     if not shown:
         blocks.append(("p", "No baseline row (baseline: false, or not computed yet)."))
     else:

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from unfreeze.io import read_json
+from unfreeze.tasks import get_task
 from unfreeze.metrics.classification import LOWER_IS_BETTER
-from unfreeze.metrics.counts import classification_metric, token_metric
 from unfreeze.metrics.decide import MIN_EFFECT, Split, decide
 
 N_BOOT = 10_000  # resamples behind every bootstrap the report prints (p-values never claim more than 1 / N_BOOT)
@@ -28,22 +28,13 @@ N_BOOT = 10_000  # resamples behind every bootstrap the report prints (p-values 
 def read_test_predictions(run_dir: Path, task: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) of a run's test (or `split`) predictions, as object arrays (token tasks: one tag list
     per sentence)."""
-    if task == "token":
-        rows = [json.loads(line) for line in (run_dir / f"predictions_{split}.jsonl").read_text().splitlines()]
-        y, p = np.empty(len(rows), dtype=object), np.empty(len(rows), dtype=object)
-        y[:], p[:] = [r["tags"] for r in rows], [r["pred"] for r in rows]
-        return y, p
-    frame = pd.read_csv(run_dir / f"predictions_{split}.csv", dtype={"label": str, "pred": str})
-    return frame["label"].to_numpy(), frame["pred"].to_numpy()
+    return get_task(task).read_predictions(run_dir, split)
 
 
 def count_metric_of(run_dir: Path, task: str, metric: str, split: str = "test"):
     """The count metric (`metrics.counts`) that recomputes `metric` from a run's `split` predictions."""
     scored = read_json(run_dir / "metrics.json")[split]
-    if task == "token":
-        return token_metric(metric, scored["labels"], _run_config(run_dir)["data"]["ignore_labels"],
-                            scored.get("settings", {}).get("scheme", "iob2"))
-    return classification_metric(metric, scored["labels"], scored.get("positive_label"))
+    return get_task(task).count_metric(metric, scored, lambda: _run_config(run_dir))
 
 
 def test_groups(results: pd.DataFrame, task: str) -> list[pd.DataFrame]:

@@ -21,7 +21,8 @@ from collections import Counter
 from typing import Sequence
 from unfreeze.data.tokens import TokenTaskData
 from unfreeze.metrics.tagging import tag_metrics
-from unfreeze.training.tokens import fbeta_of
+from unfreeze.tasks import get_task
+from unfreeze.tasks.token import fbeta_of, write_tag_predictions
 
 TFIDF_C_GRID = (0.1, 1.0, 10.0)
 
@@ -101,23 +102,8 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     from unfreeze.training.run_dir import data_fingerprint, test_fingerprint
 
     out = Path(out) if out is not None else Path(study_dir) / "baseline"
-    if config.task == "token":
-        from unfreeze.study.baselines import most_frequent_tag_results
-        from unfreeze.training.tokens import write_tag_predictions
-
-        result, preds = most_frequent_tag_results(config, data)
-        result["method"] = "most frequent tag per word (lower-case fallback, else the most frequent tag)"
-        write_tag_predictions(out / "predictions_test.jsonl", data.test, data.label_names, preds["test"])
-    else:
-        result = tfidf_logreg(data.train.texts, data.train.labels, data.val.texts, data.val.labels,
-                              data.test.texts, data.test.labels, data.label_names, config.data.positive_label,
-                              metric=config.selection_metric if config.selection_metric != "loss" else "f1_macro",
-                              pairs=split_pairs(data), analyzer=config.data.tfidf_analyzer)
-        frame = pd.DataFrame({"id": data.test.ids,
-                              "label": [data.label_names[i] for i in data.test.labels],
-                              "pred": [data.label_names[i] for i in result.pop("test_pred")]})
-        result.pop("val_pred")
-        write_dataframe_csv(out / "predictions_test.csv", frame)
+    task = get_task(config.task)
+    result = BASELINES[task.baseline_kind](config, data, out / task.predictions_file("test"))
     result["train_size"] = len(data.train)
     result["data_key"] = data_key
     result["config_train_size"] = config.data.train_size
@@ -126,6 +112,28 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
                                                                   label_names=data.label_names))
     result["data_fingerprint"] = data_fingerprint(data)  # a resumed study compares it (`study.data_check`)
     write_json(out / "metrics.json", result)
+    return result
+
+
+def _tag_baseline(config, data, predictions: Path) -> dict:
+    """The most frequent tag per word; writes its predictions JSONL."""
+    result, preds = most_frequent_tag_results(config, data)
+    result["method"] = "most frequent tag per word (lower-case fallback, else the most frequent tag)"
+    write_tag_predictions(predictions, data.test, data.label_names, preds["test"])
+    return result
+
+
+def _tfidf_baseline(config, data, predictions: Path) -> dict:
+    """TF-IDF + logistic regression (C chosen on val); writes `id, label, pred` for test."""
+    result = tfidf_logreg(data.train.texts, data.train.labels, data.val.texts, data.val.labels,
+                          data.test.texts, data.test.labels, data.label_names, config.data.positive_label,
+                          metric=config.selection_metric if config.selection_metric != "loss" else "f1_macro",
+                          pairs=split_pairs(data), analyzer=config.data.tfidf_analyzer)
+    frame = pd.DataFrame({"id": data.test.ids,
+                          "label": [data.label_names[i] for i in data.test.labels],
+                          "pred": [data.label_names[i] for i in result.pop("test_pred")]})
+    result.pop("val_pred")
+    write_dataframe_csv(predictions, frame)
     return result
 
 
@@ -169,3 +177,7 @@ def most_frequent_tag_results(config, data: TokenTaskData) -> tuple[dict, dict[s
                                 fbeta_of(config)) for s in ("val", "test")},
               "train_seconds": round(seconds, 3)}
     return result, preds
+
+
+#: a task's `baseline_kind` → the code that trains it, scores val/test and writes its test predictions
+BASELINES = {"tfidf": _tfidf_baseline, "most_frequent_tag": _tag_baseline}

@@ -16,6 +16,7 @@ import pandas as pd
 from unfreeze.io import write_dataframe_csv, write_json
 from unfreeze.io.paths import path_component
 from unfreeze.metrics.classification import classification_metrics
+from unfreeze.tasks import get_task
 
 PROB_PREFIX = "prob_"
 
@@ -23,7 +24,7 @@ PROB_PREFIX = "prob_"
 def write_cv_ensembles(study_dir: Path, jobs, pool) -> None:
     groups: dict[tuple[str, int], list] = defaultdict(list)
     for job in jobs:
-        if job.config.task == "sequence":
+        if get_task(job.config.task).averages_members:
             groups[(job.arm, job.seed)].append(job)
     for (arm, seed), members in groups.items():
         run_dirs = [study_dir / "runs" / j.run_id for j in members]

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from unfreeze.strategies import get_strategy
+from unfreeze.tasks import get_task
 
 FORWARD_TOKENS_PER_S = 11000.0  # MiniLM-L6 (6 × 384), 2 CPU cores, eval mode (measured 10,600–11,600)
 TRAIN_TOKENS_PER_S = 2500.0     # forward + backward, all layers (2,000 on 256-token texts, 2,900 on ≤ 32)
@@ -289,7 +290,7 @@ def _facts(cfg) -> tuple[float, float, int, int, float, int]:
             if not len(split):
                 return 0.0
             lengths = split_token_lengths(tokenizer, split)
-            return float((lengths if cfg.task == "token" else lengths.clip(max=cap)).sum())
+            return float((lengths if get_task(cfg.task).windows_long_inputs else lengths.clip(max=cap)).sum())
 
         train, val = tokens(data.train), tokens(data.val)
         evals = val + tokens(data.test)

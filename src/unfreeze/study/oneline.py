@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unfreeze.errors import ConfigError, DataError
+from unfreeze.tasks import get_task
 from unfreeze.study.plan import DataFacts, Plan, val_floor
 from unfreeze.study.plan_text import plan_study
 
@@ -148,7 +149,7 @@ def load_planned_data(base: dict):
     from unfreeze.training.prepare import load_data
 
     cfg = parse_run_config(base, "--data")
-    if cfg.task == "sequence" and not cfg.data.dataset:
+    if not get_task(cfg.task).per_token and not cfg.data.dataset:
         rows, classes = check_files(cfg)
         n = rows.get("train", rows.get("all", 0))  # split fractions are of this file's rows
         if "val" not in rows and n and n * cfg.data.split.val < val_floor(classes):  # carve once, larger

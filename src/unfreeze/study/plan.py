@@ -29,6 +29,7 @@ import numpy as np
 
 from unfreeze.config.schema import FreezeConfig, TrainConfig
 from unfreeze.strategies import get_strategy
+from unfreeze.tasks import get_task
 from unfreeze.study.estimate import EMBEDDING_SHARE, once_seconds, prefilled_share, run_parts
 
 MAX_LENGTHS = (64, 128, 256, 512)
@@ -71,7 +72,7 @@ class DataFacts:
     def per_class(self) -> int:
         """The classes the floors count (a token task's sentences each hold many tags: its floors are the plain
         minimums)."""
-        return self.classes if self.task != "token" else 0
+        return 0 if get_task(self.task).per_token else self.classes
 
     @property
     def val(self) -> int:
@@ -128,7 +129,7 @@ def truncated_share(lengths: np.ndarray, max_length: int) -> float:
 def baseline_seconds(facts: DataFacts, train_size: int) -> float:
     """The baseline row: TF-IDF + logistic regression over every text (seconds per token, measured); a token task's
     most-frequent tag costs nothing worth planning."""
-    if facts.task == "token":
+    if not get_task(facts.task).baseline_reads_texts:
         return 1.0
     mean = float(np.mean(facts.lengths)) if len(facts.lengths) else 0.0
     eval_mean = float(np.mean(facts.eval_lengths)) if facts.eval_lengths is not None and len(facts.eval_lengths) \
@@ -146,7 +147,7 @@ class CostModel:
     def tokens(self, s: Settings) -> tuple[float, float, float]:
         """(train, val + test, val) tokens at the settings' max_length (a token task windows, never cuts)."""
         f = self.facts
-        cap = None if f.task == "token" else s.max_length
+        cap = None if get_task(f.task).windows_long_inputs else s.max_length
         mean = float(np.mean(np.minimum(f.lengths, cap) if cap else f.lengths)) if len(f.lengths) else 0.0
         evals = f.eval_lengths if f.eval_lengths is not None and len(f.eval_lengths) else f.lengths
         eval_mean = float(np.mean(np.minimum(evals, cap) if cap else evals)) if len(evals) else 0.0
@@ -229,7 +230,7 @@ def distinct_depths(strategies, layers: int) -> list:
 
 def first_max_length(facts: DataFacts) -> int:
     fitting = [m for m in MAX_LENGTHS if m <= facts.max_positions] or [facts.max_positions]
-    if facts.task == "token":  # long sentences are windowed, not cut: the shortest that fits most in one window
+    if get_task(facts.task).windows_long_inputs:  # long sentences are windowed, not cut: the shortest that fits most in one window
         return next((m for m in fitting if m >= 128 and truncated_share(facts.lengths, m) <= TRUNCATE_OK),
                     fitting[-1])
     return next((m for m in fitting if truncated_share(facts.lengths, m) <= TRUNCATE_OK), fitting[-1])
@@ -253,7 +254,7 @@ def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Setti
     floor = train_floor(facts.n_train, facts.per_class)
     comfortable = min(facts.n_train, max(COMFORTABLE, floor))
     out = []
-    if facts.task != "token":
+    if not get_task(facts.task).windows_long_inputs:
         for target in (256, SHORTEST):
             if s.max_length > target:
                 out.append((f"max_length {target}", replace(s, max_length=target)))

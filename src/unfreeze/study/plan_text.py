@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from unfreeze.config.schema import TrainConfig
+from unfreeze.tasks import get_task
 from unfreeze.study.plan import (COMFORTABLE, MARGIN, OVER, SHORTEST, CostModel, DataFacts, Plan, Settings,
                                  cheapest_encoder, encoder_arms, ideal_settings, label, minutes_budget,
                                  proper_settings, shrink, smaller, take_back, train_floor, truncated_share,
@@ -54,7 +55,7 @@ def levers(s: Settings, model: CostModel, pinned: dict | None) -> list[str]:
     for name, after in smaller(s, model.facts, model.layers, pinned):
         what = f" ({cut(model, after.max_length)})" if after.max_length != s.max_length else ""
         out.append(f"{name}{what}: {_min(model.total(after))}")
-    if model.facts.task != "token" and s.max_length > 64 and s.max_length <= SHORTEST:
+    if not get_task(model.facts.task).windows_long_inputs and s.max_length > 64 and s.max_length <= SHORTEST:
         after = replace(s, max_length=64)
         out.append(f"max_length 64 ({cut(model, 64)}; --set data.max_length=64): {_min(model.total(after))}")
     return out
@@ -130,7 +131,7 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
                 levers(s, model, pinned), notes(s, model, budget), budget, fits=total <= budget,
                 refused=total > OVER * budget, tried=tried(s, model), weak=weak(s, model),
                 test_seconds=model.test_seconds(s), eval_seconds=model.eval_seconds(s),
-                baseline="most-frequent tag" if model.facts.task == "token" else "TF-IDF")
+                baseline=get_task(model.facts.task).baseline_name)
     proper = proper_settings(s, model.facts, model.layers)
     plan.proper_seconds, plan.proper = model.total(proper), tried(proper, model)
     if plan.refused:

@@ -43,6 +43,7 @@ import torch
 from unfreeze.io.integrity import verify_mode
 from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.strategies import get_strategy
+from unfreeze.tasks import get_task
 from unfreeze.training.cache_store import (POOLED, STATS, StoreIndex, ensure_examples, example_keys,  # noqa: F401
                                            open_array, parse_array, reset_memory)
 
@@ -115,7 +116,7 @@ def array_for(run, boundary: int) -> str:
     model = run.model
     stop = model.layout.num_layers if model.stop_at is None else model.stop_at
     reads_states = boundary >= stop if boundary == run.plan.frozen_prefix else boundary >= model.layout.num_layers
-    if reads_states and run.config.task == "sequence" and model.pooling in POOLED:
+    if reads_states and not get_task(run.config.task).per_token and model.pooling in POOLED:
         return f"{model.pooling}{boundary}"
     return f"layer{boundary}"
 

@@ -23,6 +23,7 @@ from unfreeze.io.integrity import open_memmap_guarded, remember_verified, verify
 from unfreeze.io.lock import stale_temp_cleanup
 from unfreeze.model.heads import mean_pool
 from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
+from unfreeze.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def compute_states(run, enc, rows: np.ndarray, arrays: dict, offsets: np.ndarray
     backbone.to(device)
     num_layers = run.model.layout.num_layers
     batches = inference_batches(enc, run.config.train.eval_batch_size, run.tokenizer.pad_token_id or 0,
-                                run.config.task == "token", rows)
+                                get_task(run.config.task).per_token, rows)
     torch_dtype = TORCH_DTYPE[dtype]
     plan = {name: parse_array(name) for name in arrays}
     bar = tqdm(total=int(offsets[-1]), unit="tok", unit_scale=True, disable=not progress, leave=False,

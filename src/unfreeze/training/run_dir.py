@@ -47,7 +47,7 @@ from unfreeze.io.lock import stale_temp_cleanup
 from unfreeze.io.paths import check_out_folder
 from unfreeze.io.swap import swap_dir
 from unfreeze.model.checkpoint import save_model
-from unfreeze.model.predict import prediction_frame
+from unfreeze.tasks import get_task
 
 
 
@@ -157,8 +157,7 @@ def test_fingerprint(run) -> str:
     import json
 
     test = run.data.test
-    labels = [list(t) for t in test.tags] if run.config.task == "token" else \
-        [run.label_names[int(i)] for i in test.labels]
+    labels = get_task(run.config.task).gold_labels(test, run.label_names)
     payload = json.dumps([[str(i), label] for i, label in zip(test.ids, labels)], ensure_ascii=False)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
@@ -194,15 +193,4 @@ def data_fingerprint(data) -> dict[str, str]:
 
 
 def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
-    if run.config.task == "token":
-        from unfreeze.training.tokens import write_token_predictions
-
-        write_token_predictions(out / f"predictions_{split}.jsonl", run, split, logits)
-        return
-    source = getattr(run.data, split)
-    frame = prediction_frame(source.ids, np.stack(logits), run.label_names)
-    frame.insert(1, "text", source.texts)
-    if source.pairs is not None:
-        frame.insert(2, "text_pair", source.pairs)
-    frame.insert(frame.columns.get_loc("pred"), "label", [run.label_names[i] for i in source.labels])
-    write_dataframe_csv(out / f"predictions_{split}.csv", frame)
+    get_task(run.config.task).write_predictions(out, run, split, logits)
