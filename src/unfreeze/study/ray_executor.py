@@ -23,6 +23,7 @@ How it fits together, and why:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -130,6 +131,21 @@ class RayExecutor:
                                 f"`ray start --head`, then pass --address auto)") from None
         return True
 
+    @contextlib.contextmanager
+    def session(self):
+        """One connection for every batch a planner hands `run` (a search's trials and re-runs, racing's seeds);
+        Ray is shut down after it only if it was started here."""
+        started_here = self.connect()
+        try:
+            yield self
+        finally:
+            if started_here:
+                import_ray().shutdown()
+
+    def slots(self) -> int:
+        """How many runs a batch can run at once (what a search asks trials for)."""
+        return self.capacity()
+
     def capacity(self) -> int:
         """How many of our tasks fit on the cluster right now (at least 1)."""
         import ray
@@ -166,14 +182,8 @@ class RayExecutor:
     def run(self, jobs: list[PlannedRun], study_dir: Path, pool: DataPool, top_ks, report) -> list[RunOutcome]:
         if not jobs:
             return []
-        started_here = self.connect()
-        try:
+        with self.session():
             return self.schedule(jobs, Path(study_dir).resolve(), pool.cv, top_ks, report)
-        finally:
-            if started_here:
-                import ray
-
-                ray.shutdown()
 
     def schedule(self, jobs, study_dir: Path, cv, top_ks, report) -> list[RunOutcome]:
         import ray
