@@ -35,7 +35,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from unfreeze.io import write_json
 from unfreeze.metrics.compare import score_split

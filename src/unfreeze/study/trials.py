@@ -127,8 +127,10 @@ class TrialPlanner:
         for outcome in finished:
             self.told(outcome)
         while True:
-            batch, self.deferred = self.deferred, []
-            busy = {job.run_id for job in batch}
+            batch, busy, pending, self.deferred = [], set(), self.deferred, []
+            for job in pending:  # one trial per config in a batch: two runs must never share a run folder
+                (self.deferred if job.run_id in busy else batch).append(job)
+                busy.add(job.run_id)
             while len(batch) < room:
                 job = self.ask()
                 if job is None:
