@@ -1,7 +1,10 @@
-"""Run the runs of a study as Ray tasks (`executor: ray`, `pip install 'unfreeze[ray]'`).
+"""Run the runs of a study as Ray tasks (`executor: ray`, `pip install 'unfreeze[ray]'`): the one Ray path, for
+every planner (study/planner.py): a grid's runs, racing's seeds, a search's trials and re-runs. The driver plans
+(a search's trials are asked and told there); Ray runs the batch.
 
 How it fits together, and why:
-- **One task per run**, declaring `num_cpus` / `num_gpus` / `memory` from the study's `ray:` section, so Ray packs
+- **One task per run** (a search trial's run too: it reports its evaluations to the pruner through the study's
+  storage, which workers open by its URL, so the default SQLite file must be on the shared path), declaring `num_cpus` / `num_gpus` / `memory` from the study's `ray:` section, so Ray packs
   as many runs in parallel as the cluster holds. The driver keeps at most that many tasks in flight (recomputed
   from the cluster's resources as it grows or shrinks), so "running" in the progress line is true and Ctrl-C
   does not leave a long queue behind.

@@ -41,9 +41,9 @@ POLL_S = 5.0  # shared storage: how often a driver with nothing to ask looks aga
 def open_study(study: StudyConfig, study_dir: Path, metric: str, parallel: bool = False, worker: int = 0):
     """The Optuna study in its storage, created if new. Alone on it (a SQLite file and `parallel` False: the
     study folder's lock keeps other drivers out), whatever is still RUNNING was killed: failed and re-asked first.
-    With others (a database URL, or Ray trial workers): trials beat a heartbeat while they run, and those whose
-    heartbeat went stale are failed and re-asked (`retry_stale`, `reap_stale`). `worker`
-    offsets a random / TPE sampler's seed so that workers opening together do not suggest the same values."""
+    With others (a database URL other drivers share, `parallel`): trials beat a heartbeat while they run, and
+    those whose heartbeat went stale are failed and re-asked (`retry_stale`, `reap_stale`). `worker` offsets a
+    random / TPE sampler's seed so that drivers opening together do not suggest the same values."""
     optuna = import_optuna()
     shared = parallel or is_shared(study)
     storage = optuna.storages.RDBStorage(
@@ -68,7 +68,7 @@ def open_study(study: StudyConfig, study_dir: Path, metric: str, parallel: bool 
 def retry_stale(study, trial) -> None:
     """Optuna calls this for a trial it failed because its heartbeat went stale (its process died): the same
     values are queued again, with the numbers of the trials that died on them (`retry_history`; see
-    `run_trials` for when that is too many)."""
+    `TrialPlanner.plan` for when that is too many)."""
     import optuna
 
     system_attrs = {**trial.system_attrs, "retry_history": [*trial.system_attrs.get("retry_history", []),
