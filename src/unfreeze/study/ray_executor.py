@@ -243,7 +243,7 @@ class RayExecutor:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return RunOutcome(job.run_id, job.arm, ok=False, seconds=seconds,
                               error=f"worker lost after {self.cfg.max_retries} retries: {first}")
-        metrics_file = study_dir / "runs" / job.run_id / "metrics.json"
+        metrics_file = study_dir / "runs" / job.run_id / ("pruned.json" if outcome.pruned else "metrics.json")
         if outcome.ok and not metrics_file.exists():
             return RunOutcome(job.run_id, job.arm, ok=False, seconds=seconds,
                               error=f"run finished on {host} but {metrics_file} is not visible here: the study "

@@ -57,7 +57,8 @@ def best_reruns(study: StudyConfig, study_dir: Path) -> list[PlannedRun]:
 
 def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=print, study_text=None,
                command=None, executor=None, track: list[str] | None = None) -> pd.DataFrame:
-    """Run the search (resuming; trials on Ray workers with `executor: ray` or a Ray `executor`), the extra seeds
+    """Run the search (resuming; the trials' runs on the study's executor: Ray with `executor: ray` or a Ray
+    `executor`, else locally), the extra seeds
     of the best trials, then results.csv (with `status`) and the report with Optuna's views. Refused before
     anything is written: a stored search of another definition, or another folder's (study/search_identity.py).
     `track`: backends besides the file's `tracking:` (a parent run for the search, one child per finished run)."""

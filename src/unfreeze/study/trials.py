@@ -197,8 +197,11 @@ class TrialPlanner:
         where = f"[trial {trial.number}] {job.arm} ({job.run_id})"
         if outcome.pruned:
             opt.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-            epoch = read_json(self.study_dir / "runs" / job.run_id / "pruned.json")["epoch"]
-            self.echo(f"{where} was pruned before" if outcome.skipped else f"{where} pruned at epoch {epoch:g}")
+            if outcome.skipped:
+                self.echo(f"{where} was pruned before")
+            else:
+                epoch = read_json(self.study_dir / "runs" / job.run_id / "pruned.json")["epoch"]
+                self.echo(f"{where} pruned at epoch {epoch:g}")
         elif not outcome.ok:
             fail(optuna, opt, trial, outcome.error)
             self.echo(f"{where} FAILED: {outcome.error}")
