@@ -15,12 +15,15 @@ can choose how many, e.g. trials), run it, hand the outcomes back, until the pla
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Protocol
 
 from unfreeze.study.execute import RunOutcome
 from unfreeze.study.grid import PlannedRun
 from unfreeze.study.pool import DataPool
+
+log = logging.getLogger(__name__)
 
 
 class Planner(Protocol):
@@ -79,6 +82,7 @@ def drive(planner: Planner, executor: Executor, study_dir: Path, pool: DataPool,
     def slots() -> int:  # asked before every batch: a Ray cluster may grow or shrink meanwhile
         return executor.slots() if hasattr(executor, "slots") else 1
 
+    log.info("planner: %s, on the %s executor", planner.describe(), getattr(executor, "name", "given"))
     with session(executor):
         batch = planner.next_runs([], slots())
         while batch:
