@@ -164,5 +164,6 @@ def test_search_trials_run_as_ray_tasks(ray_cluster, tiny_bert, sentiment_csv, t
     done = [t for t in stored.trials if t.state.name == "COMPLETE"]
     assert len(done) == len(stored.trials) == 3  # claimed one at a time: none twice, none past `trials`
     assert all(not t.user_attrs["worker"].endswith(f":{os.getpid()}") for t in done)  # trained in Ray workers
+    assert all(t.intermediate_values for t in done)  # each worker fed the trial's evaluations to the storage
     assert sorted(results["arm"]) == ["lr=0.001 · head", "lr=0.001 · top-1", "lr=0.01 · top-1"]  # costliest 3
     assert (out / "report.html").exists()
