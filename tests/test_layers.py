@@ -5,8 +5,8 @@ Every import of every module under src/unfreeze/ is read with `ast` (function-le
 - no two sub-packages import each other, and every import goes to the module's own sub-package or a lower one in
   the layer order, which is read from docs/CONTRACTS.md (the line after "Layers, lowest first");
 - a part (any module that is not a flow) never imports a flow module: a package's `__init__` may re-export its own
-  package's flow, and the executors that run one run (`study.execute`, `study.trials`) may use the run flow's
-  entry `train`, nothing else from it.
+  package's flow, and the executor body that runs one run (`study.execute`) may use the run flow's entry `train`,
+  nothing else from it.
 A failure names the modules on both sides of each offending import.
 """
 from __future__ import annotations
@@ -33,7 +33,6 @@ FLOWS = {
 #: parts allowed to call a flow's entry, and which names they may take from it (running a run is their job)
 RUNS_A_FLOW = {
     "unfreeze.study.execute": ("unfreeze.training.run", {"train"}),
-    "unfreeze.study.trials": ("unfreeze.training.run", {"train"}),
 }
 #: names a part may read from the package root: constants, not flows
 ROOT_CONSTANTS = {"__version__"}

@@ -151,8 +151,9 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 def test_search_trials_run_as_ray_tasks(ray_cluster, tiny_bert, sentiment_csv, tmp_path):
-    """`executor: ray` for a search: trial workers run as Ray tasks against the study's SQLite storage, every
-    trial counts once, each distinct configuration is trained once, and the report is written."""
+    """`executor: ray` for a search: the driver asks, each trial's run is a Ray task of the one Ray executor
+    (reporting to the study's SQLite storage), every trial counts once, each distinct configuration is trained
+    once, and the report is written."""
     optuna = pytest.importorskip("optuna")
     spec = study_dict(tiny_bert, sentiment_csv, executor="ray", ray={"num_cpus": 1}, seeds=[0],
                       search={"sampler": "grid", "trials": 3, "seed": 0, "order": "costly_first",
@@ -163,5 +164,6 @@ def test_search_trials_run_as_ray_tasks(ray_cluster, tiny_bert, sentiment_csv, t
     done = [t for t in stored.trials if t.state.name == "COMPLETE"]
     assert len(done) == len(stored.trials) == 3  # claimed one at a time: none twice, none past `trials`
     assert all(not t.user_attrs["worker"].endswith(f":{os.getpid()}") for t in done)  # trained in Ray workers
+    assert all(t.intermediate_values for t in done)  # each worker fed the trial's evaluations to the storage
     assert sorted(results["arm"]) == ["lr=0.001 · head", "lr=0.001 · top-1", "lr=0.01 · top-1"]  # costliest 3
     assert (out / "report.html").exists()

@@ -188,9 +188,9 @@ def test_grid_search_resumes_after_a_kill_before_its_first_suggestion(tiny_bert,
 
 def test_a_dead_workers_trial_is_failed_once_its_heartbeat_is_stale(tiny_bert, sentiment_csv, tmp_path,
                                                                    monkeypatch):
-    """Parallel mode (a shared database, Ray workers): a trial beats Optuna's heartbeat while it runs (ask/tell
-    starts none by itself); once a dead process's heartbeat is stale the next worker fails it and re-asks its
-    values, so its grid point still runs."""
+    """Parallel mode (a database URL several drivers share): a trial beats Optuna's heartbeat while it runs
+    (ask/tell starts none by itself); once a dead process's heartbeat is stale the next driver fails it and re-asks
+    its values, so its grid point still runs."""
     import time
 
     import unfreeze.study.trials as trials

@@ -1,10 +1,11 @@
 """A study: a grid of run configs × seeds (× folds), run resumably into one folder, then aggregated.
 
 Parts: `grid` (expansion, arm names, run ids), `pool` (data loaded once, CV folds), `execute` (one run into its
-folder; the local executor), `ray_executor`, `baselines`, `ensemble`, `estimate`, `results` (results.csv),
-`bookkeeping` (study.json, failures.json, the baseline).
-The flow that calls them in order is `runner.run_study`; a study with `search:` is dispatched to the Optuna flow
-`search.run_search` instead.
+folder; the local executor), `ray_executor` (the Ray executor), `baselines`, `ensemble`, `estimate`, `results`
+(results.csv), `bookkeeping` (study.json, failures.json, the baseline).
+What to run next is a planner's choice (`planner`: the grid, `racing`, a search's `trials`), and `planner.drive`
+is the one loop that hands a planner's batches to an executor. The flow that calls them in order is
+`runner.run_study`; a study with `search:` is dispatched to the Optuna flow `search.run_search` instead.
 """
 from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks, execute_run
 from unfreeze.study.grid import PlannedRun, arm_name, arm_overrides, config_hash, display_value, expand, flatten

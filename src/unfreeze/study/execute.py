@@ -21,11 +21,12 @@ from pathlib import Path
 
 
 from unfreeze.strategies import get_strategy
-from unfreeze.errors import UnfreezeError
+from unfreeze.errors import Pruned, UnfreezeError
 
 from unfreeze.io import read_json, recover_dir
 from unfreeze.study.grid import PlannedRun
 from unfreeze.study.pool import DataPool
+from unfreeze.study.trial_run import TrialRun
 
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class RunOutcome:
     seconds: float = 0.0
     error: str | None = None
     metrics: dict = field(default_factory=dict)
+    pruned: bool = False  # a search trial its pruner stopped (ok: not a failure; no metrics)
 
 
 
@@ -67,13 +69,20 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
     recover_dir(run_dir)  # a swap a killed process left half done: finish it before asking "finished?"
     if is_finished(run_dir):
         return RunOutcome(job.run_id, job.arm, ok=True, skipped=True, metrics=read_json(run_dir / "metrics.json"))
+    trial = isinstance(job, TrialRun)
+    if trial and (run_dir / "pruned.json").exists():  # pruned once: asked again, it is not retrained
+        return RunOutcome(job.run_id, job.arm, ok=True, skipped=True, pruned=True)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # unfinished: redo from scratch
     started = time.perf_counter()
+    hooks = job.started() if trial else {}  # a search trial: its pruner, fed after every evaluation
     try:
         metrics = train(job.config, run_dir, overwrite=True, progress=progress, data=pool.get(job.config, job.fold),
                         cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
-                        run_info=job.info)
+                        run_info=job.info, **hooks)
+    except Pruned as stop:
+        job.pruned(run_dir, stop, started)
+        return RunOutcome(job.run_id, job.arm, ok=True, pruned=True, seconds=time.perf_counter() - started)
     except UnfreezeError as exc:
         return RunOutcome(job.run_id, job.arm, ok=False, seconds=time.perf_counter() - started, error=str(exc))
     except Exception as exc:  # noqa: BLE001 — any failure of one run is recorded (as under Ray); Ctrl-C still stops

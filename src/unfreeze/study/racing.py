@@ -35,7 +35,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from unfreeze.io import write_json
 from unfreeze.metrics.compare import score_split
@@ -63,37 +62,63 @@ def racing_step(y_true, preds: dict[str, dict], metric, alpha: float, min_seeds:
     return leader, rows
 
 
-def run_racing(study, jobs: list, study_dir: Path, pool, executor, top_ks, reporter, echo) -> list:
-    """Run the study seed by seed (all running arms' seed i before any seed i + 1), stopping arms between seeds.
-    Resumable: finished runs are skipped, and the decisions are recomputed from them in the same order."""
-    from unfreeze.training.run_dir import is_finished
+class RacingPlanner:
+    """Seed by seed (all running arms' seed i before any seed i + 1), stopping arms between seeds (a planner: see
+    study/planner.py). Resumable: finished runs are skipped, and the decisions are recomputed from them in the same
+    order. `reporter.total` drops by the runs a stop leaves out; every look rewrites `racing.json`."""
 
-    cfg = study.racing
-    looks = max(len(study.seeds) - cfg.min_seeds, 0)
-    alpha_look = cfg.alpha / looks if looks else 0.0
-    state = {"split": "val", "alpha": cfg.alpha, "looks": looks, "alpha_per_look": alpha_look,
-             "min_seeds": cfg.min_seeds, "n_boot": cfg.n_boot, "stopped": {}, "runs_not_run": 0}
-    if not looks:
-        echo(f"racing: {len(study.seeds)} seeds leave no look after the {cfg.min_seeds} seeds an arm needs before "
-             f"it can be stopped, so every run is run (racing saves runs only with more than {cfg.min_seeds} seeds)")
-    alive = list(dict.fromkeys(job.arm for job in jobs))
-    outcomes = []
-    for i, seed in enumerate(study.seeds):
-        todo = [j for j in jobs if j.seed == seed and j.arm in alive and not is_finished(study_dir / "runs" / j.run_id)]
-        outcomes += executor.run(todo, study_dir, pool, top_ks, reporter)
-        if not looks or i + 1 < cfg.min_seeds or i + 1 >= len(study.seeds):
-            continue
-        for arm, entry in decide(study_dir, jobs, alive, alpha_look, cfg, seeds=study.seeds[:i + 1]).items():
-            entry.update({"alpha_per_look": alpha_look, "n_boot": cfg.n_boot})
-            state["stopped"][arm] = entry
-            alive.remove(arm)
-            left = [j for j in jobs if j.arm == arm and j.seed in study.seeds[i + 1:]]
-            state["runs_not_run"] += len(left)
-            reporter.total -= len([j for j in left if not is_finished(study_dir / "runs" / j.run_id)])
-            echo(f"racing: {arm} {stop_note(entry)}")
-        write_json(study_dir / "racing.json", state)
-    write_json(study_dir / "racing.json", state)
-    return outcomes
+    def __init__(self, study, jobs: list, study_dir: Path, reporter, echo):
+        cfg = study.racing
+        self.study, self.jobs, self.study_dir, self.reporter, self.echo = study, jobs, study_dir, reporter, echo
+        self.looks = max(len(study.seeds) - cfg.min_seeds, 0)
+        self.alpha_look = cfg.alpha / self.looks if self.looks else 0.0
+        self.state = {"split": "val", "alpha": cfg.alpha, "looks": self.looks, "alpha_per_look": self.alpha_look,
+                      "min_seeds": cfg.min_seeds, "n_boot": cfg.n_boot, "stopped": {}, "runs_not_run": 0}
+        self.alive = list(dict.fromkeys(job.arm for job in jobs))
+        self.seed_index = -1  # the seed whose runs were handed out last
+        if not self.looks:
+            echo(f"racing: {len(study.seeds)} seeds leave no look after the {cfg.min_seeds} seeds an arm needs "
+                 f"before it can be stopped, so every run is run (racing saves runs only with more than "
+                 f"{cfg.min_seeds} seeds)")
+
+    def describe(self) -> str:
+        return f"racing {len(self.alive)} arms over seeds {self.study.seeds}"
+
+    def next_runs(self, finished: list, room: int) -> list:
+        from unfreeze.training.run_dir import is_finished
+
+        seeds = self.study.seeds
+        while self.seed_index + 1 < len(seeds):
+            if self.seed_index >= 0:
+                self.look(self.seed_index)
+            self.seed_index += 1
+            seed = seeds[self.seed_index]
+            todo = [j for j in self.jobs if j.seed == seed and j.arm in self.alive
+                    and not is_finished(self.study_dir / "runs" / j.run_id)]
+            if todo:
+                return todo
+        if self.seed_index < len(seeds):  # the last seed is run: the final state, once
+            self.seed_index = len(seeds)
+            write_json(self.study_dir / "racing.json", self.state)
+        return []
+
+    def look(self, i: int) -> None:
+        """After seed i: stop the arms the comparison calls worse than the leader (none before `min_seeds`)."""
+        from unfreeze.training.run_dir import is_finished
+
+        cfg, seeds = self.study.racing, self.study.seeds
+        if not self.looks or i + 1 < cfg.min_seeds or i + 1 >= len(seeds):
+            return
+        for arm, entry in decide(self.study_dir, self.jobs, self.alive, self.alpha_look, cfg,
+                                 seeds=seeds[:i + 1]).items():
+            entry.update({"alpha_per_look": self.alpha_look, "n_boot": cfg.n_boot})
+            self.state["stopped"][arm] = entry
+            self.alive.remove(arm)
+            left = [j for j in self.jobs if j.arm == arm and j.seed in seeds[i + 1:]]
+            self.state["runs_not_run"] += len(left)
+            self.reporter.total -= len([j for j in left if not is_finished(self.study_dir / "runs" / j.run_id)])
+            self.echo(f"racing: {arm} {stop_note(entry)}")
+        write_json(self.study_dir / "racing.json", self.state)
 
 
 def decide(study_dir: Path, jobs: list, alive: list[str], alpha: float, cfg, seeds: list[int]) -> dict[str, dict]:

@@ -1,7 +1,10 @@
-"""Run the runs of a study as Ray tasks (`executor: ray`, `pip install 'unfreeze[ray]'`).
+"""Run the runs of a study as Ray tasks (`executor: ray`, `pip install 'unfreeze[ray]'`): the one Ray path, for
+every planner (study/planner.py): a grid's runs, racing's seeds, a search's trials and re-runs. The driver plans
+(a search's trials are asked and told there); Ray runs the batch.
 
 How it fits together, and why:
-- **One task per run**, declaring `num_cpus` / `num_gpus` / `memory` from the study's `ray:` section, so Ray packs
+- **One task per run** (a search trial's run too: it reports its evaluations to the pruner through the study's
+  storage, which workers open by its URL, so the default SQLite file must be on the shared path), declaring `num_cpus` / `num_gpus` / `memory` from the study's `ray:` section, so Ray packs
   as many runs in parallel as the cluster holds. The driver keeps at most that many tasks in flight (recomputed
   from the cluster's resources as it grows or shrinks), so "running" in the progress line is true and Ctrl-C
   does not leave a long queue behind.
@@ -23,6 +26,7 @@ How it fits together, and why:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -130,6 +134,21 @@ class RayExecutor:
                                 f"`ray start --head`, then pass --address auto)") from None
         return True
 
+    @contextlib.contextmanager
+    def session(self):
+        """One connection for every batch a planner hands `run` (a search's trials and re-runs, racing's seeds);
+        Ray is shut down after it only if it was started here."""
+        started_here = self.connect()
+        try:
+            yield self
+        finally:
+            if started_here:
+                import_ray().shutdown()
+
+    def slots(self) -> int:
+        """How many runs a batch can run at once (what a search asks trials for)."""
+        return self.capacity()
+
     def capacity(self) -> int:
         """How many of our tasks fit on the cluster right now (at least 1)."""
         import ray
@@ -166,14 +185,8 @@ class RayExecutor:
     def run(self, jobs: list[PlannedRun], study_dir: Path, pool: DataPool, top_ks, report) -> list[RunOutcome]:
         if not jobs:
             return []
-        started_here = self.connect()
-        try:
+        with self.session():
             return self.schedule(jobs, Path(study_dir).resolve(), pool.cv, top_ks, report)
-        finally:
-            if started_here:
-                import ray
-
-                ray.shutdown()
 
     def schedule(self, jobs, study_dir: Path, cv, top_ks, report) -> list[RunOutcome]:
         import ray
@@ -230,7 +243,7 @@ class RayExecutor:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return RunOutcome(job.run_id, job.arm, ok=False, seconds=seconds,
                               error=f"worker lost after {self.cfg.max_retries} retries: {first}")
-        metrics_file = study_dir / "runs" / job.run_id / "metrics.json"
+        metrics_file = study_dir / "runs" / job.run_id / ("pruned.json" if outcome.pruned else "metrics.json")
         if outcome.ok and not metrics_file.exists():
             return RunOutcome(job.run_id, job.arm, ok=False, seconds=seconds,
                               error=f"run finished on {host} but {metrics_file} is not visible here: the study "

@@ -29,8 +29,9 @@ from unfreeze.config.study import StudyConfig
 
 from unfreeze.io.lock import StudyLock
 from unfreeze.io.swap import recover_all
-from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks
+from unfreeze.study.execute import RunOutcome, cache_top_ks
 from unfreeze.study.grid import expand
+from unfreeze.study.planner import GridPlanner, drive, make_executor
 from unfreeze.study.pool import DataPool
 from unfreeze.study.results import collect_results
 from unfreeze.study.bookkeeping import record_failures, run_baseline, write_study_meta
@@ -101,14 +102,13 @@ class ProgressReporter:
 
 
 
-def make_executor(study: StudyConfig, name: str | None = None, address: str | None = None):
-    name = name or study.executor
-    if name == "local":
-        return LocalExecutor()
-    from unfreeze.study.ray_executor import RayExecutor
+def make_planner(study: StudyConfig, jobs: list, todo: list, study_dir: Path, reporter, echo):
+    """The planner of a grid study: seed racing (`racing:`) or every unfinished run (a search has its own flow)."""
+    if study.racing:
+        from unfreeze.study.racing import RacingPlanner
 
-    return RayExecutor(study.ray if address is None else study.ray.model_copy(update={"address": address}))
-
+        return RacingPlanner(study, jobs, study_dir, reporter, echo)
+    return GridPlanner(todo)
 
 
 def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: bool = True, echo=print,
@@ -163,12 +163,8 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
     try:
         if not study.racing:
             (study_dir / "racing.json").unlink(missing_ok=True)  # an earlier racing run's stops no longer hold
-        if study.racing:
-            from unfreeze.study.racing import run_racing
-
-            outcomes = run_racing(study, jobs, study_dir, pool, executor, cache_top_ks(jobs), reporter, echo)
-        else:
-            outcomes = executor.run(todo, study_dir, pool, cache_top_ks(jobs), reporter)
+        outcomes = drive(make_planner(study, jobs, todo, study_dir, reporter, echo), executor, study_dir, pool,
+                         cache_top_ks(jobs), reporter)
     except BaseException:
         tracking.close(pd.DataFrame(), status="KILLED")
         raise

@@ -1,6 +1,6 @@
 """A search study: Optuna asks for configs from `search.space` (grid / random / TPE), each trial is one run of the
-study's first seed (study/trials.py), then the best `top` trials are re-run with `search.seeds`, and results.csv
-and the report (with Optuna's views) are written.
+study's first seed (study/trials.py), then the best `top` trials are re-run with `search.seeds` (one planner,
+`SearchPlanner`, on the study's executor), and results.csv and the report (with Optuna's views) are written.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pandas as pd
 from unfreeze.config.study import StudyConfig
 from unfreeze.io import read_json, write_json
 from unfreeze.study.bookkeeping import record_failures, run_baseline, write_study_meta
-from unfreeze.study.execute import RunOutcome, execute_run
+from unfreeze.study.execute import RunOutcome
 from unfreeze.study.grid import PlannedRun
+from unfreeze.study.planner import GridPlanner, SilentReport, drive, make_executor
 from unfreeze.study.pool import DataPool
 from unfreeze.study.preflight import check
 from unfreeze.study.search_identity import check_resume, storage_errors
 from unfreeze.study.search_space import (decode, grid_size, import_optuna, open_study_readonly,
                                          planned, space_top_ks, storage_url)
-from unfreeze.study.trials import run_trials
 
 
 def trial_jobs(study: StudyConfig, study_dir: Path) -> list[PlannedRun]:
@@ -57,7 +57,8 @@ def best_reruns(study: StudyConfig, study_dir: Path) -> list[PlannedRun]:
 
 def run_search(study: StudyConfig, study_dir: Path, progress: bool = True, echo=print, study_text=None,
                command=None, executor=None, track: list[str] | None = None) -> pd.DataFrame:
-    """Run the search (resuming; trials on Ray workers with `executor: ray` or a Ray `executor`), the extra seeds
+    """Run the search (resuming; the trials' runs on the study's executor: Ray with `executor: ray` or a Ray
+    `executor`, else locally), the extra seeds
     of the best trials, then results.csv (with `status`) and the report with Optuna's views. Refused before
     anything is written: a stored search of another definition, or another folder's (study/search_identity.py).
     `track`: backends besides the file's `tracking:` (a parent run for the search, one child per finished run)."""
@@ -107,27 +108,44 @@ def _run_search(study: StudyConfig, study_dir: Path, progress: bool, echo, study
     return results
 
 
+class SearchPlanner:
+    """A search as one planner (study/planner.py): the trials (`trials.TrialPlanner`), then the best `top` trials
+    re-run with `search.seeds`. The re-runs that failed are kept for failures.json (failed trials are read from the
+    storage: `failed_trials`)."""
+
+    def __init__(self, study: StudyConfig, study_dir: Path, echo):
+        from unfreeze.study.trials import TrialPlanner
+
+        self.study, self.study_dir, self.echo = study, study_dir, echo
+        self.trials, self.reruns = TrialPlanner(study, study_dir, echo), None
+        self.failed: list[RunOutcome] = []
+
+    def describe(self) -> str:
+        return f"{self.trials.describe()}, then the best {self.study.search.top} re-run with {self.study.search.seeds}"
+
+    def next_runs(self, finished: list[RunOutcome], room: int) -> list[PlannedRun]:
+        if self.reruns is None:
+            batch = self.trials.next_runs(finished, room)
+            if batch:
+                return batch
+            self.reruns = GridPlanner(best_reruns(self.study, self.study_dir), "re-runs")
+            if self.reruns.jobs:
+                self.echo(f"re-running the best {self.study.search.top} trial(s) with seeds {self.study.search.seeds}")
+            return self.reruns.next_runs([], room)
+        for outcome in finished:
+            if not outcome.ok:
+                self.failed.append(outcome)
+                self.echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
+        return self.reruns.next_runs(finished, room)
+
+
 def _trials_and_reruns(study: StudyConfig, study_dir: Path, pool: DataPool, echo, progress: bool,
                        executor) -> list[RunOutcome]:
-    """The trials (locally or as Ray trial workers), then the best trials' extra seeds; the re-runs that failed."""
-    ray_executor = executor if getattr(executor, "name", study.executor) == "ray" else None
-    if ray_executor is not None or (executor is None and study.executor == "ray"):
-        from unfreeze.study.trials import run_trials_on_ray
-
-        run_trials_on_ray(study, study_dir, echo, ray_executor)
-    else:
-        run_trials(study, study_dir, pool, echo, progress)
-    reruns = best_reruns(study, study_dir)
-    if reruns:
-        echo(f"re-running the best {study.search.top} trial(s) with seeds {study.search.seeds}")
-    failed = []
-    top_ks = space_top_ks(study) if reruns else {}
-    for job in reruns:
-        outcome = execute_run(job, study_dir, pool, top_ks, progress=progress)
-        if not outcome.ok:
-            failed.append(outcome)
-            echo(f"FAILED {outcome.arm} ({outcome.run_id}): {outcome.error}")
-    return failed
+    """The trials then the best trials' extra seeds, on the study's executor (local, or Ray with `executor: ray`
+    or a Ray `executor`); the re-runs that failed."""
+    planner = SearchPlanner(study, study_dir, echo)
+    drive(planner, executor or make_executor(study), study_dir, pool, space_top_ks(study), SilentReport(progress))
+    return planner.failed
 
 
 def failed_trials(study: StudyConfig, study_dir: Path) -> list[RunOutcome]:

@@ -7,9 +7,9 @@ parameters are the references and the cheaper ones stop once they fall behind th
 enough data those are often the strongest, but not always (a low learning rate makes a costly but weak reference,
 which prunes less). Ties (e.g. the same strategy at several learning rates) keep the grid's order.
 
-Processes that share the study folder (Ray trial workers) claim points one at a time under a lock in the folder;
-processes on other machines sharing a database URL cannot, so config validation keeps `costly_first` off a
-database URL (there Optuna's GridSampler hands out the points). A killed trial is re-asked first
+Only the driver asks for trials (on Ray too: the workers run the asked trials' runs), so the points are queued in
+one process; drivers on several machines sharing a database URL cannot agree on an order, so config validation
+keeps `costly_first` off a database URL (there Optuna's GridSampler hands out the points). A killed trial is re-asked first
 (study/trials.py re-queues it), so a resumed search keeps the order and runs every point once.
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ def costly_first(study, with_seconds: bool = False) -> list:
 
 def enqueue_next(optuna, opt, ordered: list[dict]) -> bool:
     """Queue the first point of `ordered` that has no trial yet (final as `is_final` says, or running), unless a
-    trial is queued already (a killed one, re-asked). False: nothing queued and nothing left to queue. Parallel
-    workers call it holding one lock (study/trials.py), so two never queue the same point."""
+    trial is queued already (a killed one, re-asked). False: nothing queued and nothing left to queue. Called by
+    the one driver that asks (study/trials.py), so two trials never queue the same point."""
     states = optuna.trial.TrialState
     taken = set()
     for t in opt.get_trials(deepcopy=False):
