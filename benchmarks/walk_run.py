@@ -125,6 +125,7 @@ def study_config(tmp: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", action="store_true", help="print train()'s collapsed module path")
+    parser.add_argument("--pairs", action="store_true", help="print train()'s distinct return-visit pairs")
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)
     import unfreeze.study as study
@@ -152,6 +153,9 @@ def main() -> None:
                     for (a, b), n in Counter(back).most_common(5)))
     train_modules = sorted({m for pair in inside for m in pair})
     print("modules inside train():", " ".join(m.removeprefix("unfreeze.") for m in train_modules))
+    if args.pairs:
+        for (a, b), n in sorted(Counter(back).items()):
+            print(f"  {a.removeprefix('unfreeze.')} → {b.removeprefix('unfreeze.')} ×{n}")
     if args.path:
         collapsed = [m for i, m in enumerate(p for _, p in inside) if i == 0 or m != inside[i - 1][1]]
         print(" → ".join(m.removeprefix("unfreeze.") for m in collapsed[:400]))

@@ -61,6 +61,7 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
     """Run one planned run into its folder unless it finished before. Deterministic errors are returned, not
     raised, so one bad arm does not stop the study."""
     from unfreeze.training.run_dir import is_finished
+    from unfreeze.training.callbacks import RunCallbacks
     from unfreeze.training.run import train
 
     run_dir = study_dir / "runs" / job.run_id
@@ -71,9 +72,10 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
         shutil.rmtree(run_dir)  # unfinished: redo from scratch
     started = time.perf_counter()
     try:
+        callbacks = RunCallbacks(cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
+                                 run_info=job.info)
         metrics = train(job.config, run_dir, overwrite=True, progress=progress, data=pool.get(job.config, job.fold),
-                        cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
-                        run_info=job.info)
+                        callbacks=callbacks)
     except UnfreezeError as exc:
         return RunOutcome(job.run_id, job.arm, ok=False, seconds=time.perf_counter() - started, error=str(exc))
     except Exception as exc:  # noqa: BLE001 — any failure of one run is recorded (as under Ray); Ctrl-C still stops

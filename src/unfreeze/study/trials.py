@@ -194,6 +194,7 @@ def fail(optuna, opt, trial, exc: BaseException) -> None:
 def run_trial(optuna, opt, trial, job, study_dir: Path, pool: DataPool, top_ks, metric: str, echo,
               progress: bool) -> None:
     from unfreeze.training import run as training
+    from unfreeze.training.callbacks import RunCallbacks
     from unfreeze.training.run_dir import is_finished
 
     run_dir = study_dir / "runs" / job.run_id
@@ -221,10 +222,10 @@ def run_trial(optuna, opt, trial, job, study_dir: Path, pool: DataPool, top_ks, 
             return False  # telling its result then stops the search in one line (search_identity.storage_errors)
 
     try:
-        metrics = training.train(job.config, run_dir, overwrite=True, progress=progress,
-                                 data=pool.get(job.config, job.fold), cache_root=study_dir / "cache",
-                                 cache_top_ks=top_ks.get(job.config.model.name),
+        callbacks = RunCallbacks(cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
                                  run_info={**job.info, "trial": trial.number}, on_eval=on_eval)
+        metrics = training.train(job.config, run_dir, overwrite=True, progress=progress,
+                                 data=pool.get(job.config, job.fold), callbacks=callbacks)
     except Pruned as stop:
         write_json(run_dir / "pruned.json", {"info": {**job.info, "trial": trial.number}, "epoch": stop.epoch,
                                              "step": stop.step, "metric": metric, "history": stop.history,
