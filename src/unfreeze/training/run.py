@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -131,8 +132,6 @@ def build_trainer(config: RunConfig, run_data: RunData, run_model: RunModel, cac
 
 def unfreezing_of(strategy, config: RunConfig, run_model: RunModel) -> FixedPlan:
     """The run's trainable set: fixed at the start, or grown by the strategy's own schedule (gradual)."""
-    from types import SimpleNamespace
-
     # a strategy's schedule reads a `run`: only the attributes it uses
     schedule = strategy.schedule(SimpleNamespace(model=run_model.model, config=config, plan=run_model.plan))
     if schedule is None:
