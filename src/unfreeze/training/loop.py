@@ -22,7 +22,7 @@ from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.evaluate import Evaluator, collect_logits, model_inputs
 from unfreeze.training.loss import loss_fn
 from unfreeze.training.prepare import RunData, seed_everything
-from unfreeze.training.schedules import FixedPlan, LRSchedule
+from unfreeze.training.schedules import LRSchedule, Unfreezing
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Trainer:
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     lr: LRSchedule
-    unfreezing: FixedPlan
+    unfreezing: Unfreezing
     loaders: Loaders
     accelerator: object
     evaluate: Evaluator

@@ -34,7 +34,7 @@ from unfreeze.training.optim import build_optimizer, parameter_groups
 from unfreeze.training.prepare import RunData, RunModel, load_data, prepare_parts, seed_everything
 from unfreeze.training.run_dir import (check_run_dir, data_fingerprint, is_new, machine_info, split_fingerprint,
                                         train_label_counts, write_run)
-from unfreeze.training.schedules import FixedPlan, LRSchedule, Scheduled
+from unfreeze.training.schedules import FixedPlan, LRSchedule, Scheduled, Unfreezing
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def build_trainer(config: RunConfig, run_data: RunData, run_model: RunModel, cac
     return trainer, groups
 
 
-def unfreezing_of(strategy, config: RunConfig, run_model: RunModel) -> FixedPlan:
+def unfreezing_of(strategy, config: RunConfig, run_model: RunModel) -> Unfreezing:
     """The run's trainable set: fixed at the start, or grown by the strategy's own schedule (gradual)."""
     # a strategy's schedule reads a `run`: only the attributes it uses
     schedule = strategy.schedule(SimpleNamespace(model=run_model.model, config=config, plan=run_model.plan))

@@ -41,12 +41,13 @@ class LRSchedule:
             self.scheduler.step(val[self.metric])
 
 
-class FixedPlan:
-    """A strategy whose trainable set is fixed at the start (every strategy but gradual unfreezing)."""
+class Unfreezing:
+    """The trainable set of a run, as the loop sees it: `plan` (what trains now: `set_train_mode` keeps the rest in
+    eval mode), hooks at each epoch start and optimizer step (True: the set changed), the history row's fields,
+    and the trainable parameters to report at the end."""
 
-    def __init__(self, plan: FreezePlan, trainable_at_start: int):
-        self.plan = plan
-        self.trainable_at_start = trainable_at_start
+    plan: FreezePlan
+    trainable_at_start: int
 
     def on_epoch_start(self, epoch: int, optimizer, lr: LRSchedule) -> bool:
         return False
@@ -61,9 +62,17 @@ class FixedPlan:
         return self.trainable_at_start
 
 
-class Scheduled(FixedPlan):
+class FixedPlan(Unfreezing):
+    """A strategy whose trainable set is fixed at the start (every strategy but gradual unfreezing)."""
+
+    def __init__(self, plan: FreezePlan, trainable_at_start: int):
+        self.plan = plan
+        self.trainable_at_start = trainable_at_start
+
+
+class Scheduled(Unfreezing):
     """A strategy's schedule (`Strategy.schedule`: `on_epoch_start`, `on_step`, `plan`, `unfrozen`) that makes more
-    parameters trainable as the run goes; True from a hook = the trainable set changed."""
+    parameters trainable as the run goes."""
 
     def __init__(self, schedule, trainable_at_start: int):
         self.schedule = schedule
