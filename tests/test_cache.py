@@ -9,13 +9,14 @@ import pytest
 from tiny import make_tiny_model, run_config, synthetic_frame
 from unfreeze.training import cache
 from unfreeze.config.load import parse_run_config
+from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.run import train
 
 
 def run(model, data, tmp_path, name, freeze, cache_mode="auto", dtype="float32", seed=0, **train_opts):
     cfg = parse_run_config(run_config(model, data, freeze=freeze, seed=seed, train={
         "epochs": 2, "threads": 1, "cache": cache_mode, "cache_dtype": dtype, "save_model": False, **train_opts}))
-    return train(cfg, tmp_path / name, progress=False, cache_root=tmp_path / "cache")
+    return train(cfg, tmp_path / name, progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("arch", ["bert", "distilbert"])
@@ -51,7 +52,8 @@ def test_second_run_computes_nothing(tiny_bert, sentiment_csv, tmp_path):
 def test_one_pass_fills_every_boundary_of_a_study(tiny_bert, sentiment_csv, tmp_path):
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head",
                                       train={"epochs": 1, "threads": 1, "cache_dtype": "float32"}))
-    train(cfg, tmp_path / "head", progress=False, cache_root=tmp_path / "cache", cache_top_ks={0, 1})
+    train(cfg, tmp_path / "head", progress=False,
+          callbacks=RunCallbacks(cache_root=tmp_path / "cache", cache_top_ks={0, 1}))
     computed = cache.STATS["forward_batches"]
     run(tiny_bert, sentiment_csv, tmp_path, "top1", {"top_k": 1})
     assert cache.STATS["forward_batches"] == computed
@@ -78,7 +80,7 @@ def test_cache_invalidated_when_data_tokenisation_or_weights_change(tiny_bert, s
     assert after_data > before
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head", data={
         "path": str(sentiment_csv), "max_length": 8}, train={"epochs": 1, "threads": 1, "save_model": False}))
-    train(cfg, tmp_path / "d", progress=False, cache_root=tmp_path / "cache")
+    train(cfg, tmp_path / "d", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     after_tokens = cache.STATS["forward_batches"]
     assert after_tokens > after_data
     reseeded = make_tiny_model("bert", tmp_path / "bert-seed1", seed=1)
@@ -102,9 +104,9 @@ def test_cache_is_keyed_per_example_so_other_subsets_reuse_it(tiny_bert, sentime
             "path": str(sentiment_csv), "train_size": n, "max_length": 64},
             train={"epochs": 1, "threads": 1, "save_model": False}))
 
-    train(sized(60), tmp_path / "a", progress=False, cache_root=tmp_path / "cache")
+    train(sized(60), tmp_path / "a", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     before = cache.STATS["forward_examples"]
-    train(sized(120), tmp_path / "b", progress=False, cache_root=tmp_path / "cache")
+    train(sized(120), tmp_path / "b", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     first, second = (set(load_data(sized(n)).train.texts) for n in (60, 120))
     assert len(second - first) > 0
     assert cache.STATS["forward_examples"] - before == len(second - first)  # val and test: all reused
@@ -141,7 +143,7 @@ def test_head_run_reads_pooled_vectors_and_never_runs_the_encoder_once_cached(po
         cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="head", seed=seed,
                                           model={"name": tiny_bert, "pooling": pooling},
                                           train={"epochs": 2, "threads": 1, "save_model": False}))
-        return train(cfg, tmp_path / name, progress=False, cache_root=tmp_path / "cache")
+        return train(cfg, tmp_path / name, progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
 
     first = head_run("a", 0)
     assert first["cache"]["pooled"] == pooling
@@ -167,7 +169,7 @@ def test_fp16_training_cache_still_reports_what_predict_computes_bit_for_bit(fre
 
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze=freeze, train={
         "epochs": 2, "threads": 1, "eval_batch_size": 64, "cache_dtype": "float16"}))
-    result = train(cfg, tmp_path / "run", progress=False, cache_root=tmp_path / "cache")
+    result = train(cfg, tmp_path / "run", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     assert result["cache"]["used"] and result["cache"]["dtypes"]["train"] == "float16"
     assert_predict_reproduces_exactly(tmp_path / "run", tmp_path)
 
@@ -184,13 +186,13 @@ def test_evaluation_seconds_are_recorded_per_epoch_and_for_the_final_pass(tiny_b
 def test_cache_fill_and_final_pass_show_progress_with_a_total(tiny_bert, sentiment_csv, tmp_path, capsys):
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1},
                                       train={"epochs": 1, "threads": 1, "save_model": False}))
-    train(cfg, tmp_path / "p", progress=True, cache_root=tmp_path / "cache")
+    train(cfg, tmp_path / "p", progress=True, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     err = capsys.readouterr().err
     # a percentage is shown only when the bar has a total (tqdm then also shows an ETA)
     for split in ("train", "val", "test"):
         assert re.search(rf"caching frozen layers \({split}: \d+ examples\):\s+\d+%", err), err
     assert re.search(r"final pass \(test\):\s+\d+%", err) and re.search(r"validating:\s+\d+%", err), err
-    train(cfg, tmp_path / "q", progress=False, cache_root=tmp_path / "cache")
+    train(cfg, tmp_path / "q", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     assert capsys.readouterr().err == ""  # quiet
 
 

@@ -13,6 +13,7 @@ import pytest
 from tiny import CACHE_FAMILIES, make_tiny_model, run_config, synthetic_frame
 from unfreeze.config.load import parse_run_config
 from unfreeze.model.predict import predict_file
+from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.run import train
 
 pytestmark = pytest.mark.slow  # over ~20 s on 2 cores; `make test` runs it
@@ -32,7 +33,7 @@ def _run(model, data, out, top_k, cache_mode, save_model=False):
     cfg = parse_run_config(run_config(model, data, freeze={"top_k": top_k}, train={
         "epochs": 1, "batch_size": 16, "eval_batch_size": 64, "threads": 1, "cache": cache_mode,
         "cache_dtype": "float32", "save_model": save_model}))
-    result = train(cfg, out, progress=False, cache_root=out.parent / "cache")
+    result = train(cfg, out, progress=False, callbacks=RunCallbacks(cache_root=out.parent / "cache"))
     return result, pd.read_csv(out / "predictions_test.csv")
 
 

@@ -4,10 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny import ARCHITECTURES, run_config
+from tiny import ARCHITECTURES, run_config, run_parts
 from unfreeze.config.load import parse_run_config
 from unfreeze.data.encode import Collator
-from unfreeze.training.prepare import prepare_run
 from unfreeze.training.loss import loss_fn
 from unfreeze.training.evaluate import model_inputs
 from unfreeze.training.run import train
@@ -42,7 +41,7 @@ FREEZE = {"head": "head", "top1": {"top_k": 1}, "all": "all", "bitfit": "bitfit"
 @pytest.mark.parametrize("strategy", list(FREEZE))
 def test_exactly_expected_parameters_get_gradients(arch, strategy, tiny_models, sentiment_csv):
     cfg = parse_run_config(run_config(tiny_models[arch], sentiment_csv, freeze=FREEZE[strategy]))
-    run = prepare_run(cfg)
+    run = run_parts(cfg)
     names = [n for n, _ in run.model.named_parameters()]
     expected = expected_trainable(arch, strategy, names)
     assert {n for n, p in run.model.named_parameters() if p.requires_grad} == expected
@@ -72,7 +71,7 @@ def test_frozen_parameters_bit_identical_after_training(arch, strategy, tiny_mod
 def test_frozen_layers_run_in_eval_mode(tiny_bert, sentiment_csv):
     from unfreeze.strategies.base import set_train_mode
 
-    run = prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1})))
+    run = run_parts(parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 1})))
     set_train_mode(run.model, run.plan)
     layers = run.model.layout.layers
     assert not layers[0].training and layers[1].training
@@ -83,7 +82,7 @@ def test_top_k_larger_than_depth_is_an_error(tiny_bert, sentiment_csv):
     from unfreeze.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only 2 layers"):
-        prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 5})))
+        run_parts(parse_run_config(run_config(tiny_bert, sentiment_csv, freeze={"top_k": 5})))
 
 
 def test_unknown_architecture_fails_clearly():
@@ -109,5 +108,5 @@ def test_pooler_pooling_needs_a_pooler(tiny_models, sentiment_csv):
     from unfreeze.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pooler"):
-        prepare_run(parse_run_config(run_config(tiny_models["distilbert"], sentiment_csv,
+        run_parts(parse_run_config(run_config(tiny_models["distilbert"], sentiment_csv,
                                                 model={"name": tiny_models["distilbert"], "pooling": "pooler"})))

@@ -68,14 +68,14 @@ POOLER_STRATEGIES = ["head", {"top_k": 1}, {"layer": 1}, "gradual", {"lora": {"r
 @pytest.mark.parametrize("freeze", POOLER_STRATEGIES, ids=lambda f: f if isinstance(f, str) else next(iter(f)))
 def test_train_pooler_decides_whether_the_pooler_trains(freeze, tiny_bert, sentiment_csv):
     """Under `pooling: pooler` the pooler is the head's first layer: it trains unless `train_pooler: false`."""
-    from unfreeze.training.prepare import prepare_run
+    from tiny import run_parts
 
     trains = {}
     for value in (True, False):
         spec = {**({"strategy": freeze} if isinstance(freeze, str) else freeze), "train_pooler": value}
         cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze=spec,
                                           model={"name": tiny_bert, "pooling": "pooler"}))
-        pooler = prepare_run(cfg).model.layout.pooler
+        pooler = run_parts(cfg).model.layout.pooler
         flags = {p.requires_grad for p in pooler.parameters()}
         assert len(flags) == 1, "the pooler trains as a whole or not at all"
         trains[value] = flags.pop()
@@ -88,7 +88,7 @@ def test_train_pooler_decides_whether_the_pooler_trains(freeze, tiny_bert, senti
 def test_label_all_subwords_labels_every_subword_of_a_word(tiny_bert, tmp_path):
     """`xqzv` is four WordPiece subwords of the tiny vocabulary (x ##q ##z ##v): by default only the first carries
     the word's tag, with `label_all_subwords` all four do."""
-    from unfreeze.training.prepare import prepare_run
+    from tiny import run_parts
 
     lines = []
     for i in range(40):
@@ -101,7 +101,7 @@ def test_label_all_subwords_labels_every_subword_of_a_word(tiny_bert, tmp_path):
     for value in (False, True):
         cfg = parse_run_config(run_config(tiny_bert, path, task="token", data__label_all_subwords=value,
                                           data__near_duplicates="keep"))
-        run = prepare_run(cfg)
+        run = run_parts(cfg)
         loc = run.label_names.index("B-LOC")
         rows = [np.asarray(r) for r in run.encoded["train"].labels]
         labelled[value] = (sum(int((r != -100).sum()) for r in rows), sum(int((r == loc).sum()) for r in rows))

@@ -200,7 +200,7 @@ def no_work(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(training, "prepare_run", started)
+    monkeypatch.setattr(training, "prepare_parts", started)
     monkeypatch.setattr(runner, "run_study", started)
 
 
@@ -565,13 +565,13 @@ def test_a_run_installed_meanwhile_at_a_new_out_is_kept(tiny_bert, trained_run, 
     data = tmp_path / "data.csv"
     synthetic_frame(60, seed=0).to_csv(data, index=False)
     out = tmp_path / "C1"
-    preparing = training.prepare_run
+    preparing = training.prepare_parts
 
     def other_process_finishes_meanwhile(*args, **kwargs):
         shutil.copytree(trained_run, out)
         return preparing(*args, **kwargs)
 
-    monkeypatch.setattr(training, "prepare_run", other_process_finishes_meanwhile)
+    monkeypatch.setattr(training, "prepare_parts", other_process_finishes_meanwhile)
     before = {p: p.read_bytes() for p in out.parent.glob("C1/**/*") if p.is_file()} if out.exists() else None
     config = RunConfig.model_validate(run_config(tiny_bert, data, train={"epochs": 1, "threads": 1,
                                                                          "save_model": False}))

@@ -164,12 +164,13 @@ def test_corrupted_cache_shard_is_recomputed_and_metrics_equal_a_clean_run(tiny_
     from unfreeze.config.schema import RunConfig
     from unfreeze.io.integrity import forget_verified
     from unfreeze.training import cache
+    from unfreeze.training.callbacks import RunCallbacks
     from unfreeze.training.run import train
 
     monkeypatch.delenv("UNFREEZE_CACHE_VERIFY", raising=False)
     cfg = RunConfig.model_validate(run_config(tiny_bert, sentiment_csv, freeze=freeze,
                                               train={"epochs": 1, "threads": 1, "save_model": False}))
-    clean = train(cfg, tmp_path / "clean", progress=False, cache_root=tmp_path / "cache")
+    clean = train(cfg, tmp_path / "clean", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     shards = sorted((tmp_path / "cache").glob(f"*-{dtype}/shard-*"))
     assert shards and all((s / "manifest.json").is_file() for s in shards)
     target = next(s for s in shards if (s / f"{array}.npy").is_file())
@@ -187,7 +188,7 @@ def test_corrupted_cache_shard_is_recomputed_and_metrics_equal_a_clean_run(tiny_
     forget_verified()  # as a new process: it has checked no shard yet
     cache.reset_memory()
     before = cache.STATS["forward_examples"]
-    again = train(cfg, tmp_path / "again", progress=False, cache_root=tmp_path / "cache")
+    again = train(cfg, tmp_path / "again", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     assert cache.STATS["forward_examples"] > before  # the damaged shard's examples were recomputed
     warnings = [r for r in caplog.records if "damaged shard" in r.getMessage()]
     assert len(warnings) == 1 and target.name in warnings[0].getMessage()
@@ -280,7 +281,7 @@ def test_unusable_out_is_refused_before_training(tiny_bert, sentiment_csv, tmp_p
     calls = []
     import unfreeze.training.run as training
 
-    monkeypatch.setattr(training, "prepare_run", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+    monkeypatch.setattr(training, "prepare_parts", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
         AssertionError("training started")))
     if where == "file":
         target = tmp_path / "taken.txt"

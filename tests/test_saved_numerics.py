@@ -15,13 +15,14 @@ from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import ConfigError
 from unfreeze.strategies import get_strategy
 from unfreeze.model.predict import predict_file
+from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.run import train
 
 
 def _train(model, data, out, freeze, cache="on", dtype="float16"):
     cfg = parse_run_config(run_config(model, data, freeze=freeze, train={
         "epochs": 2, "threads": 1, "cache": cache, "cache_dtype": dtype}))
-    return train(cfg, out, progress=False, cache_root=out.parent / "cache")
+    return train(cfg, out, progress=False, callbacks=RunCallbacks(cache_root=out.parent / "cache"))
 
 
 def _assert_reproduced(run_dir, tmp_path):

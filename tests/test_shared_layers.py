@@ -7,6 +7,7 @@ from unfreeze.config.load import parse_run_config
 from unfreeze.config.schema import ModelConfig
 from unfreeze.errors import ConfigError
 from unfreeze.model.backbone import discover_layout, load_backbone
+from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.run import train
 
 
@@ -27,12 +28,12 @@ def test_depth_strategies_refuse_shared_layers(freeze, tiny_albert, sentiment_cs
     cfg = parse_run_config(run_config(tiny_albert, sentiment_csv, freeze=freeze,
                                       train={"epochs": 1, "threads": 1, "save_model": False}))
     with pytest.raises(ConfigError, match=r"shares one layer's weights across depth.*use head, all, bitfit or lora"):
-        train(cfg, tmp_path / "run", progress=False, cache_root=tmp_path / "cache")
+        train(cfg, tmp_path / "run", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("freeze", ["head", "all"])
 def test_whole_stack_strategies_still_run(freeze, tiny_albert, sentiment_csv, tmp_path):
     cfg = parse_run_config(run_config(tiny_albert, sentiment_csv, freeze=freeze,
                                       train={"epochs": 1, "threads": 1, "save_model": False}))
-    result = train(cfg, tmp_path / "run", progress=False, cache_root=tmp_path / "cache")
+    result = train(cfg, tmp_path / "run", progress=False, callbacks=RunCallbacks(cache_root=tmp_path / "cache"))
     assert result["test"]["loss"] > 0

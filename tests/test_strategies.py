@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny import run_config
+from tiny import run_config, run_parts
 from unfreeze.training import cache
 from unfreeze.strategies import apply_freeze, gradual, lora
 from unfreeze.config.schema import FreezeConfig
@@ -17,7 +17,6 @@ from unfreeze.config.load import parse_run_config
 from unfreeze.data.encode import Collator
 from unfreeze.errors import ConfigError
 from unfreeze.training.optim import build_optimizer, build_scheduler, parameter_groups
-from unfreeze.training.prepare import prepare_run
 from unfreeze.training.loss import loss_fn
 from unfreeze.training.evaluate import model_inputs
 from unfreeze.training.run import train
@@ -30,7 +29,7 @@ HAS_BITFIT_OPTION = "bitfit" in FreezeConfig.model_fields
 
 
 def prepared(model_dir, data, freeze, **overrides):
-    return prepare_run(parse_run_config(run_config(model_dir, data, freeze=freeze, **overrides)))
+    return run_parts(parse_run_config(run_config(model_dir, data, freeze=freeze, **overrides)))
 
 
 def trainable_names(model) -> set[str]:

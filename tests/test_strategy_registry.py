@@ -18,12 +18,12 @@ SRC = Path(unfreeze.__file__).parent
 
 def test_a_strategy_in_one_file_runs_end_to_end(tiny_bert, sentiment_csv, tmp_path):
     """The toy strategy trains exactly the LayerNorm parameters, is labelled, refuses the cache and writes a run."""
-    from unfreeze.training.prepare import prepare_run
+    from tiny import run_parts
 
     config = parse_run_config(run_config(tiny_bert, sentiment_csv, freeze="layernorm", train={
         "epochs": 1, "batch_size": 16, "eval_batch_size": 32, "threads": 1, "save_model": False}))
     assert config.freeze.label == "layernorm-only"
-    run = prepare_run(config)
+    run = run_parts(config)
     trainable = {n for n, p in run.model.backbone.named_parameters() if p.requires_grad}
     assert trainable and all("LayerNorm" in n for n in trainable)
     metrics = unfreeze.train(config, tmp_path / "run", progress=False)

@@ -74,17 +74,17 @@ def test_resume_skips_finished_and_redoes_partial_runs(tiny_bert, sentiment_csv,
 def test_every_run_starts_from_fresh_pretrained_weights(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
     """A notebook bug: run N continuing from run N-1's weights. Fingerprint the backbone as each run starts."""
     seen = []
-    original = prepare.prepare_run
+    original = prepare.prepare_parts
 
     def spy(config, data=None):
-        run = original(config, data)
-        seen.append(weights_fingerprint(run.model.backbone))
-        return run
+        run_data, run_model = original(config, data)
+        seen.append(weights_fingerprint(run_model.model.backbone))
+        return run_data, run_model
 
-    monkeypatch.setattr(prepare, "prepare_run", spy)
+    monkeypatch.setattr(prepare, "prepare_parts", spy)
     import unfreeze.training.run as training
 
-    monkeypatch.setattr(training, "prepare_run", spy)
+    monkeypatch.setattr(training, "prepare_parts", spy)
     s = make_study(tiny_bert, sentiment_csv, grid={"freeze": ["all", "bitfit"]}, seeds=[0, 1])
     study.run_study(s, tmp_path / "study", progress=False, echo=lambda *_: None)
     assert len(seen) == 4 and len(set(seen)) == 1

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tiny import run_config, write_entity_conll
+from tiny import run_config, run_parts, write_entity_conll
 from unfreeze.cli import app
 from unfreeze.config.schema import ModelConfig, RunConfig
 from unfreeze.errors import UnfreezeError
 from unfreeze.model.backbone import load_backbone
 from unfreeze.model.vocab import SPECIALS, build_vocab, train_tokenizer
-from unfreeze.training.prepare import prepare_run
 from unfreeze.training.run import train
 
 runner = CliRunner()
@@ -57,14 +56,14 @@ def test_vocabulary_comes_from_the_training_split_only_and_is_deterministic(tmp_
     data = {"train": str(tmp_path / "train.csv"), "val": str(tmp_path / "val.csv"),
             "test": str(tmp_path / "test.csv")}
     cfg = RunConfig.model_validate(run_config("bilstm", tmp_path, data=data, model=lstm_model()))
-    run = prepare_run(cfg)
+    run = run_parts(cfg)
     vocab = run.tokenizer.get_vocab()
     assert "zebra" not in vocab and "龘" not in vocab and "z" not in vocab
     assert run.tokenizer.tokenize("龘 zebra") == ["[UNK]", "[UNK]"]
     assert all(c in vocab for c in FILLER + POSITIVE + NEGATIVE)
     assert run.model.backbone.config.vocab_size == len(run.tokenizer)
     # same data → same vocabulary, whatever the order of the texts
-    again = prepare_run(cfg).tokenizer.get_vocab()
+    again = run_parts(cfg).tokenizer.get_vocab()
     shuffled = train_tokenizer(list(reversed(run.data.train.texts))).get_vocab()
     assert vocab == again == shuffled
     # a transformer config ignores the training split; a bilstm without it names the fix

@@ -11,6 +11,7 @@ from tiny import run_config, synthetic_frame
 from unfreeze.training import run as training
 from unfreeze.config.load import parse_run_config
 from unfreeze.errors import ConfigError, TrainingDivergedError, UnfreezeError
+from unfreeze.training.loss import loss_fn
 
 
 @pytest.fixture
@@ -107,9 +108,9 @@ def test_plateau_scheduler_and_accumulation_and_step_evaluation(tiny_bert, senti
 
 def test_weight_decay_not_on_biases_and_norms(tiny_bert, sentiment_csv):
     from unfreeze.training.optim import parameter_groups
-    from unfreeze.training.prepare import prepare_run
+    from tiny import run_parts
 
-    run = prepare_run(parse_run_config(run_config(tiny_bert, sentiment_csv)))
+    run = run_parts(parse_run_config(run_config(tiny_bert, sentiment_csv)))
     names = {id(p): n for n, p in run.model.named_parameters()}
     for group in parameter_groups(run.model, run.config):
         for p in group["params"]:
@@ -120,8 +121,10 @@ def test_weight_decay_not_on_biases_and_norms(tiny_bert, sentiment_csv):
 
 
 def test_nan_loss_stops_and_names_the_step(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
-    real = training.loss_fn
-    monkeypatch.setattr(training, "loss_fn", lambda *a: real(*a) * float("nan"))
+    import unfreeze.training.loop as loop
+
+    real = loop.loss_fn
+    monkeypatch.setattr(loop, "loss_fn", lambda *a: real(*a) * float("nan"))
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv))
     with pytest.raises(TrainingDivergedError, match="at step 1 \\(epoch 1\\)"):
         training.train(cfg, tmp_path / "run", progress=False)
@@ -168,21 +171,22 @@ def test_zero_class_weights_ignore_a_label_without_nan():
     labels = torch.tensor([0, 0, 1, 2, 0, -100])
     weight = torch.tensor([0.0, 1.0, 2.0])
     expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
-    assert training.loss_fn(logits, labels, weight).item() == pytest.approx(expected.item())
-    only_ignored = training.loss_fn(logits[:2], labels[:2], weight)  # a batch of `O` only
+    assert loss_fn(logits, labels, weight).item() == pytest.approx(expected.item())
+    only_ignored = loss_fn(logits[:2], labels[:2], weight)  # a batch of `O` only
     assert only_ignored.item() == 0.0
 
 
 def test_loss_ignore_labels_sets_their_weight_to_zero(tiny_bert, sentiment_csv, tmp_path):
-    from unfreeze.training.prepare import prepare_run
+    from tiny import run_parts
+    from unfreeze.training.loss import class_weight_tensor
 
     cfg = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"loss_ignore_labels": ["neg"],
                                                                        "class_weights": {"pos": 2.0}}))
-    weights = training.class_weight_tensor(prepare_run(cfg))
+    weights = class_weight_tensor(cfg.train, run_parts(cfg).label_names, None, cfg.task)
     assert weights.tolist() == [0.0, 2.0]  # labels sorted: neg, pos
     everything = parse_run_config(run_config(tiny_bert, sentiment_csv, train={"loss_ignore_labels": ["neg", "pos"]}))
     with pytest.raises(ConfigError, match="every label"):
-        training.class_weight_tensor(prepare_run(everything))
+        class_weight_tensor(everything.train, run_parts(everything).label_names, None, everything.task)
 
 
 def test_standard_head_is_loadable_by_plain_transformers(tiny_bert, sentiment_csv, tmp_path):

@@ -125,3 +125,16 @@ def write_entity_conll(path: Path, entities: dict[str, str], filler: list[str], 
         lines += [f"{w}\t{t}" for w, t in zip(words, tags)] + [""]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def run_parts(config):
+    """The parts of one run (`training.prepare.prepare_parts`: data and model) with its config, in one namespace for
+    tests that look at several of them."""
+    from types import SimpleNamespace
+
+    from unfreeze.training.prepare import prepare_parts
+
+    data, model = prepare_parts(config)
+    return SimpleNamespace(config=config, data=data.data, encoded=data.encoded, label_names=data.label_names,
+                           model=model.model, tokenizer=model.tokenizer, plan=model.plan,
+                           trainable_params=model.trainable_params, run_data=data, run_model=model)

@@ -26,7 +26,7 @@ class TrainingDivergedError(UnfreezeError):
 
 
 class Pruned(Exception):
-    """Not an error: a search's pruner stopped a run after an evaluation (`train(on_eval=...)` returned True).
+    """Not an error: a search's pruner stopped a run after an evaluation (`RunCallbacks.on_eval` returned True).
     Carries where it stopped, so the study can record the trial as "pruned at epoch k"."""
 
     def __init__(self, epoch: float, step: int, history: list[dict]):

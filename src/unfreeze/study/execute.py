@@ -63,6 +63,7 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
     """Run one planned run into its folder unless it finished before. Deterministic errors are returned, not
     raised, so one bad arm does not stop the study."""
     from unfreeze.training.run_dir import is_finished
+    from unfreeze.training.callbacks import RunCallbacks
     from unfreeze.training.run import train
 
     run_dir = study_dir / "runs" / job.run_id
@@ -77,9 +78,10 @@ def execute_run(job: PlannedRun, study_dir: Path, pool: DataPool, top_ks: dict[s
     started = time.perf_counter()
     hooks = job.started() if trial else {}  # a search trial: its pruner, fed after every evaluation
     try:
+        callbacks = RunCallbacks(cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
+                                 run_info=job.info, **hooks)
         metrics = train(job.config, run_dir, overwrite=True, progress=progress, data=pool.get(job.config, job.fold),
-                        cache_root=study_dir / "cache", cache_top_ks=top_ks.get(job.config.model.name),
-                        run_info=job.info, **hooks)
+                        callbacks=callbacks)
     except Pruned as stop:
         job.pruned(run_dir, stop, started)
         return RunOutcome(job.run_id, job.arm, ok=True, pruned=True, seconds=time.perf_counter() - started)

@@ -65,14 +65,15 @@ def run_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: f
 def fill_cache_on_worker(job: PlannedRun, study_dir: str, cv, top_ks: dict, num_cpus: float) -> int:
     """The body of a cache task: load the job's data (fold) and model, compute the frozen prefix of every example
     for every boundary the study needs, exactly as the first run of the group would. Returns examples computed."""
-    from unfreeze.training.prepare import prepare_run
     from unfreeze.training.accelerator import make_accelerator
-    from unfreeze.training.cache import build_caches
+    from unfreeze.training.cache_part import fill_cache
+    from unfreeze.training.callbacks import RunCallbacks
+    from unfreeze.training.prepare import prepare_parts
 
     pool = worker_pool(job, cv, num_cpus)
-    run = prepare_run(job.config, pool.get(job.config, job.fold))
-    return build_caches(run, make_accelerator(job.config), Path(study_dir) / "cache", False,
-                        top_ks.get(job.config.model.name))[2]
+    run_data, run_model = prepare_parts(job.config, pool.get(job.config, job.fold))
+    plan = RunCallbacks(cache_root=Path(study_dir) / "cache", cache_top_ks=top_ks.get(job.config.model.name))
+    return fill_cache(job.config, run_data, run_model, make_accelerator(job.config), plan, False).computed
 
 
 def cache_group(job: PlannedRun) -> str | None:

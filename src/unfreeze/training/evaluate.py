@@ -4,34 +4,19 @@
 from __future__ import annotations
 
 import logging
-
-
-
-
+from types import SimpleNamespace
 
 import numpy as np
-
 import torch
-
-
 from accelerate import Accelerator
 
-
-
-
-
-
-
-
-
-
-from unfreeze.errors import UnfreezeError
+from unfreeze.errors import ConfigError, UnfreezeError
 from unfreeze.model.inference import run_inference
-from unfreeze.training.prepare import PreparedRun
+from unfreeze.metrics.classification import scalar_metrics
 from unfreeze.training.loss import loss_fn
+from unfreeze.training.prepare import RunData
 
 log = logging.getLogger(__name__)
-
 
 
 def model_inputs(batch: dict, cached_from: int | None) -> dict:
@@ -45,7 +30,6 @@ def model_inputs(batch: dict, cached_from: int | None) -> dict:
         else:
             inputs["cached_from"] = cached_from
     return inputs
-
 
 
 def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | None, size: int,
@@ -79,7 +63,6 @@ def collect_logits(model, loader, accelerator: Accelerator, cached_from: int | N
     return out  # type: ignore[return-value]
 
 
-
 def split_loss(logits: list[np.ndarray], labels, weight) -> float:
     if logits[0].ndim == 1:
         return float(loss_fn(torch.tensor(np.stack(logits)), torch.as_tensor(np.asarray(labels)), weight))
@@ -88,15 +71,39 @@ def split_loss(logits: list[np.ndarray], labels, weight) -> float:
     return float(loss_fn(flat_logits, flat_labels, weight))
 
 
+class Evaluator:
+    """The metrics of a split from its logits: built from the data part, `data:` (positive label, ignored tags,
+    fβ) and the loss's class weights."""
 
-def evaluate_split(run: PreparedRun, split: str, logits: list[np.ndarray], weight) -> dict:
-    loss = split_loss(logits, run.encoded[split].labels, weight)
-    if run.config.task == "token":
-        from unfreeze.training.tokens import token_task_metrics
+    def __init__(self, run_data: RunData, data_cfg, weight):
+        self.data, self.data_cfg, self.weight = run_data, data_cfg, weight
 
-        return token_task_metrics(run, split, logits, loss)
-    from unfreeze.metrics.classification import classification_metrics
+    def __call__(self, split: str, logits: list[np.ndarray]) -> dict:
+        data = self.data
+        labels = data.encoded[split].labels  # one per example (sequence) or one array per window (token)
+        loss = split_loss(logits, labels, self.weight)
+        if data.task == "token":
+            from unfreeze.training.tokens import token_task_metrics
 
-    preds = np.stack(logits).argmax(-1)
-    return classification_metrics(run.encoded[split].labels, preds, run.label_names,
-                                  run.config.data.positive_label, loss)
+            # training.tokens reads a `run`: only the attributes it uses
+            view = SimpleNamespace(encoded=data.encoded, data=data.data, label_names=data.label_names,
+                                   config=SimpleNamespace(data=self.data_cfg))
+            return token_task_metrics(view, split, logits, loss)
+        from unfreeze.metrics.classification import classification_metrics
+
+        preds = np.stack(logits).argmax(-1)
+        return classification_metrics(labels, preds, data.label_names, self.data_cfg.positive_label, loss)
+
+    def check_metric(self, metric: str) -> None:
+        """Fail before the first step, not after epoch 1, when `train.metric` is not a metric this task reports:
+        the metric names come from evaluating constant predictions on the validation split."""
+        n_classes = len(self.data.label_names)
+        enc = self.data.encoded["val"]
+        if self.data.task == "token":
+            dummy = [np.zeros((int(n), n_classes), dtype=np.float32) for n in enc.lengths]
+        else:
+            dummy = [np.zeros(n_classes, dtype=np.float32)] * len(enc)
+        reported = scalar_metrics(self("val", dummy))
+        if metric not in reported:
+            raise ConfigError(f"train.metric={metric!r} is not a metric of this {self.data.task} task; "
+                              f"choose one of {sorted(reported)}")

@@ -3,42 +3,21 @@ weights and labels left out of the loss (`train.loss_ignore_labels`).
 """
 from __future__ import annotations
 
-import logging
-
-
-
-
-
 import numpy as np
-
 import torch
-
 import torch.nn.functional as F
-
-
-
-
-
-
 
 from unfreeze.errors import ConfigError
 
 
-
-
-from unfreeze.training.prepare import PreparedRun
-
-log = logging.getLogger(__name__)
-
-
-
-def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
-    """Per-class loss weights from `train.class_weights`, with `train.loss_ignore_labels` set to 0."""
-    weights = _class_weights(run)
-    ignored = run.config.train.loss_ignore_labels
+def class_weight_tensor(train_cfg, label_names: list[str], train_labels, task: str) -> torch.Tensor | None:
+    """Per-class loss weights from `train.class_weights`, with `train.loss_ignore_labels` set to 0. `train_labels`:
+    the encoded training labels (one per example, or one array per window of a token task)."""
+    weights = _class_weights(train_cfg.class_weights, label_names, train_labels, task)
+    ignored = train_cfg.loss_ignore_labels
     if not ignored:
         return weights
-    names = run.label_names
+    names = label_names
     check_labels_known("train.loss_ignore_labels", ignored, names)
     if set(ignored) >= set(names):
         raise ConfigError("train.loss_ignore_labels ignores every label: nothing would be learned")
@@ -47,22 +26,18 @@ def class_weight_tensor(run: PreparedRun) -> torch.Tensor | None:
     return weights
 
 
-
-def _class_weights(run: PreparedRun) -> torch.Tensor | None:
-    spec = run.config.train.class_weights
-    names = run.label_names
+def _class_weights(spec, names: list[str], train_labels, task: str) -> torch.Tensor | None:
     if spec == "none":
         return None
     if spec == "balanced":
-        labels = run.encoded["train"].labels
-        flat = np.concatenate([np.asarray(x) for x in labels]) if run.config.task == "token" else np.asarray(labels)
+        flat = np.concatenate([np.asarray(x) for x in train_labels]) if task == "token" else \
+            np.asarray(train_labels)
         flat = flat[flat >= 0]
         counts = np.bincount(flat, minlength=len(names)).astype(float)
         weights = len(flat) / (len(names) * np.maximum(counts, 1))
         return torch.tensor(weights, dtype=torch.float32)
     check_labels_known("train.class_weights", spec, names)
     return torch.tensor([float(spec.get(n, 1.0)) for n in names], dtype=torch.float32)
-
 
 
 def check_labels_known(key: str, labels, names: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""Everything a run needs before its first step: data, tokenizer, model with head, freezing plan, encodings.
+"""The parts of a run before its first step, each from its own sub-config: the data (`data:` + the task) and the
+model (`model:` + `freeze:`). No part holds the whole config or another part.
 
 Each call loads the pretrained weights afresh and builds a fresh head, so no run can continue from another
 run's weights (a bug seen in notebooks that re-use one model object across a grid).
@@ -22,22 +23,33 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PreparedRun:
-    config: RunConfig
-    data: object  # data.TaskData or tokens.TokenTaskData
-    tokenizer: object
-    model: EncoderClassifier
-    plan: FreezePlan
+class RunData:
+    """The data part: the splits as read (`data.TaskData` or `data.tokens.TokenTaskData`) and their encodings."""
+
+    task: str
+    data: object
     encoded: dict[str, Encoded]
     max_length: int
     length_stats: dict
-    trainable_params: int
-    total_params: int
-    notes: dict = field(default_factory=dict)
+    label_names: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.label_names = list(self.data.label_names)
 
     @property
-    def label_names(self) -> list[str]:
-        return self.data.label_names
+    def notes(self) -> dict:
+        return self.data.notes
+
+
+@dataclass
+class RunModel:
+    """The model part: the classifier (backbone + fresh head), its tokenizer, the freezing plan at the start."""
+
+    model: EncoderClassifier
+    tokenizer: object
+    plan: FreezePlan
+    trainable_params: int
+    total_params: int
 
 
 def seed_everything(seed: int) -> None:
@@ -57,28 +69,44 @@ def load_data(config: RunConfig):
     return load_sequence_data(config.data)
 
 
-def prepare_run(config: RunConfig, data=None) -> PreparedRun:
-    """`data` may be passed in (studies and folds load it once); the model is always loaded afresh."""
+def prepare_parts(config: RunConfig, data=None) -> tuple[RunData, RunModel]:
+    """The data and model parts of one run. `data` may be passed in (studies and folds load it once); the model is
+    always loaded afresh. The tokenizer comes with the pretrained model, so the encoding waits for it."""
     data = data if data is not None else load_data(config)
     backbone, tokenizer = load_backbone(config.model, config.seed, training=data.train)
-    if config.task == "token":
+    run_data = encode_data(config.task, config.data, data, tokenizer, backbone)
+    seed_everything(config.seed)  # the head's initial weights follow the seed, whatever loading drew
+    model = build_model(config.model, config.freeze, config.task, backbone, tokenizer, len(run_data.label_names))
+    return run_data, model
+
+
+def encode_data(task: str, data_cfg, data, tokenizer, backbone) -> RunData:
+    """The data part from `data:` and the task: every split encoded for `tokenizer` (and the backbone's limits)."""
+    if task == "token":
         from unfreeze.data.windows import encode_token_splits
 
-        encoded, max_length, stats = encode_token_splits(tokenizer, data, config.data, model_max_positions(tokenizer, backbone))
+        max_positions = model_max_positions(tokenizer, backbone)
+        encoded, max_length, stats = encode_token_splits(tokenizer, data, data_cfg, max_positions)
     else:
-        encoded, max_length, stats = encode_sequence_splits(tokenizer, backbone, data, config)
-    seed_everything(config.seed)
-    layout = discover_layout(backbone)
-    model = EncoderClassifier(backbone, layout, len(data.label_names), config.model, config.task)
-    plan = apply_freeze(model, config.freeze)
+        encoded, max_length, stats = encode_sequence_splits(tokenizer, backbone, data, data_cfg)
+    return RunData(task, data, encoded, max_length, stats)
+
+
+def build_model(model_cfg, freeze_cfg, task: str, backbone, tokenizer, num_labels: int) -> RunModel:
+    """The model part from `model:` and `freeze:`: a fresh head on `backbone`, frozen as the strategy says."""
+    model = EncoderClassifier(backbone, discover_layout(backbone), num_labels, model_cfg, task)
+    plan = apply_freeze(model, freeze_cfg)
     trainable, total = count_parameters(model)
-    return PreparedRun(config, data, tokenizer, model, plan, encoded, max_length, stats, trainable, total)
+    return RunModel(model, tokenizer, plan, trainable, total)
 
 
-def encode_sequence_splits(tokenizer, backbone, data, config: RunConfig):
+def encode_sequence_splits(tokenizer, backbone, data, data_cfg):
+    """(encodings per split, max_length, length stats) of a sequence task; `data_cfg`: `data:` (a DataConfig), or a
+    RunConfig, whose `data` is used."""
+    data_cfg = getattr(data_cfg, "data", data_cfg)
     train = data.train
     lengths = token_lengths(tokenizer, train.texts, train.pairs)
-    max_length, stats = choose_max_length(lengths, config.data, model_max_positions(tokenizer, backbone))
+    max_length, stats = choose_max_length(lengths, data_cfg, model_max_positions(tokenizer, backbone))
     types = uses_token_types(backbone)
     encoded = {
         name: encode_texts(tokenizer, split.texts, split.pairs, split.labels, max_length, types)

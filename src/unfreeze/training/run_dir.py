@@ -27,6 +27,7 @@ import platform
 import sys
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -110,25 +111,29 @@ def is_new(out: Path) -> bool:
     return not os.path.lexists(out) or (out.is_dir() and not any(out.iterdir()))
 
 
-def write_run(out: Path, run, model, results: dict, logits: dict[str, list[np.ndarray]],
+def write_run(out: Path, config, run_data, run_model, results: dict, logits: dict[str, list[np.ndarray]],
               run_info: dict | None = None, new: bool = False) -> None:
     """Write every file into a staging folder, then swap it in place of `out`. With `--overwrite`, the previous
     run stays whole until the new one is complete: bad input, a crash or a NaN loss never destroys it. `new`: `out`
     was absent or empty when checked; another process's run installed there meanwhile is kept, and this one raises
-    `UnfreezeError` (rc 2) instead of replacing it."""
+    `UnfreezeError` (rc 2) instead of replacing it. `run_data` / `run_model`: the run's parts
+    (`training.prepare.RunData`, `RunModel`)."""
     stage = staging_dir(out)
     if stage.parent.is_dir():
         stale_temp_cleanup(stage.parent)  # staging folders of runs that died while writing
     stage.mkdir(parents=True)
     try:
-        write_yaml(stage / "config.yaml", {**run_config_dict(run.config), "versions": versions()})
+        write_yaml(stage / "config.yaml", {**run_config_dict(config), "versions": versions()})
         if run_info is not None:
             write_json(stage / "run.json", run_info)
         write_dataframe_csv(stage / "history.csv", pd.DataFrame(results["history"]))
         for split, split_logits in logits.items():
-            write_predictions(stage, run, split, split_logits)
-        if run.config.train.save_model:
-            save_model(stage / "best", run, model, results)  # transformers / safetensors write these files themselves
+            write_predictions(stage, config, run_data, split, split_logits)
+        if config.train.save_model:
+            # model.checkpoint reads a `run`: only the attributes it uses
+            view = SimpleNamespace(config=config, tokenizer=run_model.tokenizer, label_names=run_data.label_names,
+                                   max_length=run_data.max_length, data=run_data.data, model=run_model.model)
+            save_model(stage / "best", view, run_model.model, results)  # transformers / safetensors write these
         write_json(stage / DONE_FILE, results)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)  # half a run is never counted; the previous `out` is untouched
@@ -153,11 +158,16 @@ def test_fingerprint(run) -> str:
     Why: a report may compare, pair and rank runs only when they were scored on the same test examples; a grid
     over `data.split_seed` changes the test split while the arm names stay comparable-looking. Two runs with the
     same fingerprint saw the same test set."""
+    return split_fingerprint(run.data, run.config.task)
+
+
+def split_fingerprint(data, task: str) -> str:
+    """`test_fingerprint` of the test split of `data` (a TaskData or TokenTaskData) under `task`."""
     import hashlib
     import json
 
-    test = run.data.test
-    labels = get_task(run.config.task).gold_labels(test, run.label_names)
+    test = data.test
+    labels = get_task(task).gold_labels(test, data.label_names)
     payload = json.dumps([[str(i), label] for i, label in zip(test.ids, labels)], ensure_ascii=False)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
@@ -192,5 +202,5 @@ def data_fingerprint(data) -> dict[str, str]:
     return result
 
 
-def write_predictions(out: Path, run, split: str, logits: list[np.ndarray]) -> None:
-    get_task(run.config.task).write_predictions(out, run, split, logits)
+def write_predictions(out: Path, config, run_data, split: str, logits: list[np.ndarray]) -> None:
+    get_task(config.task).write_predictions(out, run_data, split, logits)
