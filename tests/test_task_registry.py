@@ -21,10 +21,7 @@ from tiny import write_entity_conll
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unfreeze"
 
-#: files still branching on the task name: the training files another engineer is refactoring (the lead switches
-#: them to `get_task(...)` after merging; empty this list then) ...
-NOT_YET_SWITCHED = {"training/run.py", "training/prepare.py", "training/evaluate.py", "training/loss.py"}
-#: ... and the config's `auto` selection metric: config/ sits below tasks/ in the layer order, so it cannot ask
+#: the one file allowed a task-name test: the config's `auto` selection metric: config/ sits below tasks/ in the layer order, so it cannot ask
 #: the registry
 BELOW_TASKS = {"config/schema.py"}
 
@@ -51,7 +48,7 @@ def task_name_comparisons(src: Path) -> list[str]:
 def test_no_module_outside_tasks_compares_task_names():
     """A task test outside tasks/ is how the ~40 copies of the token/sequence rules spread over 26 files."""
     offenders = [line for line in task_name_comparisons(SRC)
-                 if line.split(":")[0] not in NOT_YET_SWITCHED | BELOW_TASKS]
+                 if line.split(":")[0] not in BELOW_TASKS]
     assert offenders == [], "ask get_task(name) instead: " + "; ".join(offenders)
 
 
@@ -102,7 +99,7 @@ def _sequence_run(tmp_path, n=40, seed=0):
 def test_sequence_split_metrics_match_scikit_learn(tmp_path):
     task = get_task("sequence")
     run, labels, logits = _sequence_run(tmp_path)
-    scored = task.split_metrics(run, "test", list(logits), loss=0.5)
+    scored = task.split_metrics(run, run.config.data, "test", list(logits), loss=0.5)
     preds = logits.argmax(-1)
     assert scored["accuracy"] == pytest.approx(accuracy_score(labels, preds))
     assert scored["f1_macro"] == pytest.approx(f1_score(labels, preds, average="macro"))
@@ -149,7 +146,7 @@ def test_token_split_metrics_match_seqeval(token_run):
     rng = np.random.default_rng(1)
     enc = token_run.encoded["test"]
     logits = [rng.normal(size=(len(ids), len(token_run.label_names))) for ids in enc.input_ids]
-    scored = task.split_metrics(token_run, "test", logits, loss=0.1)
+    scored = task.split_metrics(token_run, token_run.config.data, "test", logits, loss=0.1)
     names = token_run.label_names
     gold = [[names[t] for t in tags] for tags in token_run.data.test.tags]
     pred = [[names[int(t)] for t in p] for p in words_from_logits(enc, logits)]

@@ -20,7 +20,7 @@ from unfreeze.data.token_files import read_conll, read_token_jsonl
 from unfreeze.data.tokens import TokenSplit, TokenTaskData, load_token_data
 from unfreeze.data.tag_schemes import detect_scheme, validate
 from unfreeze.data.windows import build_windows, encode_token_splits, plan_windows, special_template, word_pieces, words_from_logits
-from unfreeze.training.tokens import fbeta_of
+from unfreeze.tasks.token import fbeta_of
 from unfreeze.study.baselines import most_frequent_tag_baseline
 
 ENTITY_TYPES = {"paris": "LOC", "london": "LOC", "alice": "PER", "bob": "PER", "google": "ORG", "acme": "ORG"}
@@ -426,7 +426,7 @@ def test_most_frequent_tag_baseline():
 
 def test_baseline_row_uses_the_run_metrics(tmp_path):
     from unfreeze.study.baselines import most_frequent_tag_results
-    from unfreeze.training.tokens import write_tag_predictions
+    from unfreeze.tasks.token import write_tag_predictions
 
     path = write_conll(tmp_path / "d.conll", tagged_sentences(120))
     cfg = parse_run_config(run_config("m", path, task="token", data__ignore_labels=["O"]))

@@ -62,6 +62,11 @@ class Task:
         """The task's data (train / val / test splits, label names, notes) from the run's `data:` config."""
         raise NotImplementedError
 
+    def encode(self, tokenizer, data, data_cfg, max_positions: int, token_types: bool):
+        """(encodings per split, max_length, length stats): every split encoded for `tokenizer`, within the
+        backbone's `max_positions` (`token_types`: whether it reads token type ids)."""
+        raise NotImplementedError
+
     def gold_labels(self, split, label_names: Sequence[str]) -> list:
         """The split's gold labels as names, one entry per example (token tasks: a tag list per sentence)."""
         raise NotImplementedError
@@ -72,9 +77,9 @@ class Task:
 
     # -- scoring ----------------------------------------------------------------------------------------------
 
-    def split_metrics(self, run, split: str, logits: list[np.ndarray], loss: float) -> dict:
+    def split_metrics(self, run, data_cfg, split: str, logits: list[np.ndarray], loss: float) -> dict:
         """The metrics dict of one evaluated split (metrics.json's `val` / `test`) from its logits, in encoded
-        order."""
+        order. `run`: the run's data part (`encoded`, `data`, `label_names`); `data_cfg`: its `data:`."""
         raise NotImplementedError
 
     def headline_metrics(self, metric: str, columns) -> list[str]:

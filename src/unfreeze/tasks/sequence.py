@@ -5,6 +5,7 @@ Data: `data/sequence.py` (tables, built-in and hub data sets); metrics: `metrics
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,6 +14,8 @@ import pandas as pd
 
 from unfreeze.io import write_dataframe_csv
 from unfreeze.tasks.base import Task, register
+
+log = logging.getLogger("unfreeze.training.prepare")  # the run's log: `max_length` warnings read as before
 
 PROB_PREFIX = "prob_"
 
@@ -47,6 +50,19 @@ class SequenceTask(Task):
 
         return load_sequence_data(data_cfg)
 
+    def encode(self, tokenizer, data, data_cfg, max_positions: int, token_types: bool):
+        from unfreeze.data.encode import choose_max_length, encode_texts, token_lengths
+
+        train = data.train
+        max_length, stats = choose_max_length(token_lengths(tokenizer, train.texts, train.pairs), data_cfg,
+                                              max_positions)
+        encoded = {name: encode_texts(tokenizer, split.texts, split.pairs, split.labels, max_length, token_types)
+                   for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
+        if stats["truncated_share"] > 0.05:
+            log.warning("max_length=%d truncates %.0f%% of training texts", max_length,
+                        100 * stats["truncated_share"])
+        return encoded, max_length, stats
+
     def gold_labels(self, split, label_names: Sequence[str]) -> list:
         return [label_names[int(i)] for i in split.labels]
 
@@ -55,12 +71,12 @@ class SequenceTask(Task):
 
         return inspect_sequence(data_cfg, model_name, load_model)
 
-    def split_metrics(self, run, split: str, logits: list[np.ndarray], loss: float) -> dict:
+    def split_metrics(self, run, data_cfg, split: str, logits: list[np.ndarray], loss: float) -> dict:
         from unfreeze.metrics.classification import classification_metrics
 
         preds = np.stack(logits).argmax(-1)
         return classification_metrics(run.encoded[split].labels, preds, run.label_names,
-                                      run.config.data.positive_label, loss)
+                                      data_cfg.positive_label, loss)
 
     def _headline_extra(self, columns) -> list[str]:
         return ["accuracy", "f1" if "test_f1" in columns else "f1_micro"]

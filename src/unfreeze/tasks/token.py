@@ -34,13 +34,13 @@ def fbeta_of(config) -> float:
     return 1.0
 
 
-def token_task_metrics(run, split: str, logits: list[np.ndarray], loss: float) -> dict:
+def token_task_metrics(run, data_cfg, split: str, logits: list[np.ndarray], loss: float) -> dict:
     """Metrics of one split (see `metrics.tagging.tag_metrics`) from per-window logits in encoded order."""
     enc = run.encoded[split]
     pred = words_from_logits(enc, logits)
     fallback_words = sum(int((p[:, 0] < 0).sum()) for p in enc.owners)
-    return tag_metrics(getattr(run.data, split).tags, pred, run.label_names, run.config.data.ignore_labels,
-                       run.data.notes.get("scheme", "iob2"), fbeta_of(run.config), loss, fallback_words)
+    return tag_metrics(getattr(run.data, split).tags, pred, run.label_names, data_cfg.ignore_labels,
+                       run.data.notes.get("scheme", "iob2"), float(data_cfg.fbeta), loss, fallback_words)
 
 
 def write_token_predictions(path: str | Path, run, split: str, logits: list[np.ndarray]) -> None:
@@ -89,8 +89,13 @@ class TokenTask(Task):
 
         return inspect_tokens(data_cfg, model_name, load_model)
 
-    def split_metrics(self, run, split: str, logits: list[np.ndarray], loss: float) -> dict:
-        return token_task_metrics(run, split, logits, loss)
+    def encode(self, tokenizer, data, data_cfg, max_positions: int, token_types: bool):
+        from unfreeze.data.windows import encode_token_splits
+
+        return encode_token_splits(tokenizer, data, data_cfg, max_positions)
+
+    def split_metrics(self, run, data_cfg, split: str, logits: list[np.ndarray], loss: float) -> dict:
+        return token_task_metrics(run, data_cfg, split, logits, loss)
 
     def _headline_extra(self, columns) -> list[str]:
         return ["f1_macro_ignoring", "entity_f1_micro", "accuracy"]

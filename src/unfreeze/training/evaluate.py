@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ from accelerate import Accelerator
 from unfreeze.errors import ConfigError, UnfreezeError
 from unfreeze.model.inference import run_inference
 from unfreeze.metrics.classification import scalar_metrics
+from unfreeze.tasks import get_task
 from unfreeze.training.loss import loss_fn
 from unfreeze.training.prepare import RunData
 
@@ -82,24 +82,14 @@ class Evaluator:
         data = self.data
         labels = data.encoded[split].labels  # one per example (sequence) or one array per window (token)
         loss = split_loss(logits, labels, self.weight)
-        if data.task == "token":
-            from unfreeze.training.tokens import token_task_metrics
-
-            # training.tokens reads a `run`: only the attributes it uses
-            view = SimpleNamespace(encoded=data.encoded, data=data.data, label_names=data.label_names,
-                                   config=SimpleNamespace(data=self.data_cfg))
-            return token_task_metrics(view, split, logits, loss)
-        from unfreeze.metrics.classification import classification_metrics
-
-        preds = np.stack(logits).argmax(-1)
-        return classification_metrics(labels, preds, data.label_names, self.data_cfg.positive_label, loss)
+        return get_task(data.task).split_metrics(data, self.data_cfg, split, logits, loss)
 
     def check_metric(self, metric: str) -> None:
         """Fail before the first step, not after epoch 1, when `train.metric` is not a metric this task reports:
         the metric names come from evaluating constant predictions on the validation split."""
         n_classes = len(self.data.label_names)
         enc = self.data.encoded["val"]
-        if self.data.task == "token":
+        if get_task(self.data.task).per_token:
             dummy = [np.zeros((int(n), n_classes), dtype=np.float32) for n in enc.lengths]
         else:
             dummy = [np.zeros(n_classes, dtype=np.float32)] * len(enc)

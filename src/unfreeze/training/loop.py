@@ -18,6 +18,7 @@ from unfreeze.data.encode import Collator, LengthGroupedBatchSampler
 from unfreeze.errors import Pruned, TrainingDivergedError
 from unfreeze.metrics.classification import is_better, scalar_metrics
 from unfreeze.strategies import set_train_mode
+from unfreeze.tasks import get_task
 from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.evaluate import Evaluator, collect_logits, model_inputs
 from unfreeze.training.loss import loss_fn
@@ -39,7 +40,7 @@ class Loaders:
 def make_loaders(run_data: RunData, train_cfg, seed: int, pad_id: int, caches: dict | None) -> Loaders:
     """Length-grouped batches of each split (`train:` sizes), reading the cached states where there are some
     (`caches`: {split: SplitCache} of the run's cache part, or None)."""
-    token_task = run_data.task == "token"
+    token_task = get_task(run_data.task).per_token
 
     def loader(split: str, shuffle: bool) -> tuple[DataLoader, LengthGroupedBatchSampler]:
         enc = run_data.encoded[split]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from unfreeze.errors import ConfigError
+from unfreeze.tasks import get_task
 
 
 def class_weight_tensor(train_cfg, label_names: list[str], train_labels, task: str) -> torch.Tensor | None:
@@ -30,7 +31,7 @@ def _class_weights(spec, names: list[str], train_labels, task: str) -> torch.Ten
     if spec == "none":
         return None
     if spec == "balanced":
-        flat = np.concatenate([np.asarray(x) for x in train_labels]) if task == "token" else \
+        flat = np.concatenate([np.asarray(x) for x in train_labels]) if get_task(task).per_token else \
             np.asarray(train_labels)
         flat = flat[flat >= 0]
         counts = np.bincount(flat, minlength=len(names)).astype(float)

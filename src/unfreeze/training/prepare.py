@@ -15,7 +15,8 @@ import torch
 
 from unfreeze.model.backbone import discover_layout, load_backbone
 from unfreeze.config.schema import RunConfig
-from unfreeze.data.encode import Encoded, choose_max_length, encode_texts, model_max_positions, token_lengths, uses_token_types
+from unfreeze.data.encode import Encoded, model_max_positions, uses_token_types
+from unfreeze.tasks import get_task
 from unfreeze.strategies import FreezePlan, apply_freeze, count_parameters
 from unfreeze.model.heads import EncoderClassifier
 
@@ -60,13 +61,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(config: RunConfig):
-    if config.task == "token":
-        from unfreeze.data.tokens import load_token_data
-
-        return load_token_data(config.data)
-    from unfreeze.data.sequence import load_sequence_data
-
-    return load_sequence_data(config.data)
+    return get_task(config.task).read_data(config.data)
 
 
 def prepare_parts(config: RunConfig, data=None) -> tuple[RunData, RunModel]:
@@ -82,13 +77,9 @@ def prepare_parts(config: RunConfig, data=None) -> tuple[RunData, RunModel]:
 
 def encode_data(task: str, data_cfg, data, tokenizer, backbone) -> RunData:
     """The data part from `data:` and the task: every split encoded for `tokenizer` (and the backbone's limits)."""
-    if task == "token":
-        from unfreeze.data.windows import encode_token_splits
-
-        max_positions = model_max_positions(tokenizer, backbone)
-        encoded, max_length, stats = encode_token_splits(tokenizer, data, data_cfg, max_positions)
-    else:
-        encoded, max_length, stats = encode_sequence_splits(tokenizer, backbone, data, data_cfg)
+    encoded, max_length, stats = get_task(task).encode(tokenizer, data, data_cfg,
+                                                       model_max_positions(tokenizer, backbone),
+                                                       uses_token_types(backbone))
     return RunData(task, data, encoded, max_length, stats)
 
 
@@ -101,17 +92,8 @@ def build_model(model_cfg, freeze_cfg, task: str, backbone, tokenizer, num_label
 
 
 def encode_sequence_splits(tokenizer, backbone, data, data_cfg):
-    """(encodings per split, max_length, length stats) of a sequence task; `data_cfg`: `data:` (a DataConfig), or a
-    RunConfig, whose `data` is used."""
+    """(encodings per split, max_length, length stats) of a sequence task (the probe's); `data_cfg`: `data:` (a
+    DataConfig), or a RunConfig, whose `data` is used."""
     data_cfg = getattr(data_cfg, "data", data_cfg)
-    train = data.train
-    lengths = token_lengths(tokenizer, train.texts, train.pairs)
-    max_length, stats = choose_max_length(lengths, data_cfg, model_max_positions(tokenizer, backbone))
-    types = uses_token_types(backbone)
-    encoded = {
-        name: encode_texts(tokenizer, split.texts, split.pairs, split.labels, max_length, types)
-        for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
-    }
-    if stats["truncated_share"] > 0.05:
-        log.warning("max_length=%d truncates %.0f%% of training texts", max_length, 100 * stats["truncated_share"])
-    return encoded, max_length, stats
+    return get_task("sequence").encode(tokenizer, data, data_cfg, model_max_positions(tokenizer, backbone),
+                                       uses_token_types(backbone))
