@@ -157,7 +157,7 @@ def test_gradual_trains_the_scheduled_layers_each_epoch(tiny_bert, sentiment_csv
 def start_gradual(model_dir, data, every_epochs, scheduler):
     run = prepared(model_dir, data, {"gradual": {"every_epochs": every_epochs}},
                    scheduler={"name": scheduler, "patience": 0})
-    unfreezer = gradual.GradualUnfreezer(run)
+    unfreezer = gradual.GradualUnfreezer(run.model, run.config, run.plan)
     optimizer = build_optimizer(parameter_groups(run.model, run.config), run.config.optim)
     return run, unfreezer, optimizer, build_scheduler(optimizer, run.config.scheduler, 20, maximize=True)
 
@@ -203,7 +203,7 @@ def test_gradual_by_steps_unfreezes_mid_epoch_in_stages_with_layer_decay(tiny_be
 
 def test_gradual_decay_sets_per_layer_lrs_of_new_groups(tiny_bert, sentiment_csv):
     run = prepared(tiny_bert, sentiment_csv, {"gradual": {"every_epochs": 1, "decay": 0.5}}, optim={"lr": 1e-3})
-    unfreezer = gradual.GradualUnfreezer(run)
+    unfreezer = gradual.GradualUnfreezer(run.model, run.config, run.plan)
     optimizer = build_optimizer(parameter_groups(run.model, run.config), run.config.optim)
     unfreezer.on_epoch_start(2, optimizer)  # two stages: layers 1 and 0
     lrs = {g["name"].split("/")[0]: g["lr"] for g in optimizer.param_groups}

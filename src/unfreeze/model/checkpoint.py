@@ -36,13 +36,13 @@ HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
 
 
-def save_model(target: Path, run, model, results: dict | None = None) -> None:
-    """Save a run's model (see the module docstring for the layout); `results` (the run's metrics) go into
-    the model card."""
-    meta = model_meta(run)
+def save_model(target: Path, config, run_data, model, tokenizer, results: dict | None = None) -> None:
+    """Save a run's model (see the module docstring for the layout): `config` (the RunConfig), `run_data` (the
+    run's data part: `label_names`, `max_length`, `data.notes`); `results` (the run's metrics) go into the card."""
+    meta = model_meta(config, run_data, model)
     if results is not None:
-        meta["card"] = card_facts(run, results)
-    save_folder(target, model, run.tokenizer, meta)
+        meta["card"] = card_facts(config, results)
+    save_folder(target, model, tokenizer, meta)
 
 
 def save_folder(target: Path, model, tokenizer, meta: dict) -> None:
@@ -80,35 +80,35 @@ def _save_head_and_meta(folder: Path, model, tokenizer, meta: dict) -> None:
     (folder / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def model_meta(run) -> dict:
+def model_meta(config, run_data, model) -> dict:
     """What `predict` needs besides the weights: labels, head config, tokenisation settings."""
     return {
-        "task": run.config.task,
-        "labels": run.label_names,
-        "model": run.config.model.model_dump(mode="json"),
-        "max_length": run.max_length,
-        "text_column": run.config.data.text_column,
-        "text_pair_column": run.config.data.text_pair_column,
-        "id_column": run.config.data.id_column,
-        "label_all_subwords": run.config.data.label_all_subwords,
-        "stride": run.config.data.stride,
-        "positive_label": run.config.data.positive_label,
-        "source_model": run.config.model.name,
-        "fallback_tag": run.data.notes.get("fallback_tag"),
-        "tokens_column": run.config.data.tokens_column,
-        "tag_scheme": run.data.notes.get("scheme"),
-        "stop_at": getattr(run.model, "stop_at", None),  # freeze `layer: k`: the head reads layer k's input
+        "task": config.task,
+        "labels": run_data.label_names,
+        "model": config.model.model_dump(mode="json"),
+        "max_length": run_data.max_length,
+        "text_column": config.data.text_column,
+        "text_pair_column": config.data.text_pair_column,
+        "id_column": config.data.id_column,
+        "label_all_subwords": config.data.label_all_subwords,
+        "stride": config.data.stride,
+        "positive_label": config.data.positive_label,
+        "source_model": config.model.name,
+        "fallback_tag": run_data.data.notes.get("fallback_tag"),
+        "tokens_column": config.data.tokens_column,
+        "tag_scheme": run_data.data.notes.get("scheme"),
+        "stop_at": getattr(model, "stop_at", None),  # freeze `layer: k`: the head reads layer k's input
     }
 
 
-def card_facts(run, results: dict) -> dict:
+def card_facts(config, results: dict) -> dict:
     """What the model card says about the data and the scores (kept in unfreeze.json, so a re-saved model keeps
     its card): the data source, split sizes, the selection metric and the test set's scalar metrics."""
-    data = run.config.data
+    data = config.data
     test = {k: v for k, v in results.get("test", {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {"data": data.dataset or data.path, "sizes": results.get("data", {}).get("sizes"),
             "selection_metric": results.get("selection_metric"), "best_epoch": results.get("best_epoch"),
-            "freeze": run.config.freeze.model_dump(mode="json", exclude_defaults=True) or {"strategy": "all"},
+            "freeze": config.freeze.model_dump(mode="json", exclude_defaults=True) or {"strategy": "all"},
             "test": test}
 
 

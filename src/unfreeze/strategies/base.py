@@ -103,8 +103,10 @@ class Strategy:
         """Set `requires_grad` on `model` (backbone already frozen, head trainable) and return the plan."""
         raise NotImplementedError
 
-    def schedule(self, run) -> Any | None:
-        """Per-epoch / per-step hooks for one run (`on_epoch_start`, `on_step`, `plan`), or None."""
+    def schedule(self, model, config, plan) -> Any | None:
+        """Per-epoch / per-step hooks for one run (`on_epoch_start`, `on_step`, `plan`), or None: `model` (the
+        EncoderClassifier), `config` (the RunConfig: `freeze:` and the optimizer settings), `plan` (the FreezePlan
+        at the start)."""
         return None
 
 

@@ -41,8 +41,8 @@ class Gradual(Strategy):
             train_top_modules(model)
         return FreezePlan(self.name, [], False, 0)
 
-    def schedule(self, run) -> "GradualUnfreezer":
-        return GradualUnfreezer(run)
+    def schedule(self, model, config, plan) -> "GradualUnfreezer":
+        return GradualUnfreezer(model, config, plan)
 
 
 class GradualUnfreezer:
@@ -53,14 +53,14 @@ class GradualUnfreezer:
     `plan` always reflects what trains (so `set_train_mode` keeps frozen layers in eval mode), `unfrozen` counts
     unfrozen encoder layers (logged per evaluation in history.csv)."""
 
-    def __init__(self, run):
-        self.model = run.model
-        self.config = run.config
-        freeze = run.config.freeze
+    def __init__(self, model, config, plan: FreezePlan):
+        self.model = model
+        self.config = config
+        freeze = config.freeze
         self.every = float(freeze.every_epochs)
         self.every_steps = freeze.every_steps  # when set, stages follow optimizer steps, not epochs
         self.per_stage = freeze.layers_per_stage
-        self.plan = FreezePlan(run.plan.strategy, list(run.plan.trainable_layers), run.plan.embeddings_trainable, 0)
+        self.plan = FreezePlan(plan.strategy, list(plan.trainable_layers), plan.embeddings_trainable, 0)
         self.unfrozen = len(self.plan.trainable_layers)
 
     @property

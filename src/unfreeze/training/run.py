@@ -16,7 +16,6 @@ import logging
 import math
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -133,7 +132,7 @@ def build_trainer(config: RunConfig, run_data: RunData, run_model: RunModel, cac
 def unfreezing_of(strategy, config: RunConfig, run_model: RunModel) -> Unfreezing:
     """The run's trainable set: fixed at the start, or grown by the strategy's own schedule (gradual)."""
     # a strategy's schedule reads a `run`: only the attributes it uses
-    schedule = strategy.schedule(SimpleNamespace(model=run_model.model, config=config, plan=run_model.plan))
+    schedule = strategy.schedule(run_model.model, config, run_model.plan)
     if schedule is None:
         return FixedPlan(run_model.plan, run_model.trainable_params)
     return Scheduled(schedule, run_model.trainable_params)

@@ -27,7 +27,6 @@ import platform
 import sys
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -130,10 +129,7 @@ def write_run(out: Path, config, run_data, run_model, results: dict, logits: dic
         for split, split_logits in logits.items():
             write_predictions(stage, config, run_data, split, split_logits)
         if config.train.save_model:
-            # model.checkpoint reads a `run`: only the attributes it uses
-            view = SimpleNamespace(config=config, tokenizer=run_model.tokenizer, label_names=run_data.label_names,
-                                   max_length=run_data.max_length, data=run_data.data, model=run_model.model)
-            save_model(stage / "best", view, run_model.model, results)  # transformers / safetensors write these
+            save_model(stage / "best", config, run_data, run_model.model, run_model.tokenizer, results)
         write_json(stage / DONE_FILE, results)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)  # half a run is never counted; the previous `out` is untouched
