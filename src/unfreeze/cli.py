@@ -167,28 +167,37 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
 def _plan_one_line(config, data, test, text_column, label_column, model, budget, out, overrides,
                    dry_run) -> Path | None:
     """`study --data … --budget …`: plan, print, refuse (rc 2, nothing written) or write OUT/study.yaml under the
-    study lock; the study file to run, or None after a dry run."""
+    study lock; the study file to run, or None after a dry run. OUT planned from the same inputs: its study.yaml,
+    not planned again (`study.plan_inputs`)."""
     from unfreeze.io.paths import check_out_folder, expand
 
     if config is not None or data is None or budget is None:
         raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
     from unfreeze.io.lock import study_running
-    from unfreeze.study.oneline import (parse_budget, plan_from_data, print_one_line_plan, refusal,
+    from unfreeze.study.oneline import (parse_budget, plan_from_data, planned_base, print_one_line_plan, refusal,
                                         write_plan)
+    from unfreeze.study.plan_inputs import plan_inputs, planned_study
 
-    parse_budget(budget)  # a bad budget: one line before any work
+    seconds = parse_budget(budget)  # a bad budget: one line before any work
     out = expand(out or Path("studies") / data.stem)
     holder = study_running(out) if out.is_dir() else None  # first: a running study's files are all its own
     if holder:
         raise UnfreezeError(f"study folder {out} is in use by {holder}; wait for it or choose another --out")
     out = check_out_folder(out, "--out", "study")
-    plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem, overrides,
-                          announce=lambda text: console.print(text, highlight=False))
-    print_one_line_plan(plan, budget, console)
-    if plan.refused:  # before any training, and nothing written
-        raise UnfreezeError(refusal(plan, budget))
-    config = write_plan(plan, out)
-    console.print(f"wrote {config}", highlight=False)
+    base, applied = planned_base(data, test, text_column, label_column, model, overrides)
+    inputs = plan_inputs(base, budget, seconds, model, overrides, text_column, label_column)
+    config = planned_study(out, inputs)
+    if config is not None:
+        console.print(f"resuming {config}: planned before from the same data, budget, model and --set "
+                      "(plan.json), so it runs as planned, not planned again", highlight=False, soft_wrap=True)
+    else:
+        plan = plan_from_data(base, applied, budget, data.stem, overrides,
+                              announce=lambda text: console.print(text, highlight=False))
+        print_one_line_plan(plan, budget, console)
+        if plan.refused:  # before any training, and nothing written
+            raise UnfreezeError(refusal(plan, budget))
+        config = write_plan(plan, out, inputs)
+        console.print(f"wrote {config}", highlight=False)
     if dry_run:  # validate what was written (every arm), run nothing
         from unfreeze.config.load import load_study_config
         from unfreeze.study.grid import expand
@@ -261,7 +270,7 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
 
     import time
 
-    started = time.perf_counter()
+    started, resumed = time.perf_counter(), (out / "study.json").is_file()
     try:
         results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
                             echo=functools.partial(console.print, markup=False, highlight=False, soft_wrap=True),
@@ -278,7 +287,7 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     if one_line:
         from unfreeze.study.oneline import print_outcome
 
-        print_outcome(out, time.perf_counter() - started, console)
+        print_outcome(out, time.perf_counter() - started, console, resumed)
     if results.attrs.get("failed_runs"):
         raise typer.Exit(EXIT_RUNS_FAILED)
 

@@ -188,37 +188,39 @@ def gather_facts(base: dict, announce=None) -> tuple[DataFacts, dict | None, int
 PINNABLE = {"data.max_length": "max_length", "train.epochs": "epochs", "data.train_size": "train_size"}
 
 
-def pinned_settings(overrides: list[str] | None) -> dict:
-    import yaml
+def planned_base(data: Path, test: Path | None, text_column: str | None, label_column: str | None, model: str,
+                 overrides: list[str] | None) -> tuple[dict, dict]:
+    """(the run config a plan starts from, with `--set`'s run keys applied; every `--set` applied once to
+    `{"base": …}` as `load_study_config` applies it). Run keys shape what is measured too (columns, splits,
+    threads); study keys (`seeds`) only what is pinned."""
+    from unfreeze.config.load import apply_overrides, study_overrides
 
-    pinned = {}
-    for item in overrides or []:
-        key, _, value = item.partition("=")
-        key = key.strip().removeprefix("base.")
-        if key in PINNABLE:
-            value = yaml.safe_load(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                pinned[PINNABLE[key]] = value
-        elif key == "seeds":
-            value = yaml.safe_load(value)
-            if isinstance(value, list) and value:
-                pinned["seeds"] = len(value)
+    base = base_config(data, test, text_column, label_column, model)
+    applied = apply_overrides({"base": base}, study_overrides(overrides))
+    return applied["base"], applied
+
+
+def pinned_settings(applied: dict) -> dict:
+    """The planner's fixed settings from `planned_base`'s applied `--set` (an integer `max_length`, `epochs`,
+    `train_size`; the number of `seeds`), however the `--set` was written (`train.epochs=1`, `train={epochs: 1}`)."""
+    base, pinned = applied.get("base") or {}, {}
+    for key, name in PINNABLE.items():
+        section, _, field = key.partition(".")
+        value = base.get(section, {}).get(field) if isinstance(base.get(section), dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            pinned[name] = value
+    seeds = applied.get("seeds")
+    if isinstance(seeds, list) and seeds:
+        pinned["seeds"] = len(seeds)
     return pinned
 
 
-def plan_from_data(data: Path, test: Path | None, text_column: str | None, label_column: str | None,
-                   model: str, budget: str, name: str, overrides: list[str] | None = None,
+def plan_from_data(base: dict, applied: dict, budget: str, name: str, overrides: list[str] | None = None,
                    announce=None) -> Plan:
-    from unfreeze.config.load import apply_overrides, study_overrides
-
+    """The plan for `planned_base`'s (`base`, `applied`) within `budget`, its study with `--set` applied."""
     seconds = parse_budget(budget)
-    base = base_config(data, test, text_column, label_column, model)
-    # run keys of --set shape what is measured too (columns, splits, threads); study keys apply to the study dict
-    run_keys = [item[len("base."):] for item in study_overrides(overrides) if item.startswith("base.")]
-    base = apply_overrides(base, run_keys)
     facts, throughput, layers, hidden = gather_facts(base, announce)
-    plan = plan_study(facts, throughput, seconds, base, layers, hidden, name=name,
-                      pinned=pinned_settings(overrides))
+    plan = plan_study(facts, throughput, seconds, base, layers, hidden, name=name, pinned=pinned_settings(applied))
     from unfreeze.study.throughput import load_note
 
     note = load_note(throughput)
@@ -290,10 +292,10 @@ def refusal(plan: Plan, budget: str) -> str:
             f"Choices: {'; '.join(plan.levers)}")
 
 
-def write_plan(plan: Plan, out: Path) -> Path:
-    """`out/study.yaml` (the plan, `--set` applied by `plan_from_data`: what runs) and `out/plan.json`, under the
-    study lock, so a study running in `out` is never changed by a second call (`LockedError`: rc 2, nothing
-    written)."""
+def write_plan(plan: Plan, out: Path, inputs: dict | None = None) -> Path:
+    """`out/study.yaml` (the plan, `--set` applied by `plan_from_data`: what runs) and `out/plan.json` (with the
+    command's `inputs`, `study.plan_inputs`: a rerun with the same ones resumes), under the study lock, so a study
+    running in `out` is never changed by a second call (`LockedError`: rc 2, nothing written)."""
     import yaml
 
     from unfreeze.config.load import parse_study_config
@@ -313,22 +315,25 @@ def write_plan(plan: Plan, out: Path) -> Path:
                                 "never rewrites it: choose a new --out")
         write_text(out / PLAN_MARKER, "written by `unfreeze study --data`: study.yaml and plan.json are its plan\n")
         write_text(config, text)
-        write_json(out / "plan.json", plan.to_json())
+        write_json(out / "plan.json", {**plan.to_json(), **({"inputs": inputs} if inputs is not None else {})})
     return config
 
 
-def print_outcome(out: Path, wall_seconds: float, console) -> None:
-    """Planned vs actual per part after a one-line study, and a line when it went more than 20 % over its plan."""
+def print_outcome(out: Path, wall_seconds: float, console, resumed: bool = False) -> None:
+    """Planned vs actual per part after a one-line study, and a line when it went more than 20 % over its plan.
+    `resumed`: the study ran before this session (interrupted, then rerun): the wall time of the sessions before
+    is not known (a killed process records nothing), so the line says the figure is this session's only and the
+    over-plan check uses the measured parts (every run's own time, whichever session ran it)."""
     from rich.table import Table
 
     from unfreeze.io import read_json, write_json
-    from unfreeze.report.plan_section import actual_parts, comparison, load_plan
+    from unfreeze.report.plan_section import OVER, actual_parts, comparison, load_plan
     from unfreeze.study.results import collect_results
 
     plan = load_plan(out)
     if plan is None:
         return
-    rows, _, _ = comparison(plan, actual_parts(out, collect_results(out)))
+    rows, estimated, measured = comparison(plan, actual_parts(out, collect_results(out)))
     table = Table(title="plan vs actual (minutes)")
     for col in ("part", "estimated", "actual", "actual / estimated"):
         table.add_column(col, justify="left" if col == "part" else "right")
@@ -336,8 +341,18 @@ def print_outcome(out: Path, wall_seconds: float, console) -> None:
         table.add_row(*row)
     console.print(table)
     planned = sum(plan["parts"].values())
-    line = f"study wall time {wall_seconds / 60:.1f} min for a plan of {planned / 60:.1f} min"
-    if wall_seconds > 1.2 * planned:
-        line += f": {100 * (wall_seconds / planned - 1):.0f} % over its plan (see the table above)"
+    if resumed:
+        line = (f"this session's wall time {wall_seconds / 60:.1f} min (the study was resumed: the time before the "
+                f"interruption is not in this figure) for a plan of {planned / 60:.1f} min")
+        if estimated and measured > OVER * estimated:
+            line += (f"; the measured parts took {measured / 60:.1f} min, {100 * (measured / estimated - 1):.0f} % "
+                     "over their estimate (see the table above)")
+    else:
+        line = f"study wall time {wall_seconds / 60:.1f} min for a plan of {planned / 60:.1f} min"
+        if wall_seconds > OVER * planned:
+            line += f": {100 * (wall_seconds / planned - 1):.0f} % over its plan (see the table above)"
     console.print(line, highlight=False)
-    write_json(out / "plan.json", {**read_json(out / "plan.json"), "actual_wall_seconds": round(wall_seconds, 1)})
+    key = "resumed_session_wall_seconds" if resumed else "actual_wall_seconds"
+    recorded = read_json(out / "plan.json")
+    value = [*recorded.get(key, []), round(wall_seconds, 1)] if resumed else round(wall_seconds, 1)
+    write_json(out / "plan.json", {**recorded, key: value})
