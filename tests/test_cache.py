@@ -233,3 +233,51 @@ def test_shards_are_checksummed_on_first_open_only_unless_changed(tiny_bert, sen
     monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "sometimes")
     with pytest.raises(ConfigError, match="UNFREEZE_CACHE_VERIFY='sometimes'.*first"):
         run(tiny_bert, sentiment_csv, tmp_path, "b", {"top_k": 1})
+
+
+def _renaming_shards(monkeypatch, action):
+    """Path.rename with `action(tmp, target)` for a finished shard's temp folder (`.shard-….tmp`)."""
+    from pathlib import Path
+
+    real = Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".shard-"):
+            return action(real, self, Path(target))
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+
+
+def test_a_shard_rename_failing_for_another_reason_than_the_race_is_one_line(tiny_bert, sentiment_csv, tmp_path,
+                                                                             monkeypatch):
+    """A rename OSError was swallowed whatever it was (only "another process published it first" may be): the
+    run then read a shard that was never stored (FileNotFoundError, rc 1)."""
+    import errno
+
+    from unfreeze.errors import UnfreezeError
+
+    def refuse(real, tmp, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    _renaming_shards(monkeypatch, refuse)
+    with pytest.raises(UnfreezeError, match=r"activation cache .*could not store shard shard-\w+ \(Permission "
+                                            r"denied\).*UNFREEZE_CACHE_DIR"):
+        run(tiny_bert, sentiment_csv, tmp_path, "a", "head")
+    assert not list((tmp_path / "cache").glob("*/.shard-*"))  # the computed temp shard is not left behind
+
+
+def test_a_shard_another_process_published_first_is_used(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    """The race itself stays harmless: the other writer's shard (same examples, same weights) is read."""
+    import errno
+    import shutil
+
+    def lose_the_race(real, tmp, target):
+        shutil.copytree(tmp, target)  # the other process's rename landed first
+        raise OSError(errno.ENOTEMPTY, "Directory not empty", str(target))
+
+    plain = run(tiny_bert, sentiment_csv, tmp_path, "plain", "head", cache_mode="off")
+    _renaming_shards(monkeypatch, lose_the_race)
+    raced = run(tiny_bert, sentiment_csv, tmp_path, "raced", "head")
+    assert raced["cache"]["used"]
+    assert raced["test"]["loss"] == pytest.approx(plain["test"]["loss"], abs=1e-5)

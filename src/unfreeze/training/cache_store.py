@@ -8,6 +8,7 @@ example instead of every token's states.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unfreeze.errors import UnfreezeError
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.integrity import open_memmap_guarded, remember_verified, verify_mode, verify_once, write_manifest
 from unfreeze.io.lock import stale_temp_cleanup
@@ -135,15 +137,27 @@ def write_shard(run, index: StoreIndex, enc, rows: np.ndarray, keys: np.ndarray,
         np.save(tmp / "offsets.npy", offsets)
         np.save(tmp / "keys.npy", keys[rows])
         write_manifest(tmp)  # last: a shard without a manifest was never finished
-        try:
-            tmp.rename(store / name)
-            remember_verified(store / name)  # its checksums were just computed from the files on disk
-        except OSError:  # another process wrote the same shard meanwhile: theirs is as good as ours
-            pass
+        publish(tmp, store / name)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return store / name
+
+
+def publish(tmp: Path, shard: Path) -> None:
+    """Rename the finished `tmp` shard to `shard`. Only the race is ignored: another process published the same
+    shard meanwhile (the rename finds a non-empty folder), and theirs is as good as ours. Any other failure (a
+    read-only or vanished cache folder, permissions) is one line: the examples were computed but not stored."""
+    try:
+        tmp.rename(shard)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and (shard / "manifest.json").is_file():
+            return
+        why = exc.strerror or str(exc)
+        raise UnfreezeError(f"activation cache {shard.parent}: could not store shard {shard.name} ({why}); make the "
+                            "cache folder writable (or remove a damaged shard folder of that name), or set "
+                            "UNFREEZE_CACHE_DIR elsewhere (or train.cache: off)") from exc
+    remember_verified(shard)  # its checksums were just computed from the files on disk
 
 
 def pooled(kind: str, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
