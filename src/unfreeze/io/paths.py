@@ -57,7 +57,7 @@ def path_component(name: str, limit: int = COMPONENT_LIMIT) -> str:
     digits), so the two kinds cannot meet either; the result is at most `limit` characters (≥ 24)."""
     text = str(name)
     if (_PLAIN.fullmatch(text) and len(text) <= limit and not _HASHED_TAIL.search(text)
-            and text.split(".")[0] not in _RESERVED):
+            and text not in _RESERVED):  # a plain name has no ".": "con", never "con.txt"
         return text
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[: max(limit - 11, 1)].strip("-") or "x"

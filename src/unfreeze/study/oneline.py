@@ -110,13 +110,14 @@ def check_rows(data, source: str) -> None:
                             "and 1 test row — add rows, or check the text column is not empty")
 
 
-def check_files(cfg) -> tuple[dict[str, int], int]:
-    """({split: usable rows}, classes in the training file), checked before the splits are carved: a 2-row file
-    or an all-empty text column is one line here, not an error deep in the splitting."""
-    from unfreeze.data.sequence import _raw_frames, clean_frame
+def check_files(cfg, raw: dict) -> tuple[dict[str, int], int]:
+    """({split: usable rows}, classes in the training file) of the files `raw` (`data.sequence.read_frames`),
+    checked before the splits are carved: a 2-row file or an all-empty text column is one line here, not an error
+    deep in the splitting."""
+    from unfreeze.data.sequence import clean_frame
 
     counts, classes = {}, 2
-    for name, (frame, source) in _raw_frames(cfg.data).items():
+    for name, (frame, source) in raw.items():
         clean = clean_frame(frame, cfg.data, source, {})
         counts[name] = len(clean)
         minimum = 1 if name in ("val", "test") else MIN_TRAIN
@@ -142,20 +143,25 @@ def _minority(data) -> tuple[str, float] | None:
 
 
 def load_planned_data(base: dict):
-    """The splits a run will see, loaded once; validation carved larger (up to `MAX_VAL_SHARE` of the training
-    file) when the default carving would leave fewer than `val_floor` examples and no validation file was given."""
+    """The splits a run will see, each file read once; validation carved larger (up to `MAX_VAL_SHARE` of the
+    training file) when the default carving would leave fewer than `val_floor` examples and no validation file was
+    given."""
     from unfreeze.config.load import parse_run_config
+    from unfreeze.data.sequence import load_sequence_data, read_frames
     from unfreeze.training.prepare import load_data
 
     cfg = parse_run_config(base, "--data")
     if cfg.task == "sequence" and not cfg.data.dataset:
-        rows, classes = check_files(cfg)
+        raw = read_frames(cfg.data)
+        rows, classes = check_files(cfg, raw)
         n = rows.get("train", rows.get("all", 0))  # split fractions are of this file's rows
         if "val" not in rows and n and n * cfg.data.split.val < val_floor(classes):  # carve once, larger
             share = min(MAX_VAL_SHARE, (val_floor(classes) + 1) / n)
             base["data"]["split"] = {"val": round(max(share, cfg.data.split.val), 3), "test": cfg.data.split.test}
             cfg = parse_run_config(base, "--data")
-    data = load_data(cfg)
+        data = load_sequence_data(cfg.data, raw)  # the frames read above: each file is read once
+    else:
+        data = load_data(cfg)
     check_rows(data, base["data"].get("path") or base["data"].get("train") or base["data"].get("dataset"))
     return cfg, data
 
