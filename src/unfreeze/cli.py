@@ -33,6 +33,15 @@ err_console = Console(stderr=True, markup=False)
 def print_error(line: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(str(line))}", markup=True, highlight=False, soft_wrap=True)
 
+
+def exit_on_problems(errors: list[str], source, kind: str) -> None:
+    """Every problem, one `error:` line each, then exit 2 (`validate` and every dry run list them all)."""
+    for line in errors:
+        print_error(line)
+    if errors:
+        err_console.print(f"{source}: {len(errors)} problem(s) in this {kind} file", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
 # Exit codes (README "Exit codes"): 0 everything finished, 2 bad input (one line on stderr), 3 a study finished
 # but some runs failed (summary printed, failures.json), 130 interrupted (finished runs kept, rerun resumes).
 EXIT_BAD_INPUT, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 2, 3, 130
@@ -111,11 +120,10 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
             submission: bool = typer.Option(False, "--submission", help="Only id + predicted label.")):
     """Predict labels (and per-class probabilities) for a file with a saved model."""
     _setup()
-    from unfreeze.io.paths import check_out_file
+    from unfreeze.io.paths import expand
     from unfreeze.model.predict import predict_file
 
-    output = check_out_file(output, "-o", keep=(input,))
-
+    output = expand(output)  # checked by predict_file (`io.paths.check_out_file`), for Python callers too
     frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
     console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
 
@@ -198,11 +206,11 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
             raise UnfreezeError(refusal(plan, budget))
         config = write_plan(plan, out, inputs)
         console.print(f"wrote {config}", highlight=False)
-    if dry_run:  # validate what was written (every arm), run nothing
+    if dry_run:  # validate what was written (every arm, each problem listed), run nothing
         from unfreeze.config.load import load_study_config
-        from unfreeze.study.grid import expand
+        from unfreeze.study.preflight import problems
 
-        expand(load_study_config(config))
+        exit_on_problems(problems(load_study_config(config), str(config)), config, "study")
         return None
     return config
 
@@ -252,6 +260,10 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     check_backend_names(track)
     out = check_out_folder(out or Path("studies") / config.stem, "--out", "study")
     cfg = load_study_config(config, overrides)
+    if dry_run:  # every arm's problem, as `validate` lists them (study/preflight.py), not the first one only
+        from unfreeze.study.preflight import problems
+
+        exit_on_problems(problems(cfg, str(config)), config, "study")
     if dry_run and cfg.search is not None:
         from unfreeze.study.search import plan_search
 
@@ -323,11 +335,7 @@ def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
         from unfreeze.study.preflight import problems
 
         errors = problems(cfg, str(config))
-    for line in errors:
-        print_error(line)
-    if errors:
-        err_console.print(f"{config}: {len(errors)} problem(s) in this {kind} file", highlight=False)
-        raise typer.Exit(2)
+    exit_on_problems(errors, config, kind)
     console.print(f"{config}: valid {kind} file", highlight=False, soft_wrap=True)
 
 
