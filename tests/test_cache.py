@@ -281,3 +281,44 @@ def test_a_shard_another_process_published_first_is_used(tiny_bert, sentiment_cs
     raced = run(tiny_bert, sentiment_csv, tmp_path, "raced", "head")
     assert raced["cache"]["used"]
     assert raced["test"]["loss"] == pytest.approx(plain["test"]["loss"], abs=1e-5)
+
+
+def test_a_study_fingerprints_the_weights_and_hashes_the_examples_once(tiny_bert, sentiment_csv, tmp_path,
+                                                                       monkeypatch):
+    """#27 review: every run of a study rebuilt the store index (every shard's keys), re-hashed every example and
+    the whole backbone. Now once per process, keyed so that a changed model folder hashes again."""
+    import shutil
+
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study import runner
+    from unfreeze.training import cache_store
+
+    counts = {"weights": 0, "keys": 0}
+
+    def counting(name, real):
+        def wrapped(*a, **k):
+            counts[name] += 1
+            return real(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(cache, "weights_fingerprint", counting("weights", cache.weights_fingerprint))
+    monkeypatch.setattr(cache, "example_keys", counting("keys", cache.example_keys))
+    adds = []
+    real_add = cache_store.StoreIndex.add
+    monkeypatch.setattr(cache_store.StoreIndex, "add", lambda self, shard: adds.append(shard) or real_add(self, shard))
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    spec = {"name": "memo", "base": base, "grid": {"freeze": ["head", {"top_k": 1}]}, "seeds": [0, 1, 2],
+            "baseline": False}
+    runner.run_study(StudyConfig.model_validate(spec), tmp_path / "study", progress=False, echo=lambda *_: None)
+    assert counts["weights"] == 1  # one backbone, 6 runs
+    assert counts["keys"] == 3  # train, val, test: once each
+    assert len(adds) == len(set(adds))  # no shard's keys read twice (they were re-read for every run)
+    # a model folder whose weights change in place is hashed again: the new weights get their own store
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_bert, other)
+    run(str(other), sentiment_csv, tmp_path, "other", "head")
+    run(str(other), sentiment_csv, tmp_path, "other-again", "head", seed=1)
+    assert counts["weights"] == 2
+    make_tiny_model("bert", other, seed=1)
+    run(str(other), sentiment_csv, tmp_path, "changed", "head")
+    assert counts["weights"] == 3 and len(list((tmp_path / "cache").glob("*-float32"))) == 2
