@@ -91,3 +91,26 @@ def test_a_resumed_session_says_its_wall_time_is_its_own(tmp_path, resumed):
     else:
         assert "study wall time 10.0 min" in text and "900 % over its plan" in text
         assert plan["actual_wall_seconds"] == 600.0
+
+
+def _plan(per_run=60.0, runs=3):
+    parts = {"cache_fill": 30.0, "train": 2 * runs * per_run * 0.8, "validation": 2 * runs * per_run * 0.1,
+             "final": 2 * runs * per_run * 0.05, "fixed": 2 * runs * per_run * 0.05, "baseline": 5.0, "study": 5.0}
+    return {"budget_seconds": 900.0, "parts": parts, "arms": [["head", runs, per_run], ["top-2", runs, per_run]],
+            "traded": [], "tried": "head / top-2", "baseline": "TF-IDF"}
+
+
+@pytest.mark.parametrize("seconds, over", [(120.0, True), (50.0, False)])
+def test_a_study_part_way_through_says_when_it_runs_over_its_plan(tmp_path, seconds, over):
+    """#27 4b: the live report compared the first finished run with the estimate for ALL runs, so a study running
+    at twice its plan looked under it until the end. Now the finished runs are compared with their own share."""
+    import pandas as pd
+
+    from unfreeze.report.plan_section import plan_blocks
+
+    results = pd.DataFrame({"arm": ["head", "top-2"], "train_seconds": [seconds * 0.9] * 2,
+                            "final_eval_seconds": [seconds * 0.1] * 2, "run_seconds": [seconds] * 2})
+    text = " ".join(str(b[1]) for b in plan_blocks(tmp_path, _plan(), results) if b[0] == "p")
+    assert ("Running over its plan: the 2 of 6 runs finished so far took 4.0 min" in text) == over, text
+    if over:
+        assert "111 % over the 1.9 min planned for them" in text
