@@ -2,6 +2,7 @@
 parsed once however it is written, each arm costed once, and a resumed session's wall time never passed off as
 the study's."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,3 +115,21 @@ def test_a_study_part_way_through_says_when_it_runs_over_its_plan(tmp_path, seco
     assert ("Running over its plan: the 2 of 6 runs finished so far took 4.0 min" in text) == over, text
     if over:
         assert "111 % over the 1.9 min planned for them" in text
+
+
+def test_the_baseline_on_large_data_shows_progress_with_a_total(monkeypatch, capsys):
+    """#27 item 6: the baseline on large data had no progress at all (minutes on 100k long texts)."""
+    import sys
+
+    from unfreeze.study import baselines
+
+    monkeypatch.setattr(baselines, "LARGE_BASELINE", 8)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    texts = [f"good film {i}" if i % 2 else f"bad film {i}" for i in range(12)]
+    labels = np.arange(12) % 2
+    baselines.tfidf_logreg(texts, labels, texts[:4], labels[:4], texts[:4], labels[:4], ["neg", "pos"])
+    err = capsys.readouterr().err
+    assert "baseline: TF-IDF on 20 texts" in err and re.search(r"\d/4 \[", err), err  # a total, so an ETA
+    monkeypatch.setattr(baselines, "LARGE_BASELINE", 21)  # small data: no bar
+    baselines.tfidf_logreg(texts, labels, texts[:4], labels[:4], texts[:4], labels[:4], ["neg", "pos"])
+    assert "baseline" not in capsys.readouterr().err
