@@ -133,3 +133,16 @@ def test_the_baseline_on_large_data_shows_progress_with_a_total(monkeypatch, cap
     monkeypatch.setattr(baselines, "LARGE_BASELINE", 21)  # small data: no bar
     baselines.tfidf_logreg(texts, labels, texts[:4], labels[:4], texts[:4], labels[:4], ["neg", "pos"])
     assert "baseline" not in capsys.readouterr().err
+
+
+def test_a_slow_final_report_is_announced_with_its_expected_time(tmp_path):
+    from unfreeze.study import live
+
+    clock = iter([0.0, 12.0, 100.0, 100.0]).__next__
+    built = []
+    report = live.LiveReport(tmp_path, [], clock=clock, build_report=lambda d, r: built.append(r) or ("md", "html"))
+    report.build = lambda: None  # the live rebuild itself (timed by the clock: 12 s)
+    report(type("Outcome", (), {"skipped": False, "ok": True})())
+    said = []
+    assert report.build_final("results", said.append) == ("md", "html") and built == ["results"]
+    assert said == ["building the report: about 12 s (as its last rebuild)"]

@@ -187,7 +187,7 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
 
         write_cv_ensembles(study_dir, jobs, pool)
     results = collect_results(study_dir, jobs)
-    _, html = build_report(study_dir, results)
+    _, html = live.build_final(results, echo)  # `build_report`, announced with its time when slow
     tracking.log_finished()
     tracking.close(results, status="FAILED" if failed else "FINISHED")
     if live.built:
