@@ -5,7 +5,8 @@ The facts the planner (`study.plan`, pure) needs are gathered here: the splits e
 sample of the texts (`SAMPLE` per side: a dry run on 10,000 long documents must not tokenise them all), the model's
 depth and width, and this machine's measured throughput (`study.throughput`, cached, capped in time). The plan is
 written as an ordinary study YAML into the out folder (with `--set` overrides applied, so the file is what runs),
-plus `plan.json` for the report's Plan section (`report.plan_section`).
+plus `plan.json` for the report's Plan section (`report.plan_section`) and the command's inputs: the same command
+again resumes the written study instead of planning again (`study.plan_inputs`).
 """
 from __future__ import annotations
 
