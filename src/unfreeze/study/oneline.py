@@ -349,8 +349,8 @@ def print_outcome(out: Path, wall_seconds: float, console, resumed: bool = False
     console.print(table)
     planned = sum(plan["parts"].values())
     if resumed:
-        line = (f"this session's wall time {wall_seconds / 60:.1f} min (the study was resumed: the time before the "
-                f"interruption is not in this figure) for a plan of {planned / 60:.1f} min")
+        line = (f"this session's wall time {wall_seconds / 60:.1f} min (the study was resumed: its earlier "
+                f"sessions are not in this figure) for a plan of {planned / 60:.1f} min")
         if estimated and measured > OVER * estimated:
             line += (f"; the measured parts took {measured / 60:.1f} min, {100 * (measured / estimated - 1):.0f} % "
                      "over their estimate (see the table above)")
