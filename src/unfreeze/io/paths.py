@@ -39,8 +39,11 @@ RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned
                *(f"predictions_{split}.{ext}" for split in ("val", "test") for ext in ("csv", "jsonl"))}
 STUDY_MARKER = "study.json"
 PLAN_MARKER = ".unfreeze-plan"  # written by `study --data` (oneline.write_plan) beside its study.yaml / plan.json
-# What a study folder holds before its study.json is written: the lock; study.yaml / plan.json only with PLAN_MARKER.
-STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER}
+# What a study folder holds before its study.json is written: the lock, a search's default Optuna storage (a search
+# killed before its study.json leaves it; `study.search_space.storage_url`); study.yaml / plan.json only with
+# PLAN_MARKER.
+SEARCH_STORAGE = {"optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm"}
+STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER, *SEARCH_STORAGE}
 PLAN_FILES = {"study.yaml", "plan.json"}
 EXPORT_MARKER = "unfreeze_export.json"
 PROBE_ENTRIES = {"probe.json", "probe.png"}
