@@ -235,3 +235,92 @@ def test_shards_are_checksummed_on_first_open_only_unless_changed(tiny_bert, sen
     monkeypatch.setenv("UNFREEZE_CACHE_VERIFY", "sometimes")
     with pytest.raises(ConfigError, match="UNFREEZE_CACHE_VERIFY='sometimes'.*first"):
         run(tiny_bert, sentiment_csv, tmp_path, "b", {"top_k": 1})
+
+
+def _renaming_shards(monkeypatch, action):
+    """Path.rename with `action(tmp, target)` for a finished shard's temp folder (`.shard-….tmp`)."""
+    from pathlib import Path
+
+    real = Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".shard-"):
+            return action(real, self, Path(target))
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+
+
+def test_a_shard_rename_failing_for_another_reason_than_the_race_is_one_line(tiny_bert, sentiment_csv, tmp_path,
+                                                                             monkeypatch):
+    """A rename OSError was swallowed whatever it was (only "another process published it first" may be): the
+    run then read a shard that was never stored (FileNotFoundError, rc 1)."""
+    import errno
+
+    from unfreeze.errors import UnfreezeError
+
+    def refuse(real, tmp, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    _renaming_shards(monkeypatch, refuse)
+    with pytest.raises(UnfreezeError, match=r"activation cache .*could not store shard shard-\w+ \(Permission "
+                                            r"denied\).*UNFREEZE_CACHE_DIR"):
+        run(tiny_bert, sentiment_csv, tmp_path, "a", "head")
+    assert not list((tmp_path / "cache").glob("*/.shard-*"))  # the computed temp shard is not left behind
+
+
+def test_a_shard_another_process_published_first_is_used(tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    """The race itself stays harmless: the other writer's shard (same examples, same weights) is read."""
+    import errno
+    import shutil
+
+    def lose_the_race(real, tmp, target):
+        shutil.copytree(tmp, target)  # the other process's rename landed first
+        raise OSError(errno.ENOTEMPTY, "Directory not empty", str(target))
+
+    plain = run(tiny_bert, sentiment_csv, tmp_path, "plain", "head", cache_mode="off")
+    _renaming_shards(monkeypatch, lose_the_race)
+    raced = run(tiny_bert, sentiment_csv, tmp_path, "raced", "head")
+    assert raced["cache"]["used"]
+    assert raced["test"]["loss"] == pytest.approx(plain["test"]["loss"], abs=1e-5)
+
+
+def test_a_study_fingerprints_the_weights_and_hashes_the_examples_once(tiny_bert, sentiment_csv, tmp_path,
+                                                                       monkeypatch):
+    """#27 review: every run of a study rebuilt the store index (every shard's keys), re-hashed every example and
+    the whole backbone. Now once per process, keyed so that a changed model folder hashes again."""
+    import shutil
+
+    from unfreeze.config.study import StudyConfig
+    from unfreeze.study import runner
+    from unfreeze.training import cache_store
+
+    counts = {"weights": 0, "keys": 0}
+
+    def counting(name, real):
+        def wrapped(*a, **k):
+            counts[name] += 1
+            return real(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(cache, "weights_fingerprint", counting("weights", cache.weights_fingerprint))
+    monkeypatch.setattr(cache, "example_keys", counting("keys", cache.example_keys))
+    adds = []
+    real_add = cache_store.StoreIndex.add
+    monkeypatch.setattr(cache_store.StoreIndex, "add", lambda self, shard: adds.append(shard) or real_add(self, shard))
+    base = run_config(tiny_bert, sentiment_csv, train={"epochs": 1, "threads": 1, "save_model": False})
+    spec = {"name": "memo", "base": base, "grid": {"freeze": ["head", {"top_k": 1}]}, "seeds": [0, 1, 2],
+            "baseline": False}
+    runner.run_study(StudyConfig.model_validate(spec), tmp_path / "study", progress=False, echo=lambda *_: None)
+    assert counts["weights"] == 1  # one backbone, 6 runs
+    assert counts["keys"] == 3  # train, val, test: once each
+    assert len(adds) == len(set(adds))  # no shard's keys read twice (they were re-read for every run)
+    # a model folder whose weights change in place is hashed again: the new weights get their own store
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_bert, other)
+    run(str(other), sentiment_csv, tmp_path, "other", "head")
+    run(str(other), sentiment_csv, tmp_path, "other-again", "head", seed=1)
+    assert counts["weights"] == 2
+    make_tiny_model("bert", other, seed=1)
+    run(str(other), sentiment_csv, tmp_path, "changed", "head")
+    assert counts["weights"] == 3 and len(list((tmp_path / "cache").glob("*-float32"))) == 2

@@ -657,3 +657,40 @@ def test_save_pretrained_never_replaces_a_folder_it_did_not_write(trained_run, t
     finally:
         os.chdir(cwd)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+# The checks of `study --out` and `predict -o` hold for Python callers of the API functions too
+
+
+@pytest.mark.parametrize("where", ["foreign", "run", "dot"])
+def test_run_study_from_python_checks_its_out_folder(tiny_bert, project, trained_run, monkeypatch, where):
+    """`unfreeze.run_study(study, out)` skipped the CLI's `--out` check: it filled a user's folder with a study."""
+    import unfreeze
+    import unfreeze.study.runner as runner
+    from unfreeze.config.load import load_study_config
+    from unfreeze.errors import UnfreezeError
+
+    monkeypatch.setattr(runner, "_run_study_locked", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    study = load_study_config(_configs(tiny_bert, project)["study"])
+    out = {"foreign": project, "run": trained_run, "dot": project / "src"}[where]
+    monkeypatch.chdir(project / "src" if where == "dot" else project.parent)
+    before = listing(out)
+    needle = {"foreign": "holds", "run": "a run folder", "dot": "current folder"}[where]
+    with pytest.raises(UnfreezeError, match=f"--out .*{needle}"):
+        unfreeze.run_study(study, out, progress=False, echo=lambda *_: None)
+    assert listing(out) == before  # not even the lock file
+
+
+def test_predict_file_from_python_checks_its_output(trained_run, tmp_path):
+    """`predict_file(model, input, output)` skipped the CLI's `-o` check: `output` = `input` replaced the input."""
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.model.predict import predict_file
+
+    data = tmp_path / "new.csv"
+    data.write_text("text\na fine movie\n")
+    for output, needle in [(data, "is the input file"), (trained_run / "p.csv", "a run folder"), (tmp_path, "folder")]:
+        with pytest.raises(UnfreezeError, match=f"-o .*{needle}"):
+            predict_file(trained_run / "best", data, output)
+    assert data.read_text() == "text\na fine movie\n" and not (trained_run / "p.csv").exists()
+    frame = predict_file(trained_run / "best", data, tmp_path / "p.csv")
+    assert len(frame) == 1 and (tmp_path / "p.csv").is_file()

@@ -33,6 +33,15 @@ err_console = Console(stderr=True, markup=False)
 def print_error(line: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(str(line))}", markup=True, highlight=False, soft_wrap=True)
 
+
+def exit_on_problems(errors: list[str], source, kind: str) -> None:
+    """Every problem, one `error:` line each, then exit 2 (`validate` and every dry run list them all)."""
+    for line in errors:
+        print_error(line)
+    if errors:
+        err_console.print(f"{source}: {len(errors)} problem(s) in this {kind} file", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
 # Exit codes (README "Exit codes"): 0 everything finished, 2 bad input (one line on stderr), 3 a study finished
 # but some runs failed (summary printed, failures.json), 130 interrupted (finished runs kept, rerun resumes).
 EXIT_BAD_INPUT, EXIT_RUNS_FAILED, EXIT_INTERRUPTED = 2, 3, 130
@@ -111,11 +120,10 @@ def predict(model: Path = typer.Argument(..., help="A run's best/ folder, a run 
             submission: bool = typer.Option(False, "--submission", help="Only id + predicted label.")):
     """Predict labels (and per-class probabilities) for a file with a saved model."""
     _setup()
-    from unfreeze.io.paths import check_out_file
+    from unfreeze.io.paths import expand
     from unfreeze.model.predict import predict_file
 
-    output = check_out_file(output, "-o", keep=(input,))
-
+    output = expand(output)  # checked by predict_file (`io.paths.check_out_file`), for Python callers too
     frame = predict_file(model, input, output, arm=arm, text_column=text_column, submission=submission)
     console.print(f"wrote {len(frame) if frame is not None else ''} predictions to {output}")
 
@@ -168,33 +176,42 @@ def inspect(data: Optional[Path] = typer.Argument(None, help="A data file or dat
 def _plan_one_line(config, data, test, text_column, label_column, model, budget, out, overrides,
                    dry_run) -> Path | None:
     """`study --data … --budget …`: plan, print, refuse (rc 2, nothing written) or write OUT/study.yaml under the
-    study lock; the study file to run, or None after a dry run."""
+    study lock; the study file to run, or None after a dry run. OUT planned from the same inputs: its study.yaml,
+    not planned again (`study.plan_inputs`)."""
     from unfreeze.io.paths import check_out_folder, expand
 
     if config is not None or data is None or budget is None:
         raise UnfreezeError("a one-line study takes --data FILE and --budget (e.g. 20m) and no study YAML")
     from unfreeze.io.lock import study_running
-    from unfreeze.study.oneline import (parse_budget, plan_from_data, print_one_line_plan, refusal,
+    from unfreeze.study.oneline import (parse_budget, plan_from_data, planned_base, print_one_line_plan, refusal,
                                         write_plan)
+    from unfreeze.study.plan_inputs import plan_inputs, planned_study
 
-    parse_budget(budget)  # a bad budget: one line before any work
+    seconds = parse_budget(budget)  # a bad budget: one line before any work
     out = expand(out or Path("studies") / data.stem)
     holder = study_running(out) if out.is_dir() else None  # first: a running study's files are all its own
     if holder:
         raise UnfreezeError(f"study folder {out} is in use by {holder}; wait for it or choose another --out")
     out = check_out_folder(out, "--out", "study")
-    plan = plan_from_data(data, test, text_column, label_column, model, budget, data.stem, overrides,
-                          announce=lambda text: console.print(text, highlight=False))
-    print_one_line_plan(plan, budget, console)
-    if plan.refused:  # before any training, and nothing written
-        raise UnfreezeError(refusal(plan, budget))
-    config = write_plan(plan, out)
-    console.print(f"wrote {config}", highlight=False)
-    if dry_run:  # validate what was written (every arm), run nothing
+    base, applied = planned_base(data, test, text_column, label_column, model, overrides)
+    inputs = plan_inputs(base, budget, seconds, model, overrides, text_column, label_column)
+    config = planned_study(out, inputs)
+    if config is not None:
+        console.print(f"resuming {config}: planned before from the same data, budget, model and --set "
+                      "(plan.json), so it runs as planned, not planned again", highlight=False, soft_wrap=True)
+    else:
+        plan = plan_from_data(base, applied, budget, data.stem, overrides,
+                              announce=lambda text: console.print(text, highlight=False))
+        print_one_line_plan(plan, budget, console)
+        if plan.refused:  # before any training, and nothing written
+            raise UnfreezeError(refusal(plan, budget))
+        config = write_plan(plan, out, inputs)
+        console.print(f"wrote {config}", highlight=False)
+    if dry_run:  # validate what was written (every arm, each problem listed), run nothing
         from unfreeze.config.load import load_study_config
-        from unfreeze.study.grid import expand
+        from unfreeze.study.preflight import problems
 
-        expand(load_study_config(config))
+        exit_on_problems(problems(load_study_config(config), str(config)), config, "study")
         return None
     return config
 
@@ -244,6 +261,10 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     check_backend_names(track)
     out = check_out_folder(out or Path("studies") / config.stem, "--out", "study")
     cfg = load_study_config(config, overrides)
+    if dry_run:  # every arm's problem, as `validate` lists them (study/preflight.py), not the first one only
+        from unfreeze.study.preflight import problems
+
+        exit_on_problems(problems(cfg, str(config)), config, "study")
     if dry_run and cfg.search is not None:
         from unfreeze.study.search import plan_search
 
@@ -262,7 +283,7 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
 
     import time
 
-    started = time.perf_counter()
+    started, resumed = time.perf_counter(), (out / "study.json").is_file()
     try:
         results = run_study(cfg, out, executor=make_executor(cfg, executor, address), progress=not quiet,
                             echo=functools.partial(console.print, markup=False, highlight=False, soft_wrap=True),
@@ -279,7 +300,7 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     if one_line:
         from unfreeze.study.oneline import print_outcome
 
-        print_outcome(out, time.perf_counter() - started, console)
+        print_outcome(out, time.perf_counter() - started, console, resumed)
     if results.attrs.get("failed_runs"):
         raise typer.Exit(EXIT_RUNS_FAILED)
 
@@ -315,11 +336,7 @@ def validate(config: Path = typer.Argument(..., help="A run or study YAML.")):
         from unfreeze.study.preflight import problems
 
         errors = problems(cfg, str(config))
-    for line in errors:
-        print_error(line)
-    if errors:
-        err_console.print(f"{config}: {len(errors)} problem(s) in this {kind} file", highlight=False)
-        raise typer.Exit(2)
+    exit_on_problems(errors, config, kind)
     console.print(f"{config}: valid {kind} file", highlight=False, soft_wrap=True)
 
 

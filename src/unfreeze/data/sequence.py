@@ -265,8 +265,9 @@ def to_split(frame: pd.DataFrame, label_index: dict[str, int], source: str) -> S
     )
 
 
-def _raw_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
-    """{split: (frame, source name)} for whatever the config points at; missing splits are absent."""
+def read_frames(cfg: DataConfig) -> dict[str, tuple[pd.DataFrame, str]]:
+    """{split: (frame, source name)} as read, missing splits absent; a caller that looks at them first (the one-line
+    planner) passes them on to `load_sequence_data(cfg, raw)`, so each file is read once."""
     if cfg.dataset is not None:
         frame = load_builtin_frame(cfg.dataset)
         return {"all": (frame, f"dataset {cfg.dataset}")}
@@ -294,9 +295,9 @@ def _canonical_split(name: str) -> str:
     return {"validation": "val", "dev": "val", "valid": "val"}.get(name, name)
 
 
-def load_sequence_data(cfg: DataConfig) -> TaskData:
+def load_sequence_data(cfg: DataConfig, raw: dict[str, tuple[pd.DataFrame, str]] | None = None) -> TaskData:
     notes: dict = {}
-    raw = _raw_frames(cfg)
+    raw = read_frames(cfg) if raw is None else raw
     if cfg.dataset is not None:
         cleaning = next(iter(raw.values()))[0].attrs.get("builtin_cleaning")
         if cleaning:

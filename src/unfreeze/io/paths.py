@@ -39,8 +39,11 @@ RUN_ENTRIES = {"config.yaml", "run.json", "history.csv", "metrics.json", "pruned
                *(f"predictions_{split}.{ext}" for split in ("val", "test") for ext in ("csv", "jsonl"))}
 STUDY_MARKER = "study.json"
 PLAN_MARKER = ".unfreeze-plan"  # written by `study --data` (oneline.write_plan) beside its study.yaml / plan.json
-# What a study folder holds before its study.json is written: the lock; study.yaml / plan.json only with PLAN_MARKER.
-STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER}
+# What a study folder holds before its study.json is written: the lock, a search's default Optuna storage (a search
+# killed before its study.json leaves it; `study.search_space.storage_url`); study.yaml / plan.json only with
+# PLAN_MARKER.
+SEARCH_STORAGE = {"optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm"}
+STUDY_BEFORE_MARKER = {".lock", PLAN_MARKER, *SEARCH_STORAGE}
 PLAN_FILES = {"study.yaml", "plan.json"}
 EXPORT_MARKER = "unfreeze_export.json"
 PROBE_ENTRIES = {"probe.json", "probe.png"}
@@ -57,7 +60,7 @@ def path_component(name: str, limit: int = COMPONENT_LIMIT) -> str:
     digits), so the two kinds cannot meet either; the result is at most `limit` characters (≥ 24)."""
     text = str(name)
     if (_PLAIN.fullmatch(text) and len(text) <= limit and not _HASHED_TAIL.search(text)
-            and text.split(".")[0] not in _RESERVED):
+            and text not in _RESERVED):  # a plain name has no ".": "con", never "con.txt"
         return text
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[: max(limit - 11, 1)].strip("-") or "x"

@@ -15,6 +15,7 @@ from unfreeze.data.encode import encode_texts, uses_token_types
 from unfreeze.data.sequence import read_table
 from unfreeze.errors import DataError, UnfreezeError
 from unfreeze.io import write_dataframe_csv
+from unfreeze.io.paths import check_out_file
 from unfreeze.model.checkpoint import load_model, resolve_model_dirs
 from unfreeze.model.inference import encoder_inputs, inference_batches, run_inference
 from unfreeze.tasks import get_task
@@ -37,14 +38,17 @@ def load_members(target: str | Path, arm: str | None = None) -> tuple[list[Path]
 
 def predict_file(target: str | Path, input_path: str | Path, output_path: str | Path, arm: str | None = None,
                  text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
-    """`unfreeze predict`: the model(s) behind `target` (see `resolve_model_dirs`) on `input_path`."""
+    """`unfreeze predict`: the model(s) behind `target` (see `resolve_model_dirs`) on `input_path`; `output_path`
+    checked first (`io.paths.check_out_file`: never the input, a folder, or a file inside a run or study)."""
+    check_out_file(output_path, "-o", keep=(input_path,))  # before the models load
     return predict_members(load_members(target, arm)[1], input_path, output_path, text_column, submission)
 
 
 def predict_members(members: list[tuple], input_path: str | Path, output_path: str | Path,
                     text_column: str | None = None, submission: bool = False) -> pd.DataFrame:
     """Write `id, pred, prob_<class>…` (or `id, label` with `submission`) for every row of `input_path`; a
-    token model tags a CoNLL / JSONL file instead (model/predict_tokens.py)."""
+    token model tags a CoNLL / JSONL file instead (model/predict_tokens.py). `output_path`: as `predict_file`."""
+    output_path = check_out_file(output_path, "-o", keep=(input_path,))
     model, tokenizer, meta = members[0]
     if get_task(meta["task"]).per_token:
         from unfreeze.model.predict_tokens import predict_token_file

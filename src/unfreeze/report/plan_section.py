@@ -64,6 +64,25 @@ def comparison(plan: dict, actual: dict) -> tuple[list[list[str]], float, float]
     return rows, estimated, measured
 
 
+def runs_so_far(plan: dict, results: pd.DataFrame) -> tuple[int, int, float, float] | None:
+    """(finished runs, planned runs, their training + final-pass seconds, the seconds the plan gave them): a study
+    part-way through compared like with like (the part totals are for every planned run). A run's planned seconds
+    are its arm's (`plan["arms"]`; the mean run where the name differs) less the per-run fixed share."""
+    arms, parts = plan.get("arms") or [], plan.get("parts", {})
+    needed = {"arm", "train_seconds", "final_eval_seconds"}
+    if not arms or not len(results) or not needed <= set(results):
+        return None
+    done = results[results["train_seconds"].notna()]
+    total = sum(int(runs) for _, runs, _ in arms)
+    measured = sum(parts.get(k, 0.0) for k in ("train", "validation", "final"))
+    share = measured / (measured + parts.get("fixed", 0.0)) if measured else 1.0
+    per_run = {arm: seconds * share for arm, _, seconds in arms}
+    mean = sum(runs * seconds for _, runs, seconds in arms) * share / max(total, 1)
+    planned = float(sum(per_run.get(arm, mean) for arm in done["arm"]))
+    actual = float((done["train_seconds"] + done["final_eval_seconds"].fillna(0.0)).sum())
+    return len(done), total, actual, planned
+
+
 def plan_blocks(study_dir: Path, plan: dict, results: pd.DataFrame) -> list:
     budget, total = plan["budget_seconds"], sum(plan["parts"].values())
     blocks: list = [("h2", "Plan"),
@@ -87,6 +106,13 @@ def plan_blocks(study_dir: Path, plan: dict, results: pd.DataFrame) -> list:
         blocks.append(("p", f"The measured parts took {measured / 60:.1f} min, {100 * (measured / estimated - 1):.0f} "
                             f"% over their estimate of {estimated / 60:.1f} min (other jobs on the machine, or an "
                             "estimate that does not fit this data: see docs/config.md, Cost estimates)."))
+    so_far = runs_so_far(plan, results)
+    if so_far and so_far[0] < so_far[1] and so_far[3] and so_far[2] > OVER * so_far[3]:
+        done, total, actual, planned = so_far
+        blocks.append(("p", f"Running over its plan: the {done} of {total} runs finished so far took "
+                            f"{actual / 60:.1f} min to train and evaluate, {100 * (actual / planned - 1):.0f} % over "
+                            f"the {planned / 60:.1f} min planned for them; the rest of the study will likely run over "
+                            "too (the report is rebuilt as runs finish)."))
     blocks.append(("p", "Estimated: the planner's cost model (`study.estimate.run_parts`) with this machine's "
                         "measured throughput; actual: the runs' own timings (training loop incl. per-epoch "
                         "validation, final pass, the rest of the run) and the baseline's; loading and the report "

@@ -5,6 +5,7 @@ A 0.80 F1 means little until you know TF-IDF gets 0.78. Regularisation is chosen
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
 
 from unfreeze.data.script import tfidf_options
 from unfreeze.io import write_dataframe_csv, write_json
@@ -25,6 +27,7 @@ from unfreeze.tasks import get_task
 from unfreeze.tasks.token import fbeta_of, write_tag_predictions
 
 TFIDF_C_GRID = (0.1, 1.0, 10.0)
+LARGE_BASELINE = 20_000  # texts (train + val + test) from which the TF-IDF baseline shows a bar on a terminal
 
 
 class _TfidfFeatures:
@@ -59,8 +62,12 @@ def tfidf_logreg(train_texts, train_labels, val_texts, val_labels, test_texts, t
             columns[name].append([str(t) for t in second])
     options = tfidf_options([t for c in columns["train"] for t in c], analyzer)
     features = _TfidfFeatures(options)
+    n = sum(len(columns[s][0]) for s in columns)
+    bar = tqdm(total=1 + len(TFIDF_C_GRID), desc=f"baseline: TF-IDF on {n:,} texts", unit="step", leave=False,
+               dynamic_ncols=True, disable=not (n >= LARGE_BASELINE and sys.stderr.isatty()))
     x = {"train": features.fit_transform(columns["train"])}
     x["val"], x["test"] = features.transform(columns["val"]), features.transform(columns["test"])
+    bar.update()
     best = None
     for c in TFIDF_C_GRID:
         model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
@@ -69,6 +76,8 @@ def tfidf_logreg(train_texts, train_labels, val_texts, val_labels, test_texts, t
         val = classification_metrics(val_labels, val_pred, label_names, positive_label)
         if best is None or val[metric] > best[1][metric]:
             best = (c, val, model, val_pred)
+        bar.update()
+    bar.close()
     c, val, model, val_pred = best
     test_pred = model.predict(x["test"])
     unit = "character" if options["analyzer"] != "word" else "word"

@@ -54,3 +54,10 @@ class LiveReport:
 
         if self.build_report is not None:
             self.build_report(self.study_dir, collect_results(self.study_dir, self.jobs))
+
+    def build_final(self, results, echo=print):
+        """The final report (always built), announced with its expected time when rebuilding it is slow: the last
+        live rebuild's, the best estimate there is (a study's report grows with its runs, not within one)."""
+        if self.last_cost > SLOW_SECONDS:
+            echo(f"building the report: about {self.last_cost:.0f} s (as its last rebuild)")
+        return self.build_report(self.study_dir, results)

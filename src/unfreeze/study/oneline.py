@@ -5,7 +5,8 @@ The facts the planner (`study.plan`, pure) needs are gathered here: the splits e
 sample of the texts (`SAMPLE` per side: a dry run on 10,000 long documents must not tokenise them all), the model's
 depth and width, and this machine's measured throughput (`study.throughput`, cached, capped in time). The plan is
 written as an ordinary study YAML into the out folder (with `--set` overrides applied, so the file is what runs),
-plus `plan.json` for the report's Plan section (`report.plan_section`).
+plus `plan.json` for the report's Plan section (`report.plan_section`) and the command's inputs: the same command
+again resumes the written study instead of planning again (`study.plan_inputs`).
 """
 from __future__ import annotations
 
@@ -111,13 +112,14 @@ def check_rows(data, source: str) -> None:
                             "and 1 test row — add rows, or check the text column is not empty")
 
 
-def check_files(cfg) -> tuple[dict[str, int], int]:
-    """({split: usable rows}, classes in the training file), checked before the splits are carved: a 2-row file
-    or an all-empty text column is one line here, not an error deep in the splitting."""
-    from unfreeze.data.sequence import _raw_frames, clean_frame
+def check_files(cfg, raw: dict) -> tuple[dict[str, int], int]:
+    """({split: usable rows}, classes in the training file) of the files `raw` (`data.sequence.read_frames`),
+    checked before the splits are carved: a 2-row file or an all-empty text column is one line here, not an error
+    deep in the splitting."""
+    from unfreeze.data.sequence import clean_frame
 
     counts, classes = {}, 2
-    for name, (frame, source) in _raw_frames(cfg.data).items():
+    for name, (frame, source) in raw.items():
         clean = clean_frame(frame, cfg.data, source, {})
         counts[name] = len(clean)
         minimum = 1 if name in ("val", "test") else MIN_TRAIN
@@ -143,20 +145,25 @@ def _minority(data) -> tuple[str, float] | None:
 
 
 def load_planned_data(base: dict):
-    """The splits a run will see, loaded once; validation carved larger (up to `MAX_VAL_SHARE` of the training
-    file) when the default carving would leave fewer than `val_floor` examples and no validation file was given."""
+    """The splits a run will see, each file read once; validation carved larger (up to `MAX_VAL_SHARE` of the
+    training file) when the default carving would leave fewer than `val_floor` examples and no validation file was
+    given."""
     from unfreeze.config.load import parse_run_config
+    from unfreeze.data.sequence import load_sequence_data, read_frames
     from unfreeze.training.prepare import load_data
 
     cfg = parse_run_config(base, "--data")
     if not get_task(cfg.task).per_token and not cfg.data.dataset:
-        rows, classes = check_files(cfg)
+        raw = read_frames(cfg.data)
+        rows, classes = check_files(cfg, raw)
         n = rows.get("train", rows.get("all", 0))  # split fractions are of this file's rows
         if "val" not in rows and n and n * cfg.data.split.val < val_floor(classes):  # carve once, larger
             share = min(MAX_VAL_SHARE, (val_floor(classes) + 1) / n)
             base["data"]["split"] = {"val": round(max(share, cfg.data.split.val), 3), "test": cfg.data.split.test}
             cfg = parse_run_config(base, "--data")
-    data = load_data(cfg)
+        data = load_sequence_data(cfg.data, raw)  # the frames read above: each file is read once
+    else:
+        data = load_data(cfg)
     check_rows(data, base["data"].get("path") or base["data"].get("train") or base["data"].get("dataset"))
     return cfg, data
 
@@ -189,37 +196,39 @@ def gather_facts(base: dict, announce=None) -> tuple[DataFacts, dict | None, int
 PINNABLE = {"data.max_length": "max_length", "train.epochs": "epochs", "data.train_size": "train_size"}
 
 
-def pinned_settings(overrides: list[str] | None) -> dict:
-    import yaml
+def planned_base(data: Path, test: Path | None, text_column: str | None, label_column: str | None, model: str,
+                 overrides: list[str] | None) -> tuple[dict, dict]:
+    """(the run config a plan starts from, with `--set`'s run keys applied; every `--set` applied once to
+    `{"base": …}` as `load_study_config` applies it). Run keys shape what is measured too (columns, splits,
+    threads); study keys (`seeds`) only what is pinned."""
+    from unfreeze.config.load import apply_overrides, study_overrides
 
-    pinned = {}
-    for item in overrides or []:
-        key, _, value = item.partition("=")
-        key = key.strip().removeprefix("base.")
-        if key in PINNABLE:
-            value = yaml.safe_load(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                pinned[PINNABLE[key]] = value
-        elif key == "seeds":
-            value = yaml.safe_load(value)
-            if isinstance(value, list) and value:
-                pinned["seeds"] = len(value)
+    base = base_config(data, test, text_column, label_column, model)
+    applied = apply_overrides({"base": base}, study_overrides(overrides))
+    return applied["base"], applied
+
+
+def pinned_settings(applied: dict) -> dict:
+    """The planner's fixed settings from `planned_base`'s applied `--set` (an integer `max_length`, `epochs`,
+    `train_size`; the number of `seeds`), however the `--set` was written (`train.epochs=1`, `train={epochs: 1}`)."""
+    base, pinned = applied.get("base") or {}, {}
+    for key, name in PINNABLE.items():
+        section, _, field = key.partition(".")
+        value = base.get(section, {}).get(field) if isinstance(base.get(section), dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            pinned[name] = value
+    seeds = applied.get("seeds")
+    if isinstance(seeds, list) and seeds:
+        pinned["seeds"] = len(seeds)
     return pinned
 
 
-def plan_from_data(data: Path, test: Path | None, text_column: str | None, label_column: str | None,
-                   model: str, budget: str, name: str, overrides: list[str] | None = None,
+def plan_from_data(base: dict, applied: dict, budget: str, name: str, overrides: list[str] | None = None,
                    announce=None) -> Plan:
-    from unfreeze.config.load import apply_overrides, study_overrides
-
+    """The plan for `planned_base`'s (`base`, `applied`) within `budget`, its study with `--set` applied."""
     seconds = parse_budget(budget)
-    base = base_config(data, test, text_column, label_column, model)
-    # run keys of --set shape what is measured too (columns, splits, threads); study keys apply to the study dict
-    run_keys = [item[len("base."):] for item in study_overrides(overrides) if item.startswith("base.")]
-    base = apply_overrides(base, run_keys)
     facts, throughput, layers, hidden = gather_facts(base, announce)
-    plan = plan_study(facts, throughput, seconds, base, layers, hidden, name=name,
-                      pinned=pinned_settings(overrides))
+    plan = plan_study(facts, throughput, seconds, base, layers, hidden, name=name, pinned=pinned_settings(applied))
     from unfreeze.study.throughput import load_note
 
     note = load_note(throughput)
@@ -291,10 +300,10 @@ def refusal(plan: Plan, budget: str) -> str:
             f"Choices: {'; '.join(plan.levers)}")
 
 
-def write_plan(plan: Plan, out: Path) -> Path:
-    """`out/study.yaml` (the plan, `--set` applied by `plan_from_data`: what runs) and `out/plan.json`, under the
-    study lock, so a study running in `out` is never changed by a second call (`LockedError`: rc 2, nothing
-    written)."""
+def write_plan(plan: Plan, out: Path, inputs: dict | None = None) -> Path:
+    """`out/study.yaml` (the plan, `--set` applied by `plan_from_data`: what runs) and `out/plan.json` (with the
+    command's `inputs`, `study.plan_inputs`: a rerun with the same ones resumes), under the study lock, so a study
+    running in `out` is never changed by a second call (`LockedError`: rc 2, nothing written)."""
     import yaml
 
     from unfreeze.config.load import parse_study_config
@@ -314,22 +323,25 @@ def write_plan(plan: Plan, out: Path) -> Path:
                                 "never rewrites it: choose a new --out")
         write_text(out / PLAN_MARKER, "written by `unfreeze study --data`: study.yaml and plan.json are its plan\n")
         write_text(config, text)
-        write_json(out / "plan.json", plan.to_json())
+        write_json(out / "plan.json", {**plan.to_json(), **({"inputs": inputs} if inputs is not None else {})})
     return config
 
 
-def print_outcome(out: Path, wall_seconds: float, console) -> None:
-    """Planned vs actual per part after a one-line study, and a line when it went more than 20 % over its plan."""
+def print_outcome(out: Path, wall_seconds: float, console, resumed: bool = False) -> None:
+    """Planned vs actual per part after a one-line study, and a line when it went more than 20 % over its plan.
+    `resumed`: the study ran before this session (interrupted, then rerun): the wall time of the sessions before
+    is not known (a killed process records nothing), so the line says the figure is this session's only and the
+    over-plan check uses the measured parts (every run's own time, whichever session ran it)."""
     from rich.table import Table
 
     from unfreeze.io import read_json, write_json
-    from unfreeze.report.plan_section import actual_parts, comparison, load_plan
+    from unfreeze.report.plan_section import OVER, actual_parts, comparison, load_plan
     from unfreeze.study.results import collect_results
 
     plan = load_plan(out)
     if plan is None:
         return
-    rows, _, _ = comparison(plan, actual_parts(out, collect_results(out)))
+    rows, estimated, measured = comparison(plan, actual_parts(out, collect_results(out)))
     table = Table(title="plan vs actual (minutes)")
     for col in ("part", "estimated", "actual", "actual / estimated"):
         table.add_column(col, justify="left" if col == "part" else "right")
@@ -337,8 +349,18 @@ def print_outcome(out: Path, wall_seconds: float, console) -> None:
         table.add_row(*row)
     console.print(table)
     planned = sum(plan["parts"].values())
-    line = f"study wall time {wall_seconds / 60:.1f} min for a plan of {planned / 60:.1f} min"
-    if wall_seconds > 1.2 * planned:
-        line += f": {100 * (wall_seconds / planned - 1):.0f} % over its plan (see the table above)"
+    if resumed:
+        line = (f"this session's wall time {wall_seconds / 60:.1f} min (the study was resumed: its earlier "
+                f"sessions are not in this figure) for a plan of {planned / 60:.1f} min")
+        if estimated and measured > OVER * estimated:
+            line += (f"; the measured parts took {measured / 60:.1f} min, {100 * (measured / estimated - 1):.0f} % "
+                     "over their estimate (see the table above)")
+    else:
+        line = f"study wall time {wall_seconds / 60:.1f} min for a plan of {planned / 60:.1f} min"
+        if wall_seconds > OVER * planned:
+            line += f": {100 * (wall_seconds / planned - 1):.0f} % over its plan (see the table above)"
     console.print(line, highlight=False)
-    write_json(out / "plan.json", {**read_json(out / "plan.json"), "actual_wall_seconds": round(wall_seconds, 1)})
+    key = "resumed_session_wall_seconds" if resumed else "actual_wall_seconds"
+    recorded = read_json(out / "plan.json")
+    value = [*recorded.get(key, []), round(wall_seconds, 1)] if resumed else round(wall_seconds, 1)
+    write_json(out / "plan.json", {**recorded, key: value})

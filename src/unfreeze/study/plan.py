@@ -164,16 +164,20 @@ class CostModel:
                          n_steps=-(-s.train_size // self.batch_size),
                          step_share=strategy.stepped_share(cfg, self.layers, embeddings))
 
-    def arms(self, s: Settings) -> list[tuple[str, object, float]]:
-        """(label, freeze, seconds per run) of every arm, the balanced extra arm last."""
-        out = [(label(f), f, sum(self.run(f, s).values())) for f in s.arms]
+    def arm_runs(self, s: Settings) -> list[tuple[str, object, dict[str, float]]]:
+        """(label, freeze, one run's seconds per part) of every arm, the balanced extra arm last."""
+        out = [(label(f), f, self.run(f, s)) for f in s.arms]
         if s.balanced and encoder_arms(s.arms, self.layers):
             deepest = cheapest_encoder(s.arms, self.layers)
-            out.append((f"{label(deepest)} balanced", deepest, sum(self.run(deepest, s).values())))
+            out.append((f"{label(deepest)} balanced", deepest, self.run(deepest, s)))
         return out
 
+    def arms(self, s: Settings) -> list[tuple[str, object, float]]:
+        """(label, freeze, seconds per run) of every arm, the balanced extra arm last."""
+        return [(name, f, sum(run.values())) for name, f, run in self.arm_runs(s)]
+
     def parts(self, s: Settings) -> dict[str, float]:
-        runs = [self.run(f, s) for _, f, _ in self.arms(s)]
+        runs = [run for _, _, run in self.arm_runs(s)]  # each arm costed once
         parts = {key: s.seeds * sum(r[key] for r in runs) for key in runs[0]} if runs else {}
         train, evals, _ = self.tokens(s)
         shares = [prefilled_share(FreezeConfig.model_validate(f), self.layers) for f in s.arms]

@@ -118,10 +118,13 @@ def run_study(study: StudyConfig, out_dir: str | Path, executor=None, progress: 
 
     `track`: tracking backends to use besides the study file's `tracking.backends` (the CLI's `--track`).
     Holds `StudyLock(out_dir)` throughout: a second process on the same folder gets `LockedError` at once (one line
-    naming the holder's pid and host) instead of both writing the same runs. The returned frame's
+    naming the holder's pid and host) instead of both writing the same runs. `out_dir` must be new, empty or a study
+    folder (`io.paths.check_out_folder`: never the current folder, a user's folder, a run). The returned frame's
     ``attrs["failed_runs"]`` counts the runs that failed in this call (the CLI exits 3 when it is not 0)."""
-    study_dir = Path(out_dir)
+    from unfreeze.io.paths import check_out_folder
     from unfreeze.study.preflight import check
+
+    study_dir = check_out_folder(out_dir, "--out", "study")  # the CLI's check, for Python callers too
 
     check(study)  # every problem `unfreeze validate` lists, refused before the folder is touched
     with StudyLock(study_dir, command=command):
@@ -180,7 +183,7 @@ def _run_study_locked(study: StudyConfig, study_dir: Path, executor, progress, e
 
         write_cv_ensembles(study_dir, jobs, pool)
     results = collect_results(study_dir, jobs)
-    _, html = build_report(study_dir, results)
+    _, html = live.build_final(results, echo)  # `build_report`, announced with its time when slow
     tracking.log_finished()
     tracking.close(results, status="FAILED" if failed else "FINISHED")
     if live.built:

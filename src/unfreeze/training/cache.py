@@ -45,7 +45,8 @@ from unfreeze.model.backbone import weights_fingerprint
 from unfreeze.strategies import get_strategy
 from unfreeze.tasks import get_task
 from unfreeze.training.cache_store import (POOLED, STATS, StoreIndex, ensure_examples, example_keys,  # noqa: F401
-                                           open_array, parse_array, reset_memory)
+                                           open_array, parse_array, store_index)
+from unfreeze.training import cache_store
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,14 @@ def caches_for_run(run, device, cache_root=None, progress: bool = False, boundar
     wanted = sorted({own, *(array_for(run, b) for b in (boundaries or ())
                             if 0 < b <= run.model.layout.num_layers)})
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    fingerprint = weights_fingerprint(run.model.backbone)
+    fingerprint = backbone_fingerprint(run)
     indexes: dict[str, StoreIndex] = {}
     caches, computed = {}, 0
     for split, enc in run.encoded.items():
         dtype = run.config.train.cache_dtype if split == "train" else EVAL_DTYPE
         if dtype not in indexes:
-            indexes[dtype] = StoreIndex(root / f"{fingerprint}-{dtype}", dtype, mode)
-        keys = example_keys(enc)
+            indexes[dtype] = store_index(root / f"{fingerprint}-{dtype}", dtype, mode)
+        keys = split_keys(run, split, enc)
         computed += ensure_examples(run, indexes[dtype], enc, keys, wanted, device, progress, split)
         caches[split] = open_split(indexes[dtype], keys, own, run.config.train.cache_ram_mb)
     log.info("activation cache: %s (train %s, val/test %s): %.1f MB in %s; %d of %d examples computed now, "
@@ -149,6 +150,76 @@ def caches_for_run(run, device, cache_root=None, progress: bool = False, boundar
              sum(c.nbytes for c in caches.values()) / 2**20, root, computed,
              sum(len(e) for e in run.encoded.values()))
     return caches, boundary
+
+
+#: per process, so the runs of a study compute each once: weights fingerprints by what the weights were loaded
+#: from, example keys by the data split object (a study's `DataPool` hands every run the same one) and encoding
+_FINGERPRINTS: dict[tuple, str] = {}
+_KEYS: dict[tuple, tuple] = {}
+MEMO_SIZE = 32  # entries of each: a long-lived process studying many data sets does not keep them all
+
+
+def _remember(memo: dict, key, value) -> None:
+    memo[key] = value
+    while len(memo) > MEMO_SIZE:
+        memo.pop(next(iter(memo)))
+
+
+def _weights_key(run) -> tuple | None:
+    """What a transformer backbone's weights were loaded from: its local folder's files (name, size, mtime), the
+    model config and the state dict's names, shapes and dtypes; None (not memoised) for anything else (a BiLSTM's
+    seeded random weights, a hub id)."""
+    from unfreeze.assets import resolve_model_path
+    from unfreeze.config.schema import is_bilstm_name
+
+    cfg = run.config.model
+    if is_bilstm_name(cfg.name):
+        return None
+    try:
+        source = Path(resolve_model_path(cfg.name))
+        files = tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in source.rglob("*") if p.is_file()
+                             for st in [p.stat()])) if source.is_dir() else None
+    except (OSError, ValueError):
+        return None
+    if not files:
+        return None
+    shapes = tuple((name, tuple(t.shape), str(t.dtype)) for name, t in run.model.backbone.state_dict().items())
+    return str(source.resolve()), cfg.model_dump_json(), files, shapes
+
+
+def backbone_fingerprint(run) -> str:
+    """`weights_fingerprint` of the run's backbone, hashed once per process for weights loaded from the same
+    unchanged files (`_weights_key`); a changed model folder or config hashes again."""
+    key = _weights_key(run)
+    if key is None:
+        return weights_fingerprint(run.model.backbone)
+    if key not in _FINGERPRINTS:
+        _remember(_FINGERPRINTS, key, weights_fingerprint(run.model.backbone))
+    return _FINGERPRINTS[key]
+
+
+def split_keys(run, split: str, enc) -> np.ndarray:
+    """`example_keys(enc)`, computed once per process for one data split object encoded the same way (task, model
+    and data config, max_length), and only while its token lengths match; other splits (CV folds are rebuilt per
+    run) are hashed each time."""
+    source = getattr(run.data, split, None)
+    lengths = np.asarray(enc.lengths)
+    key = (split, id(source), run.config.task, run.config.model.model_dump_json(),
+           run.config.data.model_dump_json(), run.max_length)
+    hit = _KEYS.get(key)
+    if hit is not None and hit[0] is source and np.array_equal(hit[1], lengths):
+        return hit[2]
+    keys = example_keys(enc)
+    if source is not None:
+        _remember(_KEYS, key, (source, lengths, keys))  # holds `source`: its id is not reused while remembered
+    return keys
+
+
+def reset_memory() -> None:
+    """Forget everything this process holds (arrays, store indexes, fingerprints, keys), as a new process would."""
+    cache_store.reset_memory()
+    _FINGERPRINTS.clear()
+    _KEYS.clear()
 
 
 def open_split(index: StoreIndex, keys: np.ndarray, name: str, ram_mb: int) -> SplitCache:

@@ -8,6 +8,7 @@ example instead of every token's states.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unfreeze.errors import UnfreezeError
 from unfreeze.io.atomic import temp_name
 from unfreeze.io.integrity import open_memmap_guarded, remember_verified, verify_mode, verify_once, write_manifest
 from unfreeze.io.lock import stale_temp_cleanup
@@ -56,34 +58,51 @@ def example_keys(enc) -> np.ndarray:
 
 
 class StoreIndex:
-    """Where each example's rows are, per array name: `rows[name][key] = (shard, row)`. Read once per run from
-    the shards' small key files; shards written during the run are added as they appear. Any shard holding an
-    example will do: the same key means the same token ids through the same weights.
+    """Where each example's rows are, per array name: `rows[name][key] = (shard, row)`, from the shards' small key
+    files; shards written meanwhile are added as they appear. Any shard holding an example will do: the same key
+    means the same token ids through the same weights. One index per store and process (`store_index`): the runs
+    of a study share it instead of re-reading every shard's keys.
 
-    Every shard is verified on open (`io.integrity.verify_once`: checksums the first time this process opens it,
-    lengths and headers after); a damaged one is deleted with one warning and its examples count as missing."""
+    Every shard is verified whenever a run opens the store (`io.integrity.verify_once`: checksums the first time
+    this process opens it, lengths and headers after); a damaged one is deleted with one warning and its examples
+    count as missing."""
 
     def __init__(self, store: Path, dtype: str, mode: str | None = None):
-        self.store, self.dtype = store, dtype
+        self.store, self.dtype, self.mode = store, dtype, mode or verify_mode()
         self.rows: dict[str, dict[bytes, tuple[Path, int]]] = {}
+        self.shards: set[Path] = set()
         self._offsets: dict[Path, np.ndarray] = {}
-        mode = mode or verify_mode()
         if store.is_dir():
             stale_temp_cleanup(store, ".shard-*.tmp")  # shards whose writer died before publishing them
+        self._open(self._present())
+
+    def _present(self) -> list[Path]:
+        return sorted(s for s in self.store.glob("shard-*") if s.is_dir()) if self.store.is_dir() else []
+
+    def _open(self, shards: list[Path]) -> bool:
+        """Verify and add `shards`; False when one was damaged (deleted, its examples now missing)."""
         bad = []
-        for shard in sorted(store.glob("shard-*")) if store.is_dir() else []:
-            if not shard.is_dir():
-                continue
-            problems = verify_once(shard, mode)
+        for shard in shards:
+            problems = verify_once(shard, self.mode)
             if problems:
                 bad.append(f"{shard.name} ({problems[0]})")
                 forget_arrays(shard)  # a recomputed shard of the same name must not be served from memory
                 shutil.rmtree(shard, ignore_errors=True)  # its examples count as missing and are recomputed
                 continue
-            self.add(shard)
+            if shard not in self.shards:
+                self.add(shard)
         if bad:
             log.warning("activation cache %s: %d damaged shard(s) deleted, their examples are recomputed: %s",
-                        store, len(bad), "; ".join(bad))
+                        self.store, len(bad), "; ".join(bad))
+        return not bad
+
+    def refresh(self) -> bool:
+        """Before a later run reuses this index: every shard verified again (as a fresh index would), shards other
+        processes published meanwhile added. False when one it knew is gone or damaged: build a fresh index."""
+        present = self._present()
+        if not self.shards <= set(present):
+            return False
+        return self._open(present)
 
     def add(self, shard: Path) -> None:
         keys = [k.tobytes() for k in np.load(shard / "keys.npy")]
@@ -91,11 +110,25 @@ class StoreIndex:
             if parse_array(path.stem) is not None:
                 found = self.rows.setdefault(path.stem, {})
                 found.update((key, (shard, row)) for row, key in enumerate(keys))
+        self.shards.add(shard)
 
     def offsets(self, shard: Path) -> np.ndarray:
         if shard not in self._offsets:
             self._offsets[shard] = np.load(shard / "offsets.npy")
         return self._offsets[shard]
+
+
+_INDEXES: dict[tuple[str, str, str], StoreIndex] = {}  # process-wide: (store, dtype, verify mode) → its index
+
+
+def store_index(store: Path, dtype: str, mode: str | None = None) -> StoreIndex:
+    """The process's index of `store`, built once and refreshed for each later run (`StoreIndex.refresh`)."""
+    mode = mode or verify_mode()
+    key = (os.path.abspath(store), dtype, mode)
+    index = _INDEXES.get(key)
+    if index is None or not index.refresh():
+        index = _INDEXES[key] = StoreIndex(Path(store), dtype, mode)
+    return index
 
 
 def ensure_examples(run, index: StoreIndex, enc, keys: np.ndarray, wanted: list[str], device, progress: bool,
@@ -136,15 +169,27 @@ def write_shard(run, index: StoreIndex, enc, rows: np.ndarray, keys: np.ndarray,
         np.save(tmp / "offsets.npy", offsets)
         np.save(tmp / "keys.npy", keys[rows])
         write_manifest(tmp)  # last: a shard without a manifest was never finished
-        try:
-            tmp.rename(store / name)
-            remember_verified(store / name)  # its checksums were just computed from the files on disk
-        except OSError:  # another process wrote the same shard meanwhile: theirs is as good as ours
-            pass
+        publish(tmp, store / name)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return store / name
+
+
+def publish(tmp: Path, shard: Path) -> None:
+    """Rename the finished `tmp` shard to `shard`. Only the race is ignored: another process published the same
+    shard meanwhile (the rename finds a non-empty folder), and theirs is as good as ours. Any other failure (a
+    read-only or vanished cache folder, permissions) is one line: the examples were computed but not stored."""
+    try:
+        tmp.rename(shard)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and (shard / "manifest.json").is_file():
+            return
+        why = exc.strerror or str(exc)
+        raise UnfreezeError(f"activation cache {shard.parent}: could not store shard {shard.name} ({why}); make the "
+                            "cache folder writable (or remove a damaged shard folder of that name), or set "
+                            "UNFREEZE_CACHE_DIR elsewhere (or train.cache: off)") from exc
+    remember_verified(shard)  # its checksums were just computed from the files on disk
 
 
 def pooled(kind: str, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -225,5 +270,7 @@ def forget_arrays(shard: Path) -> None:
 
 
 def reset_memory() -> None:
+    """Forget what this process holds: arrays in RAM and the store indexes (as a new process would)."""
     _RAM.clear()
     _RAM_BYTES[0] = 0
+    _INDEXES.clear()
