@@ -39,7 +39,7 @@ def fill_cache(config, run_data: RunData, run_model: RunModel, accelerator, call
     it. `config`: the run's config (the cache reads `train.cache*`, the task and the freezing strategy)."""
     # training.cache reads a `run`: only the attributes it uses
     view = SimpleNamespace(config=config, plan=run_model.plan, model=run_model.model, encoded=run_data.encoded,
-                           tokenizer=run_model.tokenizer)
+                           tokenizer=run_model.tokenizer, data=run_data.data, max_length=run_data.max_length)
     with accelerator.main_process_first():
         started = time.perf_counter()
         caches, cached_from, computed = build_caches(view, accelerator, callbacks.cache_root, progress,
