@@ -151,7 +151,8 @@ def _by_seed(keys: list, scores: np.ndarray, boot: np.ndarray, n: int) -> SeedSc
 # Contrasts and the t decision
 
 
-def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: str = DF_RULE) -> dict:
+def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: str = DF_RULE,
+             level: float = 0.05) -> dict:
     """Δ = mean over a's seeds − mean over b's seeds, its standard error and df (see the module docstring).
 
     `paired` None: paired exactly when both arms ran the same seed numbers. Needs ≥ 2 seeds per arm. Returns
@@ -178,12 +179,13 @@ def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: 
         v_test = max(v_boot - noise_a / a.n - noise_b / b.n, 0.0)
     v_seed = sum(v for v, _ in parts)
     return {"delta": float(a.scores.mean() - b.scores.mean()), "se": math.sqrt(v_seed + v_test),
-            "df": seed_test_df(parts, v_test, n_boot, df_rule), "paired": bool(paired),
+            "df": seed_test_df(parts, v_test, n_boot, df_rule, level), "paired": bool(paired),
             "var_seed_best": var_a, "var_seed_other": var_b, "var_test": v_test, "seeds_best": a.n,
             "seeds_other": b.n}
 
 
-def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray, df_rule: str = DF_RULE) -> dict:
+def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray, df_rule: str = DF_RULE,
+                   level: float = 0.05) -> dict:
     """Δ = mean over a's seeds − a deterministic model's score (its seed variance is 0; one seed of `a` gives
     no seed variance and is refused: one seed cannot tell a gap from a lucky seed)."""
     if a.n < 2:
@@ -193,7 +195,7 @@ def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray, df_rule: str =
     v_seed = var_a / a.n
     v_test = max(float((a.boot.mean(1) - boot).var(ddof=1)) - noise / a.n, 0.0)
     return {"delta": float(a.scores.mean() - score), "se": math.sqrt(v_seed + v_test),
-            "df": seed_test_df([(v_seed, a.n - 1)], v_test, a.boot.shape[0], df_rule), "paired": False,
+            "df": seed_test_df([(v_seed, a.n - 1)], v_test, a.boot.shape[0], df_rule, level), "paired": False,
             "var_seed_best": var_a, "var_seed_other": 0.0, "var_test": v_test, "seeds_best": a.n, "seeds_other": 1}
 
 
@@ -250,7 +252,7 @@ def finish(a: SeedScores, b: SeedScores, n_boot: int, min_seeds: int, alpha: flo
         seeds = f"{a.n} seeds" if a.n == b.n else f"{a.n} vs {b.n} seeds"
         out["method"] = f"{seeds}: no seed-aware test (needs ≥ {min_seeds} per arm)"
         return out
-    out.update(contrast(a, b, paired, df_rule))
+    out.update(contrast(a, b, paired, df_rule, alpha))
     out.update(_bounded(t_decision(out["delta"], out["se"], out["df"], alpha)), decidable=True)
     folds = " (folds of a seed averaged)" if max(a.runs - a.n, b.runs - b.n) > 0 else ""
     design = f"paired over {a.n} shared seeds" if out["paired"] else f"{a.n} vs {b.n} independent seeds"
@@ -281,7 +283,7 @@ def finish_fixed(a: SeedScores, score: float, boot: np.ndarray, n_boot: int, alp
         out["method"] = (f"{a.n} seed{'s' if a.n != 1 else ''}: one seed cannot tell a real gap from a lucky seed"
                          if a.n == 1 else f"{a.n} seeds: no test (needs ≥ {min_seeds})")
         return out
-    out.update({k: v for k, v in contrast_fixed(a, score, boot, df_rule).items() if k in ("se", "df")}, decidable=True)
+    out.update({k: v for k, v in contrast_fixed(a, score, boot, df_rule, alpha).items() if k in ("se", "df")}, decidable=True)
     out.update(_bounded(t_decision(out["delta"], out["se"], out["df"], alpha)))
     out["method"] = (f"t, {a.n} seeds vs a deterministic baseline (its seed variance 0; df {out['df']:.1f}): "
                      f"variance = seed variance / seeds + test-set variance of Δ ({n_boot} example bootstraps)")

@@ -19,7 +19,8 @@ from scipy import stats as sps
 from unfreeze.errors import UnfreezeError
 
 VARIANCE_CONFIDENCE = 0.8  # one-sided upper bound of the seed variance used for planning
-SEED_VAR_CONFIDENCE = 0.95  # the upper bound of the seed variance behind the comparisons' df (seed_test_df)
+SEED_VAR_CONFIDENCE = 0.95  # the upper bound of the seed variance behind the comparisons' df (seed_test_df) ...
+BOUND_MISS_PER_LEVEL = 10  # ... raised where the level tested is below 0.005: the bound may miss ≤ 10 × the level
 DF_RULE = "upper"  # the report's df rule
 DF_RULES = ("upper", "min", "satterthwaite", "welch")
 
@@ -84,7 +85,7 @@ def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: flo
                 "text": f"{k[0]} seeds per arm (the seeds showed no spread at all, so this is no guarantee)"}
     v_seed = upper / k
     variance = v_seed + max(test_var, 0.0)
-    bound = v_seed * (k - 1) / sps.chi2.ppf(1 - SEED_VAR_CONFIDENCE, k - 1)  # what the comparison's df will use
+    bound = v_seed * (k - 1) / sps.chi2.ppf(1 - seed_var_confidence(alpha), k - 1)  # the comparison's df rule
     with np.errstate(divide="ignore", invalid="ignore"):
         dfs = np.where(v_seed > 0, np.maximum(k - 1, (bound + max(test_var, 0.0)) ** 2 / (bound ** 2 / (k - 1))),
                        np.inf)
@@ -107,13 +108,21 @@ def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: flo
                     f"bound)"}
 
 
-def seed_test_df(parts: Sequence[tuple[float, float]], v_test: float, n_boot: int, rule: str = DF_RULE) -> float:
-    """df of Δ / √(V_seed + V_test), V_seed the sum of the seed terms `parts` [(variance, df), ...].
+def seed_var_confidence(level: float) -> float:
+    """Confidence of the seed variance's upper bound for a test at `level` (two-sided, per comparison): 0.95, and
+    1 − 10 · level below 0.005 (at 0.0014 and below, 3–5 seeds need it: docs/statistics.md)."""
+    return max(SEED_VAR_CONFIDENCE, 1 - BOUND_MISS_PER_LEVEL * level)
+
+
+def seed_test_df(parts: Sequence[tuple[float, float]], v_test: float, n_boot: int, rule: str = DF_RULE,
+                 level: float = 0.05) -> float:
+    """df of Δ / √(V_seed + V_test), V_seed the sum of the seed terms `parts` [(variance, df), ...], for a test at
+    `level` (the per-comparison level the correction applies).
 
     "upper" (the report's): Satterthwaite over the seed and test-set terms, but with each seed term replaced by
-    its one-sided `SEED_VAR_CONFIDENCE` upper confidence bound (χ², its own df) and the seed df min(df), so a seed
-    variance that came out small by chance cannot lend the statistic the test-set term's df; never below
-    min(df). "min": min(df) for the whole variance; "satterthwaite": plain Satterthwaite with seed df min(df)
+    its one-sided upper confidence bound (χ², its own df; confidence `seed_var_confidence(level)`) and the seed
+    df min(df), so a seed variance that came out small by chance cannot lend the statistic the test-set term's
+    df; never below min(df). "min": min(df) for the whole variance; "satterthwaite": plain Satterthwaite with seed df min(df)
     (racing); "welch": Satterthwaite over every term (the former rule). Only "upper" and "min" are valid at the
     levels a correction applies (docs/statistics.md).
     """
@@ -129,7 +138,8 @@ def seed_test_df(parts: Sequence[tuple[float, float]], v_test: float, n_boot: in
     if rule == "min" and v_seed > 0:
         return df_seed
     if rule == "upper":
-        upper = sum(v * df / sps.chi2.ppf(1 - SEED_VAR_CONFIDENCE, df) for v, df in parts)
+        miss = 1 - seed_var_confidence(level)
+        upper = sum(v * df / sps.chi2.ppf(miss, df) for v, df in parts)
         return max(df_seed, _satterthwaite([(upper, df_seed), (v_test, n_boot - 1)]))
     return _satterthwaite([(v_seed, df_seed), (v_test, n_boot - 1)])
 
