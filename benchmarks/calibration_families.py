@@ -157,7 +157,7 @@ CELLS = {
     "cv_folds": Cell("cv_folds", arms(3, 3, 0.015), folds=4, fold_sd=0.01, n_test=600, n_val=300,
                      note="3 equal arms, 3 seeds × 4 folds (fold sd 0.01)"),
     "large_test": Cell("large_test", arms(4, 3, [0.01, 0.01, 0.03, 0.03]), n_test=5000,
-                       note="4 equal arms, seed sd 0.01 vs 0.03, 3 seeds, 5000 test examples (the seed term dominates)"),
+                       note="4 equal arms, seed sd 0.01 vs 0.03, 3 seeds, 5000 test examples (seed term dominates)"),
     "power": Cell("power", arms(4, 5, 0.01, [0.0, 0.02, 0.03, 0.05]),
                   note="gaps 0, 0.02, 0.03, 0.05; 5 seeds, seed sd 0.01"),
     "power_3seeds": Cell("power_3seeds", arms(4, 3, 0.01, [0.0, 0.02, 0.03, 0.05]),

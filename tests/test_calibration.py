@@ -37,7 +37,7 @@ from unfreeze.metrics.planning import plan_seeds, seed_test_df, seed_var_confide
 
 pytestmark = pytest.mark.slow  # ≈ 60 s on one core; `make test` runs it
 
-STUDIES = 120
+STUDIES = 100
 N_BOOT_SIM = 100
 ACC = IntConfusionMetric("accuracy", 2)
 NULL_CELLS = ["selection", "unequal_3to1", "seeds_3v5", "shared_seeds", "baseline_1seed", "baseline_3seeds",
@@ -72,7 +72,7 @@ def test_false_marks_and_baseline_claims_stay_at_five_percent(null_rates, family
 
 
 def test_pooled_false_mark_rate_over_every_family_and_cell(null_rates):
-    """All 24 cells together (2,880 studies): a much sharper check than any one cell."""
+    """All 24 cells together (2,400 studies): a much sharper check than any one cell."""
     rates = [r["false_mark_rate"] for r in null_rates.values()]
     pooled = float(np.mean(rates))
     assert pooled <= 0.05 + 2 * mc_se(0.05, STUDIES * len(rates)), pooled
@@ -95,7 +95,7 @@ def test_the_unseen_family_runs_through_the_cli_and_stays_calibrated(tmp_path):
 
     gen = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration_unseen.py"
     out = tmp_path / "rates.json"
-    result = _calibrate_cli(gen, "--studies", "40", "--seed", "2", "--json", out)
+    result = _calibrate_cli(gen, "--studies", "25", "--seed", "2", "--json", out)
     assert result.exit_code == 0, result.output
     rates = json.loads(out.read_text())
     assert rates["false_mark_rate"] <= 0.05 + 2 * rates["mc_se"] and rates["false_baseline_rate"] <= 0.05 + 2 * \
@@ -160,7 +160,7 @@ def test_upper_bound_df_hold_every_level_for_every_share_of_the_seed_term(nu):
     known: P(p ≤ u) ≤ u (+ MC error) at every level a correction applies, whatever the seed term's share ρ —
     chance-small seed variances lend no df. Plain Satterthwaite df fail the same check (1.6–7 × at ρ = 0.9)."""
     rng = np.random.default_rng(nu)
-    draws = 200_000
+    draws = 100_000
     for v_hat, v_test, u in ((0.3, 0.1, 0.05), (2e-5, 7e-4, 0.0083), (2e-5, 7e-4, 0.001)):  # the function's rule
         assert _upper_df(v_hat, v_test, nu, u) == pytest.approx(seed_test_df([(v_hat, nu)], v_test, 10 ** 9,
                                                                              level=u))

@@ -26,9 +26,9 @@ looks dominant and lends the statistic df it does not have (1.6–7 × the nomin
 levels a multiplicity correction applies). The report's rule ("upper") computes Satterthwaite's formula from a
 one-sided 95 % upper confidence bound of each seed term instead (χ² with its own df), so a seed variance that
 is small by chance cannot lend df, and never goes below the seed df: where the seed term dominates it is the
-seeds' t (exact), where the test-set term dominates it approaches the normal. The confidence 0.95 is the
-smallest that keeps P(p ≤ u) ≤ u at every u from 0.05 down to 0.0014 and every share of the seed term with 3, 4,
-5, 7 or 10 seeds (docs/statistics.md). `df_rule="min"` (the seeds' df for everything, the rule before),
+seeds' t (exact), where the test-set term dominates it approaches the normal. The confidence, 0.95 and
+1 − 10 · level below level 0.005 (`planning.seed_var_confidence`), keeps P(p ≤ u) ≤ u at every u from 0.05 down to
+0.0005 and every share of the seed term with 3, 4, 5 or 10 seeds (docs/statistics.md). `df_rule="min"` (the seeds' df for everything, the rule before),
 `"satterthwaite"` (seed-racing) and `"welch"` (the first rule) remain for comparison.
 
 Every function is pure (no I/O, deterministic for a given `seed`) and imports numpy / scipy only.
@@ -283,7 +283,8 @@ def finish_fixed(a: SeedScores, score: float, boot: np.ndarray, n_boot: int, alp
         out["method"] = (f"{a.n} seed{'s' if a.n != 1 else ''}: one seed cannot tell a real gap from a lucky seed"
                          if a.n == 1 else f"{a.n} seeds: no test (needs ≥ {min_seeds})")
         return out
-    out.update({k: v for k, v in contrast_fixed(a, score, boot, df_rule, alpha).items() if k in ("se", "df")}, decidable=True)
+    fixed = contrast_fixed(a, score, boot, df_rule, alpha)
+    out.update({k: v for k, v in fixed.items() if k in ("se", "df")}, decidable=True)
     out.update(_bounded(t_decision(out["delta"], out["se"], out["df"], alpha)))
     out["method"] = (f"t, {a.n} seeds vs a deterministic baseline (its seed variance 0; df {out['df']:.1f}): "
                      f"variance = seed variance / seeds + test-set variance of Δ ({n_boot} example bootstraps)")

@@ -122,9 +122,9 @@ def seed_test_df(parts: Sequence[tuple[float, float]], v_test: float, n_boot: in
     "upper" (the report's): Satterthwaite over the seed and test-set terms, but with each seed term replaced by
     its one-sided upper confidence bound (χ², its own df; confidence `seed_var_confidence(level)`) and the seed
     df min(df), so a seed variance that came out small by chance cannot lend the statistic the test-set term's
-    df; never below min(df). "min": min(df) for the whole variance; "satterthwaite": plain Satterthwaite with seed df min(df)
-    (racing); "welch": Satterthwaite over every term (the former rule). Only "upper" and "min" are valid at the
-    levels a correction applies (docs/statistics.md).
+    df; never below min(df). "min": min(df) for the whole variance; "satterthwaite": plain Satterthwaite with
+    seed df min(df) (racing); "welch": Satterthwaite over every term (the former rule). Only "upper" and "min"
+    are valid at the levels a correction applies (docs/statistics.md).
     """
     if rule not in DF_RULES:
         raise UnfreezeError(f"df_rule={rule!r}; use one of {', '.join(DF_RULES)}")
