@@ -27,9 +27,11 @@ levels a multiplicity correction applies). The report's rule ("upper") computes 
 one-sided 95 % upper confidence bound of each seed term instead (χ² with its own df), so a seed variance that
 is small by chance cannot lend df, and never goes below the seed df: where the seed term dominates it is the
 seeds' t (exact), where the test-set term dominates it approaches the normal. The confidence, 0.95 and
-1 − 10 · level below level 0.005 (`planning.seed_var_confidence`), keeps P(p ≤ u) ≤ u at every u from 0.05 down to
-0.0005 and every share of the seed term with 3, 4, 5 or 10 seeds (docs/statistics.md). `df_rule="min"` (the seeds' df for everything, the rule before),
-`"satterthwaite"` (seed-racing) and `"welch"` (the first rule) remain for comparison.
+1 − 10 · level below level 0.005 (`planning.seed_var_confidence`), keeps P(p ≤ u) ≤ u at every u from 0.05 down
+to 0.0005 and every share of the seed term with 3, 4, 5 or 10 seeds (docs/statistics.md); so the df depend on the
+level tested (`contrast(..., level=)`, the per-pair level of the correction). `df_rule="min"` (the seeds' df for
+everything, the rule before), `"satterthwaite"` (seed-racing) and `"welch"` (the first rule) remain for
+comparison.
 
 Every function is pure (no I/O, deterministic for a given `seed`) and imports numpy / scipy only.
 """
@@ -46,7 +48,6 @@ from scipy import stats as sps
 from unfreeze.errors import UnfreezeError
 from unfreeze.metrics.planning import DF_RULE, DF_RULES, seed_test_df  # noqa: F401 — re-exported
 from unfreeze.metrics.planning import bounded_interval  # noqa: F401 — re-exported (report, tests)
-
 
 __all__ = [
     "CountMetricLike",
