@@ -5,9 +5,10 @@ selection on validation, unequal seed spread 3:1 with 3 seeds, 3 vs 5 seeds, sha
 with 1 and 3 seeds, macro F1 with a 5 % rare class and CV folds; and the behaviour of the building blocks.
 
 Kept cheap for the suite (≈ 75 s of CPU on the loaded 2-core machine): smaller test sets and 100 example
-resamples per study (the report: 10,000; only the test-set term's Monte-Carlo noise moves, and it is in the df). Each cell is checked at
-≤ 5 % + 2 Monte-Carlo standard errors, and all cells together at ≤ 5 % + 2 pooled standard errors. The big tables
-(more studies, full-size test sets) are in docs/statistics.md with the command that made them.
+resamples per study (the report: 10,000; only the test-set term's Monte-Carlo noise moves, and it is in the
+df). Each cell is checked at ≤ 5 % + 2 Monte-Carlo standard errors, and all cells together at ≤ 5 % + 2 pooled
+standard errors. The big tables (more studies, full-size test sets) are in docs/statistics.md with the command
+that made them.
 """
 from __future__ import annotations
 
