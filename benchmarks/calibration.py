@@ -227,128 +227,13 @@ def aso_rate(n_studies: int, n: int, seeds: int, seed_sd: float, delta_acc: floa
     return float(np.mean(hits))
 
 
-def family_tables(studies: int, n_boot: int, part: str = "all") -> None:
-    """The tables of docs/statistics.md for issue #23 (decision path × generative families × cells); `part`
-    "table" or "rules" prints one of the two (two processes on a busy machine)."""
-    from calibration_families import CELLS, FAMILIES, HOLDOUT, HOLDOUT_CELLS
-
-    from unfreeze.metrics.calibrate import calibrate, run_study, summarize
-
-    families = {**FAMILIES, "holdout": HOLDOUT}
-    if part in ("all", "table"):
-        calibration_table(studies, n_boot, families, CELLS, HOLDOUT_CELLS, calibrate)
-    if part == "table":
-        return
-    rules_table(studies, n_boot, FAMILIES, CELLS, calibrate, run_study, summarize)
-
-
-def calibration_table(studies, n_boot, families, cells, holdout_cells, calibrate) -> None:
-    CELLS, HOLDOUT_CELLS = cells, holdout_cells
-    print(f"## Decision path, {studies} studies per cell, n_boot {n_boot}: false-mark rate / false baseline rate "
-          f"(power where arms are ≥ 0.02 below); MC SE at 0.05: {mc_se(0.05, studies):.4f}\n")
-    print("| cell | what | " + " | ".join(families) + " |")
-    print("|---|---|" + "---|" * len(families))
-    for i, (name, cell) in enumerate(CELLS.items()):
-        cells = []
-        for j, (fname, family) in enumerate(families.items()):
-            if fname == "holdout" and name not in HOLDOUT_CELLS:
-                cells.append("–")
-                continue
-            r = calibrate(family.simulator(cell), studies, seed=1000 * i + j, n_boot=n_boot)
-            text = f"{r['false_mark_rate']:.3f}"
-            text += f" / {r['false_baseline_rate']:.3f}" if r["false_baseline_rate"] is not None else ""
-            text += f" (power {r['power']:.2f})" if r["power"] is not None else ""
-            cells.append(text)
-        print(f"| {name} | {cell.note} | " + " | ".join(cells) + " |", flush=True)
-
-
-def rules_table(studies, n_boot, FAMILIES, CELLS, calibrate, run_study, summarize) -> None:
-    rules = {"chosen: all pairs, df seeds − 1": {}, "all pairs, Satterthwaite df": {"df_rule": "satterthwaite"},
-             "former: Holm vs the pick, Welch df": {"family": "ref", "df_rule": "welch"}}
-    print(f"\n## Rules compared (logistic family), {studies} studies per cell: false-mark rate; power "
-          "per gap below the top arm\n")
-    print("| rule | family | selection | unequal_3to1 | seeds_3v5 | power: gap 0.02 / 0.03 / 0.05 (5 seeds) | "
-          "power_2arms: gap 0.03 |")
-    print("|---|---|---|---|---|---|---|")
-    for rule, options in rules.items():
-        for fname in ("logistic",):
-            family, row = FAMILIES[fname], []
-            for name in ("selection", "unequal_3to1", "seeds_3v5"):
-                result = calibrate(family.simulator(CELLS[name]), studies, seed=7, n_boot=n_boot, options=options)
-                row.append(f"{result['false_mark_rate']:.3f}")
-            for name in ("power", "power_2arms"):
-                rng = np.random.default_rng(11)
-                outcomes = [run_study(family.study(rng, CELLS[name]), n_boot=n_boot, seed=i, options=options)
-                            for i in range(studies)]
-                gaps = {a[0]: a[1] for a in CELLS[name].arms}
-                power = []
-                for gap in sorted({g for g in gaps.values() if g > 0}):
-                    hits = [o["decision"]["arms"][a]["worse"] for o in outcomes for a in gaps
-                            if gaps[a] == gap and a != o["decision"]["best"] and gaps[o["decision"]["best"]] == 0]
-                    power.append(f"{np.mean(hits):.2f}" if hits else "–")
-                row.append(" / ".join(power) + f" (false {summarize(outcomes)['false_mark_rate']:.3f})")
-            print(f"| {rule} | {fname} | " + " | ".join(row) + " |", flush=True)
-
-
-def paired_gain(studies: int, n_boot: int) -> None:
-    """Power of the paired vs the unpaired comparison when arms share seed effects (and calibration without)."""
-    import dataclasses
-
-    from calibration_families import CELLS, FAMILIES
-
-    from unfreeze.metrics.calibrate import int_metric
-
-    metric = int_metric("accuracy", 2)
-    print(f"\n## Shared seed effects, 2 arms × 3 seeds, {studies} studies: † rate paired / unpaired\n")
-    print("| family | shared seed sd | own seed sd | gap | paired | unpaired |")
-    print("|---|---|---|---|---|---|")
-    for fname in ("logistic", "heavy_tailed"):
-        for shared, own, gap in ((0.02, 0.005, 0.03), (0.02, 0.005, 0.0), (0.0, 0.01, 0.0), (0.0, 0.01, 0.03)):
-            cell = dataclasses.replace(CELLS["shared_seeds"], arms=(("a", 0.0, own, 3), ("b", gap, own, 3)),
-                                       shared_sd=shared, n_val=50)
-            rng, hits = np.random.default_rng(3), {True: [], False: []}
-            for i in range(studies):
-                test = FAMILIES[fname].study(rng, cell)["test"]
-                for paired in (True, False):
-                    r = seed_aware_compare(test["y"], dict(enumerate(test["arms"]["a"])),
-                                           dict(enumerate(test["arms"]["b"])), metric, n_boot=n_boot, seed=i,
-                                           paired=paired)
-                    hits[paired].append(r["p_value"] < 0.05 and (r["delta"] > 0 or gap == 0))
-            print(f"| {fname} | {shared} | {own} | {gap} | {np.mean(hits[True]):.3f} | {np.mean(hits[False]):.3f} |",
-                  flush=True)
-
-
-def single_pair_levels(reps: int, n_boot: int = 100) -> None:
-    """P(p ≤ u) for one pair of equal arms (logistic family, 3 seeds, seed sd 0.02, 2000 test examples, paired):
-    the t with the seeds' df vs Satterthwaite df over the seed and test-set terms."""
-    import dataclasses
-
-    from calibration_families import CELLS, FAMILIES
-
-    from unfreeze.metrics.calibrate import int_metric
-    from unfreeze.metrics.compare import contrast, score_split
-
-    cell = dataclasses.replace(CELLS["selection"], arms=(("a", 0.0, 0.02, 3), ("b", 0.0, 0.02, 3)), n_val=10)
-    rng, metric = np.random.default_rng(0), int_metric("accuracy", 2)
-    ps: dict[str, list[float]] = {"seeds' df (chosen)": [], "Satterthwaite df": []}
-    for i in range(reps):
-        test = FAMILIES["logistic"].study(rng, cell)["test"]
-        scored, _ = score_split(test["y"], {a: dict(enumerate(test["arms"][a])) for a in "ab"}, metric, n_boot, i)
-        for rule, name in (("min", "seeds' df (chosen)"), ("satterthwaite", "Satterthwaite df")):
-            c = contrast(scored["a"], scored["b"], df_rule=rule)
-            ps[name].append(float(2 * sps.t.sf(abs(c["delta"]) / c["se"], c["df"])))
-    print(f"\n## One pair of equal arms, {reps} studies: P(p ≤ u)\n")
-    print("| df | u = 0.05 | u = 0.0083 (0.05 / 6 pairs) |")
-    print("|---|---|---|")
-    for name, values in ps.items():
-        v = np.asarray(values)
-        print(f"| {name} | {(v <= 0.05).mean():.4f} | {(v <= 0.05 / 6).mean():.4f} |", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", type=int, default=0, help="studies per cell of the decision-path tables")
-    parser.add_argument("--single-pair", type=int, default=0, help="studies of the one-pair df comparison")
+    parser.add_argument("--levels", type=int, default=0, help="studies per row of the every-level table")
+    parser.add_argument("--unseen", type=int, default=0, help="studies per scenario of the unseen family")
+    parser.add_argument("--gaussian", type=int, default=0, help="draws per share of the Gaussian df table")
+    parser.add_argument("--pooled", type=int, default=0, help="draws per row of the pooled-variance table")
     parser.add_argument("--part", choices=["all", "table", "rules"], default="all",
                         help="with --families: the calibration table, or the rules compared + pairing")
     parser.add_argument("--studies", type=int, default=2000, help="studies per cell of the false-positive table")
@@ -357,13 +242,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aso", action="store_true")
     args = parser.parse_args(argv)
     started = time.time()
-    if args.single_pair:
-        single_pair_levels(args.single_pair)
+    from calibration_tables import (family_tables, gaussian_levels, levels_table, paired_gain, pooled_levels,
+                                    unseen_table)
+
+    if args.gaussian:
+        gaussian_levels(args.gaussian)
+    if args.pooled:
+        pooled_levels(args.pooled)
+    if args.levels:
+        levels_table(args.levels)
+    if args.unseen:
+        unseen_table(args.unseen, 200)
     if args.families:
         family_tables(args.families, 200, args.part)
         if args.part != "table":
             paired_gain(args.families, 200)
-    if args.families or args.single_pair:
+    if args.families or args.levels or args.unseen or args.gaussian or args.pooled:
         print(f"\n({time.time() - started:.0f} s)")
         return
     s, s2, nb = args.studies, args.other_studies, args.n_boot

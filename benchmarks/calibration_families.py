@@ -156,6 +156,8 @@ CELLS = {
                     note="macro F1, 3 classes, 5 % rare class, 4 equal arms, 5 seeds"),
     "cv_folds": Cell("cv_folds", arms(3, 3, 0.015), folds=4, fold_sd=0.01, n_test=600, n_val=300,
                      note="3 equal arms, 3 seeds × 4 folds (fold sd 0.01)"),
+    "large_test": Cell("large_test", arms(4, 3, [0.01, 0.01, 0.03, 0.03]), n_test=5000,
+                       note="4 equal arms, seed sd 0.01 vs 0.03, 3 seeds, 5000 test examples (seed term dominates)"),
     "power": Cell("power", arms(4, 5, 0.01, [0.0, 0.02, 0.03, 0.05]),
                   note="gaps 0, 0.02, 0.03, 0.05; 5 seeds, seed sd 0.01"),
     "power_3seeds": Cell("power_3seeds", arms(4, 3, 0.01, [0.0, 0.02, 0.03, 0.05]),
@@ -200,4 +202,4 @@ class HoldoutFamily(Family):
 
 
 HOLDOUT = HoldoutFamily("holdout", lambda rng, n: rng.laplace(0, 2.0, n), 1.0, expit, _normal)
-HOLDOUT_CELLS = ["selection", "unequal_3to1", "seeds_3v5", "shared_seeds", "f1_rare", "cv_folds"]
+HOLDOUT_CELLS = ["selection", "unequal_3to1", "seeds_3v5", "shared_seeds", "f1_rare", "cv_folds", "large_test"]

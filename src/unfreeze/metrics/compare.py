@@ -19,13 +19,19 @@ test set:
 - V_test = the test-set variance of the seed-averaged Δ from a count bootstrap over test examples (one
   multinomial weight vector per resample shared by every run) minus the seed × example noise already in s².
 
-Degrees of freedom (why not Welch–Satterthwaite): the t statistic is referred to a t with the *seed* term's df —
-min(n_a, n_b) − 1, or seeds − 1 when paired (Hsu's / Banerjee's conservative choice, valid for every ratio of
-seed variances) — and the precisely known test-set term adds variance but no df. Satterthwaite's df are an
-estimate: with 3 seeds the seed variance is often far too small by chance, the test-set term then looks dominant
-and lends the statistic df it does not have, and the test rejects 1.3–2 × too often at α = 0.01 and below, the
-levels a multiplicity correction applies (measured in docs/statistics.md, where `df_rule="welch"` (the former
-rule) and `"satterthwaite"` (seed df min(n) − 1, combined with the test-set term) are kept for that comparison).
+Degrees of freedom (`seed_test_df`): the seed term is an estimate with few df (seeds − 1 when paired, else
+min(n_a, n_b) − 1), the test-set term is nearly known (thousands of examples). Plain Welch–Satterthwaite df over
+both are an estimate from the same few seeds: when the seed variance comes out small by chance the test-set term
+looks dominant and lends the statistic df it does not have (1.6–7 × the nominal rate at α = 0.05 … 0.0033, the
+levels a multiplicity correction applies). The report's rule ("upper") computes Satterthwaite's formula from a
+one-sided 95 % upper confidence bound of each seed term instead (χ² with its own df), so a seed variance that
+is small by chance cannot lend df, and never goes below the seed df: where the seed term dominates it is the
+seeds' t (exact), where the test-set term dominates it approaches the normal. The confidence, 0.95 and
+1 − 10 · level below level 0.005 (`planning.seed_var_confidence`), keeps P(p ≤ u) ≤ u at every u from 0.05 down
+to 0.0005 and every share of the seed term with 3, 4, 5 or 10 seeds (docs/statistics.md); so the df depend on the
+level tested (`contrast(..., level=)`, the per-pair level of the correction). `df_rule="min"` (the seeds' df for
+everything, the rule before), `"satterthwaite"` (seed-racing) and `"welch"` (the first rule) remain for
+comparison.
 
 Every function is pure (no I/O, deterministic for a given `seed`) and imports numpy / scipy only.
 """
@@ -40,6 +46,7 @@ import numpy as np
 from scipy import stats as sps
 
 from unfreeze.errors import UnfreezeError
+from unfreeze.metrics.planning import DF_RULE, DF_RULES, seed_test_df  # noqa: F401 — re-exported
 from unfreeze.metrics.planning import bounded_interval  # noqa: F401 — re-exported (report, tests)
 
 __all__ = [
@@ -54,6 +61,8 @@ __all__ = [
     "holm",
     "score_split",
     "seed_aware_compare",
+    "seed_groups",
+    "seed_test_df",
     "t_decision",
 ]
 
@@ -122,11 +131,18 @@ def score_split(y_true: np.ndarray, arms: Mapping[Hashable, Mapping[Hashable, np
     return out, fixed_out
 
 
-def _by_seed(keys: list, scores: np.ndarray, boot: np.ndarray, n: int) -> SeedScores:
+def seed_groups(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
+    """{seed: positions of its runs in `keys`}, seeds sorted (run keys `(seed, fold)`: the folds of a seed are one
+    cluster). The one grouping behind `SeedScores` and `decide.seed_means`."""
     groups: dict[Hashable, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(seed_of(key), []).append(i)
-    seeds = sorted(groups, key=repr)
+    return {s: groups[s] for s in sorted(groups, key=repr)}
+
+
+def _by_seed(keys: list, scores: np.ndarray, boot: np.ndarray, n: int) -> SeedScores:
+    groups = seed_groups(keys)
+    seeds = list(groups)
     return SeedScores(tuple(seeds), np.array([scores[groups[s]].mean() for s in seeds]),
                       np.stack([boot[:, groups[s]].mean(1) for s in seeds], 1) if seeds else boot[:, :0], n,
                       len(keys))
@@ -136,7 +152,8 @@ def _by_seed(keys: list, scores: np.ndarray, boot: np.ndarray, n: int) -> SeedSc
 # Contrasts and the t decision
 
 
-def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: str = "min") -> dict:
+def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: str = DF_RULE,
+             level: float = 0.05) -> dict:
     """Δ = mean over a's seeds − mean over b's seeds, its standard error and df (see the module docstring).
 
     `paired` None: paired exactly when both arms ran the same seed numbers. Needs ≥ 2 seeds per arm. Returns
@@ -151,27 +168,25 @@ def contrast(a: SeedScores, b: SeedScores, paired: bool | None = None, df_rule: 
         d, d_boot = a.scores - b.scores, a.boot - b.boot
         noise = float((d_boot - d).var(axis=1, ddof=1).mean())
         var_d = _floored(d, noise, a.n_examples)
-        v_seed, df_seed = var_d / a.n, a.n - 1
+        parts = [(var_d / a.n, a.n - 1)]
         v_test = max(float(d_boot.mean(1).var(ddof=1)) - noise / a.n, 0.0)
         var_a = var_b = var_d
     else:
         noise_a = float((a.boot - a.scores).var(axis=1, ddof=1).mean())
         noise_b = float((b.boot - b.scores).var(axis=1, ddof=1).mean())
         var_a, var_b = _floored(a.scores, noise_a, a.n_examples), _floored(b.scores, noise_b, b.n_examples)
-        v_seed = var_a / a.n + var_b / b.n
-        if df_rule == "welch":
-            df_seed = _satterthwaite([(var_a / a.n, a.n - 1), (var_b / b.n, b.n - 1)])
-        else:
-            df_seed = min(a.n, b.n) - 1
+        parts = [(var_a / a.n, a.n - 1), (var_b / b.n, b.n - 1)]
         v_boot = float((a.boot.mean(1) - b.boot.mean(1)).var(ddof=1))
         v_test = max(v_boot - noise_a / a.n - noise_b / b.n, 0.0)
+    v_seed = sum(v for v, _ in parts)
     return {"delta": float(a.scores.mean() - b.scores.mean()), "se": math.sqrt(v_seed + v_test),
-            "df": _df(v_seed, df_seed, v_test, n_boot, df_rule), "paired": bool(paired),
+            "df": seed_test_df(parts, v_test, n_boot, df_rule, level), "paired": bool(paired),
             "var_seed_best": var_a, "var_seed_other": var_b, "var_test": v_test, "seeds_best": a.n,
             "seeds_other": b.n}
 
 
-def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray) -> dict:
+def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray, df_rule: str = DF_RULE,
+                   level: float = 0.05) -> dict:
     """Δ = mean over a's seeds − a deterministic model's score (its seed variance is 0; one seed of `a` gives
     no seed variance and is refused: one seed cannot tell a gap from a lucky seed)."""
     if a.n < 2:
@@ -181,7 +196,7 @@ def contrast_fixed(a: SeedScores, score: float, boot: np.ndarray) -> dict:
     v_seed = var_a / a.n
     v_test = max(float((a.boot.mean(1) - boot).var(ddof=1)) - noise / a.n, 0.0)
     return {"delta": float(a.scores.mean() - score), "se": math.sqrt(v_seed + v_test),
-            "df": _df(v_seed, a.n - 1, v_test, a.boot.shape[0], "min"), "paired": False,
+            "df": seed_test_df([(v_seed, a.n - 1)], v_test, a.boot.shape[0], df_rule, level), "paired": False,
             "var_seed_best": var_a, "var_seed_other": 0.0, "var_test": v_test, "seeds_best": a.n, "seeds_other": 1}
 
 
@@ -193,13 +208,6 @@ def t_decision(delta: float, se: float, df: float, alpha: float) -> dict:
     else:
         p, half = (1.0 if delta == 0 else 0.0), 0.0
     return {"p_value": p, "ci_low": delta - half, "ci_high": delta + half}
-
-
-def _df(v_seed: float, df_seed: float, v_test: float, n_boot: int, rule: str) -> float:
-    """The seed term's df ("min"); or Satterthwaite over the seed and test-set terms (the benchmark's rules)."""
-    if rule == "min" and v_seed > 0:
-        return float(df_seed)
-    return _satterthwaite([(v_seed, df_seed), (v_test, n_boot - 1)])
 
 
 def _bounded(decision: dict) -> dict:
@@ -220,7 +228,7 @@ def _floored(scores: np.ndarray, noise: float, n_examples: int) -> float:
 def seed_aware_compare(y_true: np.ndarray, preds_best: Mapping[Hashable, np.ndarray],
                        preds_other: Mapping[Hashable, np.ndarray], metric: CountMetricLike, n_boot: int = 10_000,
                        seed: int = 0, min_seeds: int = 3, alpha: float = 0.05, paired: bool | None = None,
-                       df_rule: str = "min") -> dict:
+                       df_rule: str = DF_RULE) -> dict:
     """Is the other arm worse / better than the best arm, counting seed variance *and* the finite test set?
 
     `preds_*` map a run key (`(seed, fold)`, or a seed) to test predictions. Returns {"delta" (best − other),
@@ -235,7 +243,7 @@ def seed_aware_compare(y_true: np.ndarray, preds_best: Mapping[Hashable, np.ndar
 
 
 def finish(a: SeedScores, b: SeedScores, n_boot: int, min_seeds: int, alpha: float, paired: bool | None = None,
-           df_rule: str = "min") -> dict:
+           df_rule: str = DF_RULE) -> dict:
     """The result dict of `seed_aware_compare` for two scored arms (shared with `metrics.decide`)."""
     out = {"delta": float(a.scores.mean() - b.scores.mean()), "p_value": None, "ci_low": None, "ci_high": None,
            "seeds_best": a.n, "seeds_other": b.n, "n_boot": int(n_boot), "p_floor": 1.0 / n_boot,
@@ -245,7 +253,7 @@ def finish(a: SeedScores, b: SeedScores, n_boot: int, min_seeds: int, alpha: flo
         seeds = f"{a.n} seeds" if a.n == b.n else f"{a.n} vs {b.n} seeds"
         out["method"] = f"{seeds}: no seed-aware test (needs ≥ {min_seeds} per arm)"
         return out
-    out.update(contrast(a, b, paired, df_rule))
+    out.update(contrast(a, b, paired, df_rule, alpha))
     out.update(_bounded(t_decision(out["delta"], out["se"], out["df"], alpha)), decidable=True)
     folds = " (folds of a seed averaged)" if max(a.runs - a.n, b.runs - b.n) > 0 else ""
     design = f"paired over {a.n} shared seeds" if out["paired"] else f"{a.n} vs {b.n} independent seeds"
@@ -269,14 +277,15 @@ def compare_with_fixed(y_true: np.ndarray, preds_arm: Mapping[Hashable, np.ndarr
 
 
 def finish_fixed(a: SeedScores, score: float, boot: np.ndarray, n_boot: int, alpha: float,
-                 min_seeds: int = 2) -> dict:
+                 min_seeds: int = 2, df_rule: str = DF_RULE) -> dict:
     out = {"delta": float(a.scores.mean() - score), "p_value": None, "ci_low": None, "ci_high": None, "se": None,
            "df": None, "seeds": a.n, "n_boot": int(n_boot), "decidable": False}
     if a.n < min_seeds:
         out["method"] = (f"{a.n} seed{'s' if a.n != 1 else ''}: one seed cannot tell a real gap from a lucky seed"
                          if a.n == 1 else f"{a.n} seeds: no test (needs ≥ {min_seeds})")
         return out
-    out.update({k: v for k, v in contrast_fixed(a, score, boot).items() if k in ("se", "df")}, decidable=True)
+    fixed = contrast_fixed(a, score, boot, df_rule, alpha)
+    out.update({k: v for k, v in fixed.items() if k in ("se", "df")}, decidable=True)
     out.update(_bounded(t_decision(out["delta"], out["se"], out["df"], alpha)))
     out["method"] = (f"t, {a.n} seeds vs a deterministic baseline (its seed variance 0; df {out['df']:.1f}): "
                      f"variance = seed variance / seeds + test-set variance of Δ ({n_boot} example bootstraps)")
@@ -343,13 +352,6 @@ def _distinct_rows(flat: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | No
 
 
 _bootstrap_scores = bootstrap_scores  # the name benchmarks and older tests import
-
-
-def _satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
-    """Welch–Satterthwaite df of a sum of independent variance estimates (value, df); inf when all are zero."""
-    total = sum(v for v, _ in parts)
-    denominator = sum(v * v / df for v, df in parts if v > 0 and df > 0)
-    return float(total * total / denominator) if denominator > 0 else math.inf
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unfreeze.errors import UnfreezeError
-from unfreeze.metrics.compare import (CountMetricLike, SeedScores, contrast, finish, finish_fixed, holm,
-                                      score_split, seed_of, t_decision)
+from unfreeze.metrics.compare import (DF_RULE, CountMetricLike, SeedScores, contrast, finish, finish_fixed,
+                                      holm, score_split, seed_groups, t_decision)
 from unfreeze.metrics.planning import plan_seeds
 
 MIN_EFFECT = 0.01  # report.min_effect default: a gap of one point of the selection metric
@@ -40,16 +40,14 @@ class Split:
 
 def seed_means(scores: Mapping[Hashable, float]) -> list[float]:
     """Per-seed scores from per-run scores keyed `(seed, fold)`: the folds of a seed averaged (a cluster)."""
-    groups: dict[Hashable, list[float]] = {}
-    for key, value in scores.items():
-        groups.setdefault(seed_of(key), []).append(float(value))
-    return [float(np.mean(groups[s])) for s in sorted(groups, key=repr)]
+    keys, values = list(scores), np.asarray([float(v) for v in scores.values()])
+    return [float(values[rows].mean()) for rows in seed_groups(keys).values()]
 
 
 def decide(test: Split, metric: CountMetricLike, val_scores: Mapping[Hashable, Mapping[Hashable, float]],
            val_baseline: float | Mapping[Hashable, float] | None = None, val: Split | None = None,
            alpha: float = 0.05, min_seeds: int = 3, min_effect: float = MIN_EFFECT, n_boot: int = 10_000,
-           seed: int = 0, lower_is_better: bool = False, family: str = "pairs", df_rule: str = "min") -> dict:
+           seed: int = 0, lower_is_better: bool = False, family: str = "pairs", df_rule: str = DF_RULE) -> dict:
     """The whole decision for one study (one shared test set).
 
     `val_scores[arm]` maps run key → validation score (the pick uses the mean over seeds of fold means);
@@ -77,13 +75,13 @@ def decide(test: Split, metric: CountMetricLike, val_scores: Mapping[Hashable, M
     out.update(pairs=pairs, level=1 - alpha / max(pairs, 1), arms=rows)
     if fixed:
         out["baseline"] = _baseline_verdict(best, scored, fixed_scores, base_of, decidable, val_means, val_scores,
-                                            val_baseline, val, metric, alpha, min_seeds, n_boot, seed)
+                                            val_baseline, val, metric, alpha, min_seeds, n_boot, seed, df_rule)
     out["plan"] = _plan(best, runner_up, scored, rows, len(scored), alpha, min_effect, min_seeds)
     return out
 
 
 def compare_family(scored: Mapping[Hashable, SeedScores], best: Hashable, alpha: float, min_seeds: int,
-                   n_boot: int, family: str = "pairs", df_rule: str = "min") -> tuple[dict, int]:
+                   n_boot: int, family: str = "pairs", df_rule: str = DF_RULE) -> tuple[dict, int]:
     """({arm: row vs best}, pairs in the family): every arm with ≥ `min_seeds` seeds against `best`, marks where
     the interval simultaneous over all pairs of decidable arms excludes 0 (`p_holm` = the Bonferroni-adjusted p:
     the key keeps its old name)."""
@@ -124,13 +122,13 @@ def _holm_marks(rows: dict, alpha: float) -> None:
 
 
 def _baseline_verdict(best, scored, fixed_scores, base_of, decidable, val_means, val_scores, val_baseline, val,
-                      metric, alpha, min_seeds, n_boot, seed) -> dict | None:
+                      metric, alpha, min_seeds, n_boot, seed, df_rule=DF_RULE) -> dict | None:
     """The best arm against its baseline, on test and on validation, at alpha / (arms with a baseline)."""
     if best not in base_of:
         return None
     family = [arm for arm in decidable if arm in base_of] or [best]
     level = alpha / len(family)
-    test = finish_fixed(scored[best], *fixed_scores[base_of[best]], n_boot, level, min_seeds)
+    test = finish_fixed(scored[best], *fixed_scores[base_of[best]], n_boot, level, min_seeds, df_rule)
     if test["decidable"]:
         test["p_adj"] = min(1.0, len(family) * test["p_value"])
         significant = test["p_adj"] < alpha
@@ -141,22 +139,23 @@ def _baseline_verdict(best, scored, fixed_scores, base_of, decidable, val_means,
     base_val = val_baseline.get(best) if isinstance(val_baseline, Mapping) else val_baseline
     return {"arm": best, "seeds": scored[best].n, "arms_in_family": len(family), "test": test,
             "val": _val_verdict(best, val_means[best], val_scores[best], base_val, val, metric, level, n_boot, seed,
-                                base_of[best])}
+                                base_of[best], df_rule)}
 
 
-def _val_verdict(best, mean, runs, base_val, val, metric, level, n_boot, seed, base_name) -> dict | None:
+def _val_verdict(best, mean, runs, base_val, val, metric, level, n_boot, seed, base_name,
+                 df_rule=DF_RULE) -> dict | None:
     """Validation Δ (best − baseline) with an interval: the validation set's noise counted when `val` carries
     predictions, else the seed spread only (said so). The arm was picked on these data, which flatters it."""
     if base_val is None or not math.isfinite(float(base_val)):
         return None
     out = {"delta": mean - float(base_val), "ci_low": None, "ci_high": None, "level": 1 - level, "how": None}
     seeds = seed_means(runs)
-    if val is not None and val.baseline is not None and best in val.arms:
-        fixed, base_of = _baselines(val.baseline, val.arms)
+    fixed, base_of = _baselines(val.baseline, val.arms) if val is not None else ({}, {})
+    if best in base_of and best in val.arms:  # the baseline's validation predictions for this arm's data
         arms, fixed_scores = score_split(val.y, {best: val.arms[best]}, metric, n_boot, seed + 1,
                                          {base_name: fixed[base_of[best]]})
         if arms[best].n >= 2:
-            result = finish_fixed(arms[best], *fixed_scores[base_name], n_boot, level)
+            result = finish_fixed(arms[best], *fixed_scores[base_name], n_boot, level, df_rule=df_rule)
             out.update(ci_low=result["ci_low"], ci_high=result["ci_high"], how="seeds and validation examples")
     elif len(seeds) >= 2:
         sd = float(np.std(seeds, ddof=1))

@@ -5,7 +5,8 @@ post-hoc power — it is small exactly when Δ was overestimated by chance and s
 `plan_seeds` answers a question fixed in advance ("how many seeds per arm would find a gap of `min_effect` with
 80 % power at the level the report's correction applies?") from an upper confidence bound of the seed variance
 (with 3 seeds a variance estimate has 2 degrees of freedom and is often far too small), so the figure errs on the
-side of more seeds. Pure numpy / scipy.
+side of more seeds. `seed_test_df` is the df rule of every comparison (`metrics.compare`), here so that planning
+uses the df the comparison will use. Pure numpy / scipy.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from scipy import stats as sps
 from unfreeze.errors import UnfreezeError
 
 VARIANCE_CONFIDENCE = 0.8  # one-sided upper bound of the seed variance used for planning
+SEED_VAR_CONFIDENCE = 0.95  # the upper bound of the seed variance behind the comparisons' df (seed_test_df) ...
+BOUND_MISS_PER_LEVEL = 10  # ... raised where the level tested is below 0.005: the bound may miss ≤ 10 × the level
+DF_RULE = "upper"  # the report's df rule
+DF_RULES = ("upper", "min", "satterthwaite", "welch")
 
 
 def bounded_interval(values: Sequence[float], low: float = 0.0, high: float = 1.0) -> tuple[float, float, str]:
@@ -64,7 +69,8 @@ def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: flo
     arms' per-seed variances for independent seeds) estimated with `df` degrees of freedom; planning uses its
     upper `VARIANCE_CONFIDENCE` bound. `test_var` (the test-set variance of Δ) does not shrink with seeds, so an
     effect below it is never resolvable. `alpha` is the per-comparison level the correction applies. Power from
-    the noncentral t with the df the comparison will use (seeds − 1, plus the test-set term). Returns
+    the noncentral t with the df the comparison will use (`seed_test_df`: seeds − 1, plus the
+    test-set term weighed against the seed term's upper bound). Returns
     {"seeds": int | None, "sd_upper": float, "text": str}.
     """
     if not min_effect > 0:
@@ -79,8 +85,10 @@ def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: flo
                 "text": f"{k[0]} seeds per arm (the seeds showed no spread at all, so this is no guarantee)"}
     v_seed = upper / k
     variance = v_seed + max(test_var, 0.0)
+    bound = v_seed * (k - 1) / sps.chi2.ppf(1 - seed_var_confidence(alpha), k - 1)  # the comparison's df rule
     with np.errstate(divide="ignore", invalid="ignore"):
-        dfs = np.where(v_seed > 0, variance ** 2 / (v_seed ** 2 / (k - 1)), np.inf)
+        dfs = np.where(v_seed > 0, np.maximum(k - 1, (bound + max(test_var, 0.0)) ** 2 / (bound ** 2 / (k - 1))),
+                       np.inf)
     crit = sps.t.ppf(1 - alpha / 2, np.minimum(dfs, 1e6))
     ncp = min_effect / np.sqrt(np.maximum(variance, 1e-300))
     achieved = sps.nct.sf(crit, np.minimum(dfs, 1e6), ncp) + sps.nct.cdf(-crit, np.minimum(dfs, 1e6), ncp)
@@ -98,3 +106,46 @@ def plan_seeds(seed_variance: float, df: float, test_var: float, min_effect: flo
             "text": f"a gap of {min_effect:g} is below what {why} can resolve at the corrected level "
                     f"{alpha:.3g} (seed sd of the difference ≤ {sd:.3g}, {VARIANCE_CONFIDENCE * 100:.0f} % upper "
                     f"bound)"}
+
+
+def seed_var_confidence(level: float) -> float:
+    """Confidence of the seed variance's upper bound for a test at `level` (two-sided, per comparison): 0.95, and
+    1 − 10 · level below 0.005 (at 0.0014 and below, 3–5 seeds need it: docs/statistics.md)."""
+    return max(SEED_VAR_CONFIDENCE, 1 - BOUND_MISS_PER_LEVEL * level)
+
+
+def seed_test_df(parts: Sequence[tuple[float, float]], v_test: float, n_boot: int, rule: str = DF_RULE,
+                 level: float = 0.05) -> float:
+    """df of Δ / √(V_seed + V_test), V_seed the sum of the seed terms `parts` [(variance, df), ...], for a test at
+    `level` (the per-comparison level the correction applies).
+
+    "upper" (the report's): Satterthwaite over the seed and test-set terms, but with each seed term replaced by
+    its one-sided upper confidence bound (χ², its own df; confidence `seed_var_confidence(level)`) and the seed
+    df min(df), so a seed variance that came out small by chance cannot lend the statistic the test-set term's
+    df; never below min(df). "min": min(df) for the whole variance; "satterthwaite": plain Satterthwaite with
+    seed df min(df) (racing); "welch": Satterthwaite over every term (the former rule). Only "upper" and "min"
+    are valid at the levels a correction applies (docs/statistics.md).
+    """
+    if rule not in DF_RULES:
+        raise UnfreezeError(f"df_rule={rule!r}; use one of {', '.join(DF_RULES)}")
+    parts = [(float(v), float(df)) for v, df in parts]
+    df_seed = min(df for _, df in parts)
+    v_seed = sum(v for v, _ in parts)
+    if rule == "welch":
+        return _satterthwaite([*parts, (v_test, n_boot - 1)])
+    if rule == "satterthwaite":
+        return _satterthwaite([(v_seed, df_seed), (v_test, n_boot - 1)])
+    if rule == "min" and v_seed > 0:
+        return df_seed
+    if rule == "upper":
+        miss = 1 - seed_var_confidence(level)
+        upper = sum(v * df / sps.chi2.ppf(miss, df) for v, df in parts)
+        return max(df_seed, _satterthwaite([(upper, df_seed), (v_test, n_boot - 1)]))
+    return _satterthwaite([(v_seed, df_seed), (v_test, n_boot - 1)])
+
+
+def _satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
+    """Welch–Satterthwaite df of a sum of independent variance estimates (value, df); inf when all are zero."""
+    total = sum(v for v, _ in parts)
+    denominator = sum(v * v / df for v, df in parts if v > 0 and df > 0)
+    return float(total * total / denominator) if denominator > 0 else math.inf

@@ -285,7 +285,8 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
 
 
 METHOD = ("Test: a t-test over seeds (paired by seed when the arms ran the same seed numbers, else over independent "
-          "seeds; df from the smaller arm's seeds) whose variance adds the seed variance and the test-set variance "
+          "seeds; df: the smaller arm's seeds − 1, raised toward the test-set term's only as far as a 95 % upper "
+          "bound of the seed variance allows) whose variance adds the seed variance and the test-set variance "
           f"of the seed-averaged difference (a bootstrap over test examples, {N_BOOT:,} resamples), calibrated "
           "under several generative models in docs/statistics.md (`unfreeze calibrate` checks your own).")
 
