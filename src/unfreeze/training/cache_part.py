@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from unfreeze.training.cache import EVAL_DTYPE, build_caches
 from unfreeze.training.callbacks import RunCallbacks
 from unfreeze.training.prepare import RunData, RunModel
+
+
+@dataclass(frozen=True)
+class CacheInputs:
+    """What the activation cache (`training/cache.py`, `cache_store.py`) reads of a run, and nothing else: the
+    config (`train.cache*`, the task, `freeze:`, `model:`), the freezing plan, the model and tokenizer, the
+    encoded splits, the data as read (its split objects key the memoised example hashes) and `max_length`."""
+
+    config: object
+    plan: object
+    model: object
+    tokenizer: object
+    encoded: dict
+    data: object
+    max_length: int
 
 
 @dataclass
@@ -37,9 +51,8 @@ def fill_cache(config, run_data: RunData, run_model: RunModel, accelerator, call
                progress: bool) -> CachePart:
     """The run's cache part on `accelerator`'s device: one process fills the on-disk cache, the others then read
     it. `config`: the run's config (the cache reads `train.cache*`, the task and the freezing strategy)."""
-    # training.cache reads a `run`: only the attributes it uses
-    view = SimpleNamespace(config=config, plan=run_model.plan, model=run_model.model, encoded=run_data.encoded,
-                           tokenizer=run_model.tokenizer, data=run_data.data, max_length=run_data.max_length)
+    view = CacheInputs(config, run_model.plan, run_model.model, run_model.tokenizer, run_data.encoded,
+                       run_data.data, run_data.max_length)
     with accelerator.main_process_first():
         started = time.perf_counter()
         caches, cached_from, computed = build_caches(view, accelerator, callbacks.cache_root, progress,
