@@ -14,14 +14,17 @@ import yaml
 
 def fill(root: Path) -> None:
     from unfreeze.config.schema import RunConfig
-    from unfreeze.training.prepare import prepare_run
-    from unfreeze.training.run import build_caches, make_accelerator
+    from unfreeze.training.accelerator import make_accelerator
+    from unfreeze.training.cache import build_caches
+    from unfreeze.training.cache_part import CacheInputs
+    from unfreeze.training.prepare import prepare_parts
 
     base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "demo.yaml").read_text())["base"]
     cfg = RunConfig.model_validate({**base, "freeze": "head"})
-    run = prepare_run(cfg)
+    data, model = prepare_parts(cfg)
+    inputs = CacheInputs(cfg, model.plan, model.model, model.tokenizer, data.encoded, data.data, data.max_length)
     started = time.perf_counter()
-    build_caches(run, make_accelerator(cfg), root, False, {0, 2, 4})
+    build_caches(inputs, make_accelerator(cfg), root, False, {0, 2, 4})
     print(f"fill: {time.perf_counter() - started:.1f} s")
 
 
