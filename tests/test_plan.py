@@ -158,3 +158,15 @@ def test_token_task_floors_count_sentences_not_tags():
     plan = plan_study(tags, {"forward_tokens_per_s": 200.0, "train_tokens_per_s": 40.0}, 10 * 60, BASE, 6, 384)
     assert plan.study["base"]["data"].get("train_size", 3384) >= 500
     assert not any("validation has" in n for n in plan.notes)  # 400 sentences ≥ 200
+
+
+def test_pinned_seeds_are_the_seeds_the_plan_prices_even_with_time_to_spare():
+    """`--set seeds=[0,1,2]` runs 3 seeds: the plan used to add seeds up to 5 with time to spare and priced 5 runs
+    per arm (the study file then ran 3: an estimate of a study that never runs)."""
+    free = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384)
+    assert len(free.study["seeds"]) == 5  # with time to spare the planner adds seeds…
+    plan = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384, pinned={"seeds": 3})
+    assert len(plan.study["seeds"]) == 3 and all(runs == 3 for _, runs, _ in plan.arms)  # …but not pinned ones
+    assert "3 seeds" in plan.tried and plan.total_seconds < free.total_seconds
+    four = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384, pinned={"seeds": 4})
+    assert all(runs == 4 for _, runs, _ in four.arms)

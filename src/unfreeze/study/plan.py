@@ -296,13 +296,15 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
     return s
 
 
-def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float) -> Settings:
+def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float, pinned: dict | None = None) -> Settings:
     """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data,
-    seeds, epochs, max_length); then add seeds (up to 5) with time to spare."""
+    seeds, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
+    is never changed: the plan prices what will run."""
+    pinned = pinned or {}
     trials = [("arms", ideal.arms), ("train_size", ideal.train_size), ("seeds", ideal.seeds),
               ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
     for key, value in trials:
-        if getattr(s, key) == value:
+        if getattr(s, key) == value or key in pinned:
             continue
         if key == "train_size":  # as much of the data as fits
             sizes = [n for n in (s.train_size * 2 ** k for k in range(1, 12)) if n < value] + [value]
@@ -319,7 +321,7 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float) -> 
         candidate = replace(s, **{key: value})
         if model.total(candidate) <= usable:
             s = candidate
-    while s.seeds >= 3 and s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
+    while "seeds" not in pinned and 3 <= s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
         s = replace(s, seeds=s.seeds + 1)
     return s
 
