@@ -19,7 +19,9 @@ estimate, wrong.
 (`build_long_docs`: 800 training articles; every other article three times in test — as written, and with its
 sentences rotated by one and by two — about 4,000 test documents of 300–700 words, median ~335 words) and adds its
 study (`DIR/long_docs.yaml`: head and top-2 at max_length 512, 2 epochs, 1 seed) to the list: the evaluation cost
-of a long, large test split, the case the short example sets hide.
+of a long, large test split, the case the short example sets hide. `--long-docs-size 500x6x4000x7
+--long-docs-words 300-700` (without `--work`: build only) makes #27's done-when set instead: the articles of
+300-700 words, 500 of them × 6 rotations = 3,000 training documents, the others × 7 rotations, 4,000 drawn for test.
 
 Output: `benchmarks/estimate.json` and a table in BENCHMARKS.md between `MARK_START` and `MARK_END`.
 """

@@ -296,7 +296,8 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
     return s
 
 
-def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float, pinned: dict | None = None) -> Settings:
+def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
+              pinned: dict | None = None) -> Settings:
     """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data,
     seeds, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
     is never changed: the plan prices what will run."""
