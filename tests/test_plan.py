@@ -4,7 +4,7 @@ import pytest
 
 from unfreeze.config.study import StudyConfig
 from unfreeze.study.estimate import once_seconds, run_parts
-from unfreeze.study.plan import DataFacts, baseline_seconds, train_floor
+from unfreeze.study.plan import CostModel, DataFacts, Settings, baseline_seconds, train_floor
 from unfreeze.study.plan_text import plan_study
 
 FAST = {"forward_tokens_per_s": 5000.0, "train_tokens_per_s": 1000.0}
@@ -187,3 +187,20 @@ def test_long_documents_with_a_large_test_split_at_4_minutes_refuse_on_a_busy_ma
     quiet = plan_study(docs, {"forward_tokens_per_s": 5500.0, "train_tokens_per_s": 1000.0, "step_seconds": 0.08},
                        4 * 60, BASE, layers=6, hidden=384)
     assert not quiet.refused and quiet.total_seconds <= 1.2 * 4 * 60 and quiet.study["baseline"]
+
+
+def test_time_left_after_the_trades_buys_training_data_before_epochs():
+    """#27, measured: BBC News at --budget 25m (throughput measured under load) was planned as top-2 on 500 of 1,700
+    examples and 3 epochs, estimated at 16.8 of 25 min: taking data back only by doubling (500 → 1,000 did not fit)
+    gave the rest to epochs and left a third of the budget unused. Data is taken back first, as much as fits."""
+    lengths = np.random.default_rng(0).integers(150, 900, 1000)
+    bbc = DataFacts(n_train=1700, n_eval=422, n_val=212, lengths=lengths, classes=5)
+    loaded = {"forward_tokens_per_s": 487.1, "train_tokens_per_s": 103.2, "step_seconds": 1.32}
+    plan = plan_study(bbc, loaded, 25 * 60, BASE, layers=6, hidden=384)
+    assert {"top_k": 2} in plan.study["grid"]["freeze"] and plan.study["base"]["train"]["epochs"] >= 2
+    n = plan.study["base"]["data"]["train_size"]
+    assert n > 900 and plan.total_seconds <= 0.9 * 25 * 60
+    study = plan.study
+    more = Settings(arms=study["grid"]["freeze"], epochs=study["base"]["train"]["epochs"], seeds=len(study["seeds"]),
+                    train_size=n + 60, max_length=study["base"]["data"]["max_length"])
+    assert CostModel(bbc, loaded, 6, 384, 16).total(more) > 0.9 * 25 * 60  # 60 more examples (> 1 %) do not fit
