@@ -123,7 +123,7 @@ def once_seconds(layers: int, hidden: int, n_train_tokens: float, n_eval_tokens:
     slower than the same run later in the same process — counted as one extra forward over those tokens, at most
     `WARM_UP_TOKENS` (a cost of new batch shapes, which stops growing with the data), and never at a rate slower
     than the development CPU's (`FORWARD_TOKENS_PER_S`, scaled by model size): a throughput measured on a loaded
-    machine is no measure of it. Measured on the shared 2-core machine at load 7-13 (#27, BENCHMARKS.md): BBC News,
+    machine is no measure of it. Measured on the shared 2-core machine at load 6-13 (#27, BENCHMARKS.md): BBC News,
     cache fill 220 s where the fill alone at the measured rate predicted 242 s and the warm-up at that rate 242 s
     more; Rotten Tomatoes, 122 s where the warm-up at the measured rate alone added 8 min."""
     scale, _, forward_rate = _rates(layers, hidden, throughput)
