@@ -19,7 +19,9 @@ estimate, wrong.
 (`build_long_docs`: 800 training articles; every other article three times in test — as written, and with its
 sentences rotated by one and by two — about 4,000 test documents of 300–700 words, median ~335 words) and adds its
 study (`DIR/long_docs.yaml`: head and top-2 at max_length 512, 2 epochs, 1 seed) to the list: the evaluation cost
-of a long, large test split, the case the short example sets hide.
+of a long, large test split, the case the short example sets hide. `--long-docs-size 500x6x4000x7
+--long-docs-words 300-700` (without `--work`: build only) makes #27's done-when set instead: the articles of
+300-700 words, 500 of them × 6 rotations = 3,000 training documents, the others × 7 rotations, 4,000 drawn for test.
 
 Output: `benchmarks/estimate.json` and a table in BENCHMARKS.md between `MARK_START` and `MARK_END`.
 """
@@ -41,8 +43,19 @@ PART_ROWS = (("cache fill + per-run setup", ("cache_fill", "fixed"), "setup"),
              ("final pass", ("final",), "final"))
 
 
-def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: int = 0) -> Path:
-    """train.csv, test.csv and long_docs.yaml in `folder` (see the module doc); returns the study file."""
+def rotations(text: str, k: int) -> list[str]:
+    """`k` versions of an article: as written, then with its sentences rotated by one, two, … (every word kept: the
+    same topic, another text; the first 512 tokens a model reads differ)."""
+    sentences = [s for s in text.split(". ") if s]
+    return [". ".join(sentences[i:] + sentences[:i]) for i in range(min(k, max(len(sentences), 1)))]
+
+
+def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: int = 0, train_variants: int = 1,
+                    n_test: int | None = None, words: tuple[int, int] | None = None) -> Path:
+    """train.csv, test.csv and long_docs.yaml in `folder` (see the module doc); returns the study file.
+
+    `n_train` training *articles*, each `train_variants` times (rotations); every other article `variants` times in
+    test, `n_test` of those drawn (seeded) when given; `words`: keep only articles of that many words (min, max)."""
     import numpy as np
     import pandas as pd
     import yaml
@@ -50,18 +63,23 @@ def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: i
     from unfreeze.assets import load_builtin_frame
 
     frame = load_builtin_frame("bbc_news").drop_duplicates("text").sample(frac=1.0, random_state=seed)
+    if words:
+        count = frame["text"].str.split().str.len()
+        frame = frame[(count >= words[0]) & (count <= words[1])]
     train, rest = frame.iloc[:n_train], frame.iloc[n_train:]
-    rows = []
-    for text, label in zip(rest["text"], rest["label"]):
-        sentences = [s for s in text.split(". ") if s]
-        for k in range(variants):  # a rotation keeps every word: the same topic, another text
-            k = k % max(len(sentences), 1)
-            rows.append({"text": ". ".join(sentences[k:] + sentences[:k]), "label": label})
-    test = pd.DataFrame(rows).drop_duplicates("text")
+
+    def expand(part, k):
+        rows = [{"text": t, "label": label} for text, label in zip(part["text"], part["label"])
+                for t in rotations(text, k)]
+        return pd.DataFrame(rows).drop_duplicates("text")
+
+    train, test = expand(train, train_variants), expand(rest, variants)
+    if n_test is not None and n_test < len(test):
+        test = test.sample(n=n_test, random_state=seed).sort_index()
     folder.mkdir(parents=True, exist_ok=True)
     train.to_csv(folder / "train.csv", index=False)
     test.to_csv(folder / "test.csv", index=False)
-    words = np.array([len(t.split()) for t in test["text"]])
+    counts = np.array([len(t.split()) for t in test["text"]])
     study = {"name": "long_docs", "base": {
         "data": {"train": str((folder / "train.csv").resolve()), "test": str((folder / "test.csv").resolve()),
                  "max_length": 512},
@@ -69,7 +87,7 @@ def build_long_docs(folder: Path, n_train: int = 800, variants: int = 3, seed: i
         "grid": {"freeze": ["head", {"top_k": 2}]}, "seeds": [0], "baseline": True}
     path = folder / "long_docs.yaml"
     path.write_text(f"# built by benchmarks/bench_estimate.py --long-docs: {len(train)} training, {len(test)} test "
-                    f"documents (median {int(np.median(words))} words)\n" + yaml.safe_dump(study, sort_keys=False),
+                    f"documents (median {int(np.median(counts))} words)\n" + yaml.safe_dump(study, sort_keys=False),
                     encoding="utf-8")
     return path
 
@@ -162,14 +180,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="*", type=Path)
     parser.add_argument("--long-docs", type=Path, help="build the BBC long-document set here and add its study")
-    parser.add_argument("--work", type=Path, required=True, help="study folders (kept; resumed if they exist)")
+    parser.add_argument("--long-docs-size", metavar="TRAINxVARIANTSxTESTxVARIANTS", default="800x1x0x3",
+                        help="training articles × rotations each, test documents (0: all) × rotations (3000 "
+                        "training and 4000 test documents of 300-700 words: 500x6x4000x7 with --long-docs-words)")
+    parser.add_argument("--long-docs-words", default=None, metavar="MIN-MAX",
+                        help="keep only articles of MIN-MAX words, e.g. 300-700")
+    parser.add_argument("--work", type=Path, help="study folders (kept; resumed if they exist); without it, "
+                        "--long-docs only builds the set")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every study")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "estimate.json")
     parser.add_argument("--md", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     summary = read_json(args.json) if args.json.exists() else {"studies": {}}
     if args.long_docs:
-        args.studies.append(build_long_docs(args.long_docs))
+        n_train, train_variants, n_test, variants = (int(x) for x in args.long_docs_size.split("x"))
+        words = tuple(int(x) for x in args.long_docs_words.split("-")) if args.long_docs_words else None
+        args.studies.append(build_long_docs(args.long_docs, n_train, variants, train_variants=train_variants,
+                                            n_test=n_test or None, words=words))
+    if args.work is None:
+        if not args.long_docs:
+            parser.error("--work is required to run studies")
+        print(f"built {args.studies[-1]}")
+        return summary
     for study_file in args.studies:
         name = study_file.stem + "".join(f" --set {o}" for o in args.overrides)
         summary["studies"][name] = compare(study_file.resolve(), args.work, args.overrides)

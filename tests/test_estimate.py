@@ -85,7 +85,10 @@ def test_cache_fill_and_warm_up_are_charged_once_per_study(tiny_bert, sentiment_
                                      fill_share=fill, n_steps=7, step_share=stepped)
 
     once = estimate.once_seconds(2, 32, 4000.0, 2000.0, rates, warm_up=True)
-    assert once == pytest.approx((4000 + 2000) / 1000)  # the process warm-up: one extra forward over every token
+    # the process warm-up: one extra forward over every token, at the measured rate or the development CPU's
+    # (scaled by model size), whichever is faster
+    fastest = min(1 / 1000, 2 * 32 ** 2 / estimate.MINILM_SIZE / estimate.FORWARD_TOKENS_PER_S)
+    assert once == pytest.approx((4000 + 2000) * fastest)
     # jobs run breadth-first: top-1 seed 0 comes first and fills the cache as deep as head needs (both layers)
     # top-1's optimizer steps one of two layers, and no embeddings (half the parameters, by the default share)
     top1 = run(1, True, 0.0, stepped=0.25)
@@ -165,3 +168,20 @@ def test_dry_run_prints_the_cost_in_parts(tiny_bert, sentiment_csv, tmp_path):
     for part in ("cache fill + warm-up (once per study)", "training", "validation every epoch",
                  "final pass (test)", "total"):
         assert part in result.output
+
+
+def test_the_warm_up_is_not_priced_at_a_throughput_measured_on_a_loaded_machine():
+    """#27: on the shared machine (load 7), Rotten Tomatoes at --budget 10m was refused at an estimate of 17.0 min,
+    half of it the process warm-up priced at the loaded rate (166 tokens/s: 300,000 tokens → 30 min at most); the
+    study itself, at --budget 19m, took 2.4 min. The warm-up costs at most the development CPU's figure."""
+    from unfreeze.study import estimate
+
+    loaded = {"forward_tokens_per_s": 166.0, "train_tokens_per_s": 34.0, "step_seconds": 3.2}
+    fill_only = estimate.once_seconds(6, 384, 60000.0, 30000.0, loaded, fill_share=1.0)
+    warm = estimate.once_seconds(6, 384, 60000.0, 30000.0, loaded, fill_share=1.0, warm_up=True) - fill_only
+    assert fill_only == pytest.approx(90000 / 166.0)  # the fill itself: at the measured rate
+    assert warm == pytest.approx(90000 / estimate.FORWARD_TOKENS_PER_S)  # ~8 s, not another 9 min
+    fast = {"forward_tokens_per_s": 50000.0, "train_tokens_per_s": 20000.0, "step_seconds": 0.01}  # a GPU
+    assert estimate.once_seconds(6, 384, 60000.0, 30000.0, fast, warm_up=True) == pytest.approx(90000 / 50000.0)
+    assert estimate.once_seconds(6, 384, 1e6, 0.0, None, warm_up=True) == pytest.approx(
+        estimate.WARM_UP_TOKENS / estimate.FORWARD_TOKENS_PER_S)  # constants: as before, capped in tokens

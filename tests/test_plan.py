@@ -4,7 +4,7 @@ import pytest
 
 from unfreeze.config.study import StudyConfig
 from unfreeze.study.estimate import once_seconds, run_parts
-from unfreeze.study.plan import DataFacts, baseline_seconds, train_floor
+from unfreeze.study.plan import CostModel, DataFacts, Settings, baseline_seconds, train_floor
 from unfreeze.study.plan_text import plan_study
 
 FAST = {"forward_tokens_per_s": 5000.0, "train_tokens_per_s": 1000.0}
@@ -158,3 +158,49 @@ def test_token_task_floors_count_sentences_not_tags():
     plan = plan_study(tags, {"forward_tokens_per_s": 200.0, "train_tokens_per_s": 40.0}, 10 * 60, BASE, 6, 384)
     assert plan.study["base"]["data"].get("train_size", 3384) >= 500
     assert not any("validation has" in n for n in plan.notes)  # 400 sentences ≥ 200
+
+
+def test_pinned_seeds_are_the_seeds_the_plan_prices_even_with_time_to_spare():
+    """`--set seeds=[0,1,2]` runs 3 seeds: the plan used to add seeds up to 5 with time to spare and priced 5 runs
+    per arm (the study file then ran 3: an estimate of a study that never runs)."""
+    free = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384)
+    assert len(free.study["seeds"]) == 5  # with time to spare the planner adds seeds…
+    plan = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384, pinned={"seeds": 3})
+    assert len(plan.study["seeds"]) == 3 and all(runs == 3 for _, runs, _ in plan.arms)  # …but not pinned ones
+    assert "3 seeds" in plan.tried and plan.total_seconds < free.total_seconds
+    four = plan_study(facts(), FAST, 10 * 3600, BASE, layers=6, hidden=384, pinned={"seeds": 4})
+    assert all(runs == 4 for _, runs, _ in four.arms)
+
+
+def test_long_documents_with_a_large_test_split_at_4_minutes_refuse_on_a_busy_machine_and_run_on_a_quiet_one():
+    """#27's done-when set: 3,000 training and 4,000 test documents of 300-700 words (BBC News, built by
+    `bench_estimate.py --long-docs`), `--budget 4m`. At the throughput measured on the shared 2-core machine under
+    load, evaluation alone exceeds the budget: refused, naming that cost and the choices. At a quiet machine's rate
+    the smallest plan fits within +20 % and keeps its baseline row."""
+    lengths = np.random.default_rng(0).integers(390, 900, 1000)  # 300-700 words: ~390-900 MiniLM tokens
+    docs = DataFacts(n_train=2700, n_eval=300 + 3988, n_val=300, lengths=lengths, classes=5)
+    loaded = {"forward_tokens_per_s": 487.1, "train_tokens_per_s": 103.2, "step_seconds": 1.32}  # measured, load 2.6
+    plan = plan_study(docs, loaded, 4 * 60, BASE, layers=6, hidden=384)
+    assert plan.refused and plan.eval_seconds > 4 * 60 and plan.test_seconds > 4 * 60
+    assert plan.levers[0].startswith("--budget ") and any(line.startswith("max_length 64") for line in plan.levers)
+    assert plan.study["base"]["data"]["max_length"] == 128 and plan.study["base"]["data"]["train_size"] == 500
+    quiet = plan_study(docs, {"forward_tokens_per_s": 5500.0, "train_tokens_per_s": 1000.0, "step_seconds": 0.08},
+                       4 * 60, BASE, layers=6, hidden=384)
+    assert not quiet.refused and quiet.total_seconds <= 1.2 * 4 * 60 and quiet.study["baseline"]
+
+
+def test_time_left_after_the_trades_buys_training_data_before_epochs():
+    """#27, measured: BBC News at --budget 25m (throughput measured under load) was planned as top-2 on 500 of 1,700
+    examples and 3 epochs, estimated at 16.8 of 25 min: taking data back only by doubling (500 → 1,000 did not fit)
+    gave the rest to epochs and left a third of the budget unused. Data is taken back first, as much as fits."""
+    lengths = np.random.default_rng(0).integers(150, 900, 1000)
+    bbc = DataFacts(n_train=1700, n_eval=422, n_val=212, lengths=lengths, classes=5)
+    loaded = {"forward_tokens_per_s": 487.1, "train_tokens_per_s": 103.2, "step_seconds": 1.32}
+    plan = plan_study(bbc, loaded, 25 * 60, BASE, layers=6, hidden=384)
+    assert {"top_k": 2} in plan.study["grid"]["freeze"] and plan.study["base"]["train"]["epochs"] >= 2
+    n = plan.study["base"]["data"]["train_size"]
+    assert n > 900 and plan.total_seconds <= 0.9 * 25 * 60
+    study = plan.study
+    more = Settings(arms=study["grid"]["freeze"], epochs=study["base"]["train"]["epochs"], seeds=len(study["seeds"]),
+                    train_size=n + 60, max_length=study["base"]["data"]["max_length"])
+    assert CostModel(bbc, loaded, 6, 384, 16).total(more) > 0.9 * 25 * 60  # 60 more examples (> 1 %) do not fit

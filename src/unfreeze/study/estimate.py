@@ -122,10 +122,16 @@ def once_seconds(layers: int, hidden: int, n_train_tokens: float, n_eval_tokens:
     of the layers over the tokens, and, for the first data of the study (`warm_up`), the process's first passes —
     measured on the demo, a fresh `unfreeze study` process ran its first run's cache fill and final pass 22 s
     slower than the same run later in the same process — counted as one extra forward over those tokens, at most
-    `WARM_UP_TOKENS` (a cost of new batch shapes, which stops growing with the data)."""
+    `WARM_UP_TOKENS` (a cost of new batch shapes, which stops growing with the data), and never at a rate slower
+    than the development CPU's (`FORWARD_TOKENS_PER_S`, scaled by model size): a throughput measured on a loaded
+    machine is no measure of it. Measured on the shared 2-core machine at load 6-13 (#27, BENCHMARKS.md): BBC News,
+    cache fill 220 s where the fill alone at the measured rate predicted 242 s and the warm-up at that rate 242 s
+    more; Rotten Tomatoes, 122 s where the warm-up at the measured rate alone added 8 min."""
     scale, _, forward_rate = _rates(layers, hidden, throughput)
     tokens = n_train_tokens + n_eval_tokens
-    return scale * (tokens * fill_share + min(tokens, WARM_UP_TOKENS) * warm_up) / forward_rate
+    model_scale = layers * hidden ** 2 / MINILM_SIZE
+    warm_per_token = min(scale / forward_rate, model_scale / FORWARD_TOKENS_PER_S)
+    return scale * tokens * fill_share / forward_rate + min(tokens, WARM_UP_TOKENS) * warm_up * warm_per_token
 
 
 #: Above this many runs `--dry-run` prints a per-arm summary and a warning instead of one row per run.

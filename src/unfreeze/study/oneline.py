@@ -72,6 +72,7 @@ def base_config(data: Path, test: Path | None, text_column: str | None, label_co
 
 
 def _texts(split, idx) -> list:
+    """The examples at `idx`: texts, or a token task's word lists (the one place that tells them apart)."""
     if hasattr(split, "texts"):
         return [split.texts[i] for i in idx]
     return [split.words[i] for i in idx]
@@ -90,13 +91,13 @@ def sample_lengths(tokenizer, splits: list, n: int = SAMPLE, seed: int = 0) -> n
     for split, size in zip(splits, sizes):
         take = min(size, max(1, round(n * size / total))) if size else 0
         idx = np.sort(rng.choice(size, take, replace=False)) if take < size else np.arange(size)
+        chosen = _texts(split, idx)
         if hasattr(split, "words"):
-            enc = tokenizer([split.words[i] for i in idx], is_split_into_words=True, truncation=False, verbose=False)
+            enc = tokenizer(chosen, is_split_into_words=True, truncation=False, verbose=False)
             out.append(np.array([len(ids) for ids in enc["input_ids"]]))
         else:
             pairs = getattr(split, "pairs", None)
-            out.append(token_lengths(tokenizer, [split.texts[i] for i in idx],
-                                     [pairs[i] for i in idx] if pairs is not None else None))
+            out.append(token_lengths(tokenizer, chosen, [pairs[i] for i in idx] if pairs is not None else None))
     return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 

@@ -151,7 +151,7 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
     usable = budget_seconds * MARGIN
     ideal = ideal_settings(facts, layers, pinned)
     s = shrink(ideal, model, usable, pinned, budget_seconds)
-    s = take_back(s, ideal, model, max(usable, model.total(s)))
+    s = take_back(s, ideal, model, max(usable, model.total(s)), pinned)
     if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
         s = replace(s, balanced=True)
     return describe(s, ideal, model, budget_seconds, base, name, pinned)
