@@ -7,12 +7,22 @@ What to run next is a planner's choice (`planner`: the grid, `racing`, a search'
 is the one loop that hands a planner's batches to an executor. The flow that calls them in order is
 `runner.run_study`; a study with `search:` is dispatched to the Optuna flow `search.run_search` instead.
 """
-from unfreeze.study.execute import LocalExecutor, RunOutcome, cache_top_ks, execute_run
-from unfreeze.study.grid import PlannedRun, arm_name, arm_overrides, config_hash, display_value, expand, flatten
-from unfreeze.study.pool import DataPool, concat_splits
-from unfreeze.study.results import collect_results, result_row, unfrozen_layers
-from unfreeze.study.runner import ProgressReporter, make_executor, run_study
+import importlib
 
-__all__ = ["DataPool", "LocalExecutor", "PlannedRun", "ProgressReporter", "RunOutcome", "arm_name", "arm_overrides",
-           "cache_top_ks", "collect_results", "concat_splits", "config_hash", "display_value", "execute_run",
-           "expand", "flatten", "make_executor", "result_row", "run_study", "unfrozen_layers"]
+#: the public names and the module that defines each; imported on first use (PEP 562), so planning a one-line
+#: study (`study.oneline`, `study.plan`) does not pay for scikit-learn and the executors before its dry run answers
+_EXPORTS = {
+    "execute": ("LocalExecutor", "RunOutcome", "cache_top_ks", "execute_run"),
+    "grid": ("PlannedRun", "arm_name", "arm_overrides", "config_hash", "display_value", "expand", "flatten"),
+    "pool": ("DataPool", "concat_splits"),
+    "results": ("collect_results", "result_row", "unfrozen_layers"),
+    "runner": ("ProgressReporter", "make_executor", "run_study"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'unfreeze.study' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"unfreeze.study.{_HOME[name]}"), name)
