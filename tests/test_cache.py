@@ -179,6 +179,7 @@ def test_evaluation_seconds_are_recorded_per_epoch_and_for_the_final_pass(tiny_b
     assert all(row["eval_seconds"] >= 0 for row in result["history"]) and len(result["history"]) == 2
     assert result["epoch_eval_seconds"] == pytest.approx(sum(r["eval_seconds"] for r in result["history"]), abs=2e-3)
     assert result["final_eval_seconds"] >= 0 and result["cache"]["fill_seconds"] >= 0
+    assert result["cache"]["fill_seconds"] <= result["setup_seconds"] <= result["train_seconds"]
     history = (tmp_path / "r" / "history.csv").read_text().splitlines()[0].split(",")
     assert "eval_seconds" in history
 

@@ -61,3 +61,17 @@ def test_over_plan_by_more_than_20_percent_is_said():
 def test_a_study_without_a_plan_is_left_as_it_is(tmp_path):
     blocks = [("h1", "Study: x"), ("h2", "Results"), ("p", LOST)]
     assert with_plan(tmp_path, blocks, pd.DataFrame()) == blocks
+
+
+def test_the_cache_fill_inside_a_runs_train_seconds_counts_as_setup(tmp_path):
+    """A `head` run's train_seconds runs from its start, so its cache fill (setup_seconds) was counted as training
+    and the setup row read 0.0 for a study whose fill took minutes."""
+    from unfreeze.report.plan_section import actual_parts
+
+    results = pd.DataFrame({"setup_seconds": [40.0, 2.0], "train_seconds": [50.0, 70.0],
+                            "final_eval_seconds": [5.0, 5.0], "run_seconds": [60.0, 80.0]})
+    parts = actual_parts(tmp_path, results)
+    assert parts["train"] == (50.0 - 40.0) + (70.0 - 2.0)
+    assert parts["setup"] == (60.0 - 55.0) + (80.0 - 75.0) + 40.0 + 2.0
+    old = actual_parts(tmp_path, results.drop(columns="setup_seconds"))  # runs from before: as they were
+    assert old["train"] == 120.0 and old["setup"] == 10.0

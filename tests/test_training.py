@@ -22,7 +22,7 @@ def data_400(tmp_path):
 
 
 def metrics_without_time(result):
-    timings = ("train_seconds", "final_eval_seconds", "epoch_eval_seconds", "run_seconds", "peak_rss_mb")
+    timings = ("setup_seconds", "train_seconds", "final_eval_seconds", "epoch_eval_seconds", "run_seconds", "peak_rss_mb")
     return {k: v for k, v in result.items() if k not in timings} | {
         "history": [{k: v for k, v in row.items() if k not in ("seconds", "eval_seconds")} for row in result["history"]],
         "cache": {k: v for k, v in result["cache"].items() if k != "fill_seconds"}}

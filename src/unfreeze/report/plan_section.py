@@ -38,9 +38,12 @@ def actual_parts(study_dir: Path, results: pd.DataFrame) -> dict[str, float | No
     out: dict[str, float | None] = {"setup": None, "train": None, "final": None, "baseline": None}
     if len(results) and {"train_seconds", "run_seconds"} <= set(results):
         final = results.get("final_eval_seconds", pd.Series(0.0, index=results.index)).fillna(0.0)
+        # train_seconds runs from the start of the run: its setup (load, encode, cache fill) is the setup row's
+        setup = results.get("setup_seconds", pd.Series(0.0, index=results.index)).fillna(0.0)
         train = results["train_seconds"].fillna(0.0)
-        out["train"], out["final"] = float(train.sum()), float(final.sum())
-        out["setup"] = float((results["run_seconds"].fillna(train + final) - train - final).clip(lower=0).sum())
+        out["train"], out["final"] = float((train - setup).clip(lower=0).sum()), float(final.sum())
+        out["setup"] = float((results["run_seconds"].fillna(train + final) - train - final).clip(lower=0).sum()
+                             + setup.sum())
     paths = sorted((Path(study_dir) / "baseline").glob("*/metrics.json"))
     if paths:
         out["baseline"] = sum(float(read_json(p).get("train_seconds") or 0.0) for p in paths)

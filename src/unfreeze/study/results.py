@@ -98,7 +98,7 @@ def result_row(run_dir: Path, info: dict, metrics: dict, grid_keys: list[str]) -
         for name, value in scalar_metrics(metrics.get(split, {})).items():
             row[f"{split}_{name}"] = value
     row["n_train"] = (metrics.get("data") or {}).get("sizes", {}).get("train")  # examples the run trained on
-    for key in ("trainable_params", "total_params", "train_seconds", "final_eval_seconds", "epoch_eval_seconds",
+    for key in ("trainable_params", "total_params", "setup_seconds", "train_seconds", "final_eval_seconds", "epoch_eval_seconds",
                 "run_seconds", "peak_rss_mb", "peak_gpu_mb", "best_epoch", "selection_metric", "test_fingerprint"):
         row[key] = metrics.get(key)
     return row

@@ -68,6 +68,7 @@ def _train(config: RunConfig, out_dir: Path, overwrite: bool, progress: bool, da
                                     progress, started)
     log.info("trainable parameters: %d of %d (%.3g%%)", run_model.trainable_params, run_model.total_params,
              100 * run_model.trainable_params / run_model.total_params)
+    setup_seconds = time.perf_counter() - started  # loading, encoding, the cache fill: before the first step
     trainer.run()
     train_seconds = time.perf_counter() - started
     trainer.keeper.restore()
@@ -79,7 +80,8 @@ def _train(config: RunConfig, out_dir: Path, overwrite: bool, progress: bool, da
     if val_logits is None:
         val_logits = trainer.logits("val", "final pass (val)")
     logits = {"val": val_logits, "test": trainer.logits("test", "final pass (test)")}
-    timings = {"train_seconds": train_seconds, "final_eval_seconds": time.perf_counter() - eval_started}
+    timings = {"setup_seconds": setup_seconds, "train_seconds": train_seconds,
+               "final_eval_seconds": time.perf_counter() - eval_started}
     results = run_results(config, run_data, run_model, trainer, cache, logits, describe_groups(groups), metric,
                           timings, started)
     if accelerator.is_main_process:
@@ -153,6 +155,7 @@ def run_results(config: RunConfig, run_data: RunData, run_model: RunModel, train
         "trainable_params": trainer.unfreezing.trainable_params(model),
         "trainable_params_at_start": run_model.trainable_params,
         "total_params": run_model.total_params,
+        "setup_seconds": round(timings["setup_seconds"], 3),  # load, encode, cache fill (inside train_seconds)
         "train_seconds": round(timings["train_seconds"], 3),
         "final_eval_seconds": round(timings["final_eval_seconds"], 3),  # test (+ val if never evaluated)
         "epoch_eval_seconds": round(sum(row["eval_seconds"] for row in history), 3),  # every validation pass
