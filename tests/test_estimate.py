@@ -185,3 +185,20 @@ def test_the_warm_up_is_not_priced_at_a_throughput_measured_on_a_loaded_machine(
     assert estimate.once_seconds(6, 384, 60000.0, 30000.0, fast, warm_up=True) == pytest.approx(90000 / 50000.0)
     assert estimate.once_seconds(6, 384, 1e6, 0.0, None, warm_up=True) == pytest.approx(
         estimate.WARM_UP_TOKENS / estimate.FORWARD_TOKENS_PER_S)  # constants: as before, capped in tokens
+
+
+def test_short_texts_are_timed_in_the_batch_sizes_runs_use_and_old_figures_are_measured_again(tiny_bert,
+                                                                                               monkeypatch):
+    """#27: throughput was timed on batches of 8 texts whatever their length; for tweets that is 2.4× slower per
+    token than the batches a cache fill runs, and the plan used a fifth of its budget."""
+    assert throughput.batch_rows(20) == throughput.MAX_ROWS and throughput.batch_rows(128) == 16
+    assert throughput.batch_rows(512) == throughput.BATCH_SIZE
+    texts = ["the movie was good", "bad plot and boring story"] * 40
+    first = throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, max_length=32, threads=1)
+    assert first["batch_rows"] >= 32
+    stored = json.loads(throughput.cache_file().read_text())
+    stored[first["key"]].pop("batch_rows")  # a figure from before: timed at 8 texts a batch
+    throughput.cache_file().write_text(json.dumps(stored))
+    monkeypatch.setattr(throughput, "_time_model", lambda *a, **k: {"forward_tokens_per_s": 2.0, "batch_rows": 64})
+    assert throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, max_length=32,
+                                         threads=1)["forward_tokens_per_s"] == 2.0
