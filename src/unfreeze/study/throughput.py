@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 8  # the fewest texts per timed batch: a batch of 16 × 256 took 25 s forward+backward on a busy 2-core CPU
 BATCH_TOKENS = 2048  # tokens per timed batch: short texts are timed in batches of up to MAX_ROWS, as runs batch them
-MAX_ROWS = 64  # (MiniLM forward on tweets: 187 tokens/s in batches of 8, 445 in batches of 32 — timed at 8 the plan
-#               over-priced a cache fill 3.6× and used a fifth of its budget)
+MAX_ROWS = 64  # (runs fill caches and evaluate in batches of `eval_batch_size` = 64, not 8)
+WARM_UP_BATCHES = 2  # full batches run untimed first (allocations, kernel selection, the thread pool)
+TRAIN_ROWS = 16  # forward+backward is timed at most at the default `train.batch_size`
 MIN_SECONDS = 1.0  # per mode: keep timing batches until this much time has passed (or MAX_BATCHES ran)
 MAX_BATCHES = 4
 CAP_SECONDS = 20.0  # the whole measurement, model loading excluded (the dry run's promise: ≤ 30 s)
@@ -170,19 +171,22 @@ def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None) -> di
     longest = max(len(ids) for ids in tokenizer(texts[:MAX_ROWS], truncation=True, max_length=max_length)["input_ids"])
     rows = batch_rows(longest)
     texts = texts[:rows * MAX_BATCHES]
-    batches = [tokenizer(texts[i:i + rows], truncation=True, max_length=max_length, padding=True,
-                         return_tensors="pt") for i in range(0, len(texts), rows)]
-    batches = [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
+
+    def batched(size: int) -> list[dict]:
+        encoded = [tokenizer(texts[i:i + size], truncation=True, max_length=max_length, padding=True,
+                             return_tensors="pt") for i in range(0, len(texts), size)]
+        return [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in encoded]
 
     def hidden(batch):
         out = model(**batch)
         out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
         return out.float()
 
-    def timed(step, share: float) -> float:
+    def timed(step, share: float, batches: list[dict]) -> float:
         """Tokens/s of `step`; stops after one timed batch once `share` of the time left is used."""
         stop = time.perf_counter() + share * max(deadline - time.perf_counter(), 0.0)
-        step({k: v[:2] for k, v in batches[0].items()})  # a small warm-up batch: allocations, kernel selection
+        for _ in range(WARM_UP_BATCHES):  # untimed: allocations, kernel selection, the thread pool waking up
+            step(batches[0])
         if device.type == "cuda":
             torch.cuda.synchronize()
         tokens, started, i = 0, time.perf_counter(), 0
@@ -205,11 +209,11 @@ def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None) -> di
         hidden(batch).pow(2).mean().backward()
 
     model.eval()
-    forward_rate = timed(forward, 0.3)
+    forward_rate = timed(forward, 0.3, batched(rows))
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    train_rate = timed(train_step, 0.7)
+    train_rate = timed(train_step, 0.7, batched(min(rows, max(TRAIN_ROWS, BATCH_SIZE))))
     step_seconds = _optimizer_step_seconds(model, device, deadline)
     config = getattr(model, "config", None)
     total = sum(p.numel() for p in model.parameters())
