@@ -275,11 +275,13 @@ def run_config(job: dict, strategy: str, attention_dropout):
 
 def unfreeze_method(job: dict, data, t0: float) -> dict:
     """`unfreeze.training.train`; epoch times from history `seconds` (cumulative from the start of `train`)."""
+    from unfreeze.training.callbacks import RunCallbacks
     from unfreeze.training.run import train
 
     work = Path(job["work"])
     config = run_config(job, job["strategy"], job.get("attention_dropout"))
-    results = train(config, work / "run", overwrite=True, progress=False, data=data, cache_root=work / "cache")
+    results = train(config, work / "run", overwrite=True, progress=False, data=data,
+                    callbacks=RunCallbacks(cache_root=work / "cache"))
     wall = time.perf_counter() - t0
     seconds = [row["seconds"] for row in results["history"]]
     epoch_seconds = [b - a for a, b in zip([0.0, *seconds], seconds)]
