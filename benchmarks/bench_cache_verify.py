@@ -14,14 +14,17 @@ import yaml
 
 def fill(root: Path) -> None:
     from unfreeze.config.schema import RunConfig
-    from unfreeze.training.prepare import prepare_run
-    from unfreeze.training.run import build_caches, make_accelerator
+    from unfreeze.training.accelerator import make_accelerator
+    from unfreeze.training.cache_part import fill_cache
+    from unfreeze.training.callbacks import RunCallbacks
+    from unfreeze.training.prepare import prepare_parts
 
     base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "demo.yaml").read_text())["base"]
     cfg = RunConfig.model_validate({**base, "freeze": "head"})
-    run = prepare_run(cfg)
+    run_data, run_model = prepare_parts(cfg)
     started = time.perf_counter()
-    build_caches(run, make_accelerator(cfg), root, False, {0, 2, 4})
+    fill_cache(cfg, run_data, run_model, make_accelerator(cfg), RunCallbacks(cache_root=root, cache_top_ks={0, 2, 4}),
+               False)
     print(f"fill: {time.perf_counter() - started:.1f} s")
 
 
