@@ -301,3 +301,18 @@ def test_setup_lists_are_cut_at_30_with_a_count_and_unpredicted_classes_are_flag
     assert "'neutral' (7 test examples, never predicted)" in text and "train.class_weights: balanced" in text
     assert "'neg'" not in text and "'absent'" not in text  # F1 0 in one seed only; no test examples
     assert per_class_flags(results, None) == []
+
+
+def test_learning_curves_skip_an_arm_whose_history_lacks_the_study_metric():
+    """A study whose arms report different metrics (a grid over data.path mixing plain tags with IOB2 ones, or arms
+    with their own train.metric: the report takes the most common selection metric) crashed the whole study with
+    `ValueError: No objects to concatenate` while drawing the learning curves; that arm's metric panel is left out."""
+    import pandas as pd
+
+    from unfreeze.report import plots
+
+    histories = {
+        "iob2": [pd.DataFrame({"epoch": [1.0, 2.0], "train_loss": [0.5, 0.4], "val_entity_f1_macro": [0.2, 0.3]})],
+        "plain": [pd.DataFrame({"epoch": [1.0, 2.0], "train_loss": [0.6, 0.5], "val_f1_macro_ignoring": [0.1, 0.2]})],
+    }
+    assert plots.learning_curves(histories, "entity_f1_macro")[:4] == b"\x89PNG"

@@ -93,7 +93,10 @@ def learning_curves(histories: dict[str, list[pd.DataFrame]], metric: str) -> by
         if not epochs:
             continue
         for ax, column in ((ax_loss, "train_loss"), (ax_metric, f"val_{metric}")):
-            table = pd.concat([f.set_index("epoch")[column] for f in epochs if column in f], axis=1)
+            columns = [f.set_index("epoch")[column] for f in epochs if column in f]
+            if not columns:  # this arm does not report the study's metric (its own train.metric / tag scheme)
+                continue
+            table = pd.concat(columns, axis=1)
             if table.empty:
                 continue
             line = ax.plot(table.index, table.mean(axis=1), marker="o", label=arm)[0]
