@@ -121,7 +121,10 @@ class SearchPlanner:
         self.failed: list[RunOutcome] = []
 
     def describe(self) -> str:
-        return f"{self.trials.describe()}, then the best {self.study.search.top} re-run with {self.study.search.seeds}"
+        search = self.study.search
+        if not search.seeds:
+            return f"{self.trials.describe()}; no re-runs (search.seeds is empty)"
+        return f"{self.trials.describe()}, then the best {search.top} re-run with seeds {search.seeds}"
 
     def next_runs(self, finished: list[RunOutcome], room: int) -> list[PlannedRun]:
         if self.reruns is None:
