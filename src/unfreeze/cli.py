@@ -216,6 +216,22 @@ def _plan_one_line(config, data, test, text_column, label_column, model, budget,
     return config
 
 
+def _dry_run(cfg, config: Path, out: Path) -> None:
+    """`study --dry-run`: every arm's problem as `validate` lists them (study/preflight.py), then the plan."""
+    from unfreeze.study.preflight import problems
+
+    exit_on_problems(problems(cfg, str(config)), config, "study")
+    if cfg.search is not None:
+        from unfreeze.study.search import plan_search
+
+        plan_search(cfg, out, console)
+        return
+    from unfreeze.study.estimate import print_plan
+    from unfreeze.study.grid import expand
+
+    print_plan(cfg, expand(cfg), out, console)
+
+
 @app.command()
 @user_errors
 def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or none, with --data: a one-line study)."),
@@ -254,33 +270,19 @@ def study(config: Optional[Path] = typer.Argument(None, help="Study YAML (or non
     elif config is None:
         raise UnfreezeError("give a study YAML, or --data FILE --budget 20m for a one-line study")
     from unfreeze.config.load import load_study_config
-    from unfreeze.study.grid import expand
-    from unfreeze.study.runner import run_study
+    from unfreeze.study.runner import make_executor, run_study
     from unfreeze.tracking.runs import check_backend_names
 
     check_backend_names(track)
     out = check_out_folder(out or Path("studies") / config.stem, "--out", "study")
     cfg = load_study_config(config, overrides)
-    if dry_run:  # every arm's problem, as `validate` lists them (study/preflight.py), not the first one only
-        from unfreeze.study.preflight import problems
-
-        exit_on_problems(problems(cfg, str(config)), config, "study")
-    if dry_run and cfg.search is not None:
-        from unfreeze.study.search import plan_search
-
-        plan_search(cfg, out, console)
-        return
     if dry_run:
-        from unfreeze.study.estimate import print_plan
-
-        print_plan(cfg, expand(cfg), out, console)
+        _dry_run(cfg, config, out)
         return
     if executor not in (None, "local", "ray"):
         raise UnfreezeError(f"--executor {executor!r}: choose local or ray")
     if address and (executor or cfg.executor) != "ray":
         raise UnfreezeError(f"--address {address!r} is for the Ray executor: add --executor ray")
-    from unfreeze.study.runner import make_executor
-
     import time
 
     started, resumed = time.perf_counter(), (out / "study.json").is_file()

@@ -195,6 +195,25 @@ def plot_blocks(study_dir: Path, results: pd.DataFrame, meta: dict, metric: str,
     return blocks
 
 
+def method_note(meta: dict, metric: str, n_seeds: int) -> str:
+    """The paragraph under the arms table: what the numbers, intervals and marks mean."""
+    return (
+        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % intervals for the mean "
+        f"over seeds{' (the folds of a seed averaged first: folds are not seeds)' if meta.get('cv') else ''} "
+        f"(t-intervals cut at 0 and 1; with 2 seeds uninformative). The best arm is chosen by mean "
+        f"validation {metric}; every other arm is compared with it on the same test set. {METHOD} The Δ column "
+        f"leads: the arm's test {metric} minus the best arm's, with an interval that holds simultaneously for "
+        f"every pair of arms (Bonferroni over the pairs), so it also holds for the pair that the validation pick "
+        f"selected. {SIG_MARK} = significantly worse than the best arm on test at 5 % family-wise (the interval "
+        f"lies below 0); {BETTER_MARK} = significantly better on test than the arm picked on validation (validation "
+        f"and test disagree: read the ranking with care). Arms with fewer than 3 seeds get Δ but no test and no mark. "
+        f"'test-set only p': the older bootstrap over test examples with seeds held fixed ({N_BOOT:,} resamples), "
+        f"shown for reference — it ignores seed variance and is not calibrated when seeds differ in skill, so it "
+        f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
+        f"Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, else the process's peak "
+        f"resident memory during the run).")
+
+
 def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
     meta = read_study_json(study_dir)
     metric = meta["selection_metric"]
@@ -245,22 +264,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
         plan = plan_text(decision, metric)
         if plan:
             blocks.append(("p", plan))
-    n_seeds = results.groupby("arm").size().max()
-    blocks += [("p", (
-        f"Mean ± std over seeds{' and folds' if meta.get('cv') else ''} (n per arm), 95 % intervals for the mean "
-        f"over seeds{' (the folds of a seed averaged first: folds are not seeds)' if meta.get('cv') else ''} "
-        f"(t-intervals cut at 0 and 1; with 2 seeds uninformative). The best arm is chosen by mean "
-        f"validation {metric}; every other arm is compared with it on the same test set. {METHOD} The Δ column "
-        f"leads: the arm's test {metric} minus the best arm's, with an interval that holds simultaneously for "
-        f"every pair of arms (Bonferroni over the pairs), so it also holds for the pair that the validation pick "
-        f"selected. {SIG_MARK} = significantly worse than the best arm on test at 5 % family-wise (the interval "
-        f"lies below 0); {BETTER_MARK} = significantly better on test than the arm picked on validation (validation "
-        f"and test disagree: read the ranking with care). Arms with fewer than 3 seeds get Δ but no test and no mark. "
-        f"'test-set only p': the older bootstrap over test examples with seeds held fixed ({N_BOOT:,} resamples), "
-        f"shown for reference — it ignores seed variance and is not calibrated when seeds differ in skill, so it "
-        f"never sets a mark. Δ is the arm's test {metric} minus the best arm's. Up to {n_seeds} runs per arm. "
-        f"Peak memory: the largest peak of the arm's runs (GPU memory allocated on a GPU, else the process's peak "
-        f"resident memory during the run)."))]
+    blocks.append(("p", method_note(meta, metric, int(results.groupby("arm").size().max()))))
     if racing:
         blocks.append(("p", racing_line(racing)))
     blocks += [("p", note) for note in get_task(meta.get("task")).report_notes]
