@@ -127,7 +127,7 @@ def compare(study_file: Path, work: Path, overrides: list[str] | None = None, sa
                      "error": round(estimate / actual - 1, 3) if actual and len(rows) == n else None}
     measured = actual_parts(out, results)
     by_part = {name: (sum(parts[k] for k in keys), measured[measure]) for name, keys, measure in PART_ROWS}
-    entry_parts = {name: {"estimate_s": round(e, 2), "actual_s": None if a is None else round(a, 2),
+    entry_parts = {name: {"estimate_s": float(f"{e:.4g}"), "actual_s": None if a is None else float(f"{a:.4g}"),
                           "error": round(e / a - 1, 3) if a else None} for name, (e, a) in by_part.items()}
     complete = [a for a in arms.values() if a["error"] is not None]
     entry = {"study": str(study_file.relative_to(ROOT) if study_file.is_relative_to(ROOT) else study_file),
