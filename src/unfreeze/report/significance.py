@@ -5,7 +5,7 @@ seed plan) — the very function `unfreeze calibrate` runs on simulated studies.
 Why the grouping: a comparison (and a ranking) only means something between runs scored on the *same* test
 examples. A grid over `data.split_seed` (or anything that changes the test split) gives arms with different test
 sets, so the report builds one table per test set and never marks across them. Runs record `test_fingerprint`
-(sha1 of the test example ids and labels, `training.run_dir.test_fingerprint`); runs from before that field fall
+(sha1 of the test example ids and labels, `training.run_dir.split_fingerprint`); runs from before that field fall
 back to a fingerprint of the label vector in their `predictions_test` file.
 """
 from __future__ import annotations

@@ -105,10 +105,8 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
                        run_ids: Sequence[str] = ()) -> dict:
     """Write `metrics.json` and test predictions of the baseline for one data config into `out` (default
     `STUDY/baseline`). `run_ids`: the study's runs trained on exactly this data (the report pairs them with it);
-    `test_fingerprint` says which test set it was scored on (`training.run_dir.test_fingerprint`)."""
-    from types import SimpleNamespace
-
-    from unfreeze.training.run_dir import data_fingerprint, test_fingerprint
+    `test_fingerprint` says which test set it was scored on (`training.run_dir.split_fingerprint`)."""
+    from unfreeze.training.run_dir import data_fingerprint, split_fingerprint
 
     out = Path(out) if out is not None else Path(study_dir) / "baseline"
     task = get_task(config.task)
@@ -117,8 +115,7 @@ def run_study_baseline(study_dir: Path, config, data, data_key: str | None = Non
     result["data_key"] = data_key
     result["config_train_size"] = config.data.train_size
     result["run_ids"] = list(run_ids)
-    result["test_fingerprint"] = test_fingerprint(SimpleNamespace(data=data, config=config,
-                                                                  label_names=data.label_names))
+    result["test_fingerprint"] = split_fingerprint(data, config.task)
     result["data_fingerprint"] = data_fingerprint(data)  # a resumed study compares it (`study.data_check`)
     write_json(out / "metrics.json", result)
     return result

@@ -148,17 +148,13 @@ def write_run(out: Path, config, run_data, run_model, results: dict, logits: dic
 
 
 
-def test_fingerprint(run) -> str:
-    """sha1 of the test split's example ids and labels (tag lists for token tasks), in order.
+def split_fingerprint(data, task: str) -> str:
+    """metrics.json's `test_fingerprint`: sha1 of the test split's example ids and labels (tag lists for token
+    tasks), in order, of `data` (a TaskData or TokenTaskData) under `task`.
 
     Why: a report may compare, pair and rank runs only when they were scored on the same test examples; a grid
     over `data.split_seed` changes the test split while the arm names stay comparable-looking. Two runs with the
     same fingerprint saw the same test set."""
-    return split_fingerprint(run.data, run.config.task)
-
-
-def split_fingerprint(data, task: str) -> str:
-    """`test_fingerprint` of the test split of `data` (a TaskData or TokenTaskData) under `task`."""
     import hashlib
     import json
 
