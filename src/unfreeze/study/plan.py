@@ -7,8 +7,8 @@ unlimited time — head / top-2 / all, the full training set, 3 epochs, 3 seeds,
 pulls the levers a practitioner would pull, in order of what they cost the *decision* (`LEVERS`):
 
 1. max_length → 256, then → 128 (never shorter: the share of texts cut is stated at each step);
-2. epochs 3 → 2;  3. seeds 3 → 2 (fewer than 3: no significance test);
-4. the training set, halved down to `COMFORTABLE` examples, then seeds 2 → 1;
+2. epochs 3 → 2;  3. the training set, halved down to `COMFORTABLE` examples;
+4. seeds 3 → 2 (fewer than 3: no significance test, so no test verdict), then 2 → 1;
 5. the costliest arm that trains encoder layers while another remains (`all` before top-2);
 6. the training set down to its floor, `train_floor` (max(500, 20 × classes), capped at the data): never below, so
    the plan can still beat its baseline;
@@ -265,11 +265,11 @@ def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Setti
                 break
     if s.epochs > 2:
         out.append(("epochs 2", replace(s, epochs=2)))
-    if s.seeds > 2:
-        out.append(("seeds 2", replace(s, seeds=2)))
     if s.train_size > comfortable:
         out.append((f"training set {max(comfortable, s.train_size // 2)}",
                     replace(s, train_size=max(comfortable, s.train_size // 2))))
+    if s.seeds > 2:
+        out.append(("seeds 2", replace(s, seeds=2)))
     if s.seeds > 1:
         out.append(("seeds 1", replace(s, seeds=1)))
     encoders = encoder_arms(s.arms, layers)
@@ -303,12 +303,14 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
 
 def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
               pinned: dict | None = None) -> Settings:
-    """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data,
-    seeds, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
+    """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data up
+    to `COMFORTABLE` examples, the third seed — without it the report has no test verdict —, more data, epochs,
+    max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
     is never changed: the plan prices what will run."""
     pinned = pinned or {}
-    trials = [("arms", ideal.arms), ("train_size", ideal.train_size), ("seeds", ideal.seeds),
-              ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
+    comfortable = min(ideal.train_size, max(COMFORTABLE, train_floor(model.facts.n_train, model.facts.per_class)))
+    trials = [("arms", ideal.arms), ("train_size", max(s.train_size, comfortable)), ("seeds", ideal.seeds),
+              ("train_size", ideal.train_size), ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
     for key, value in trials:
         if getattr(s, key) == value or key in pinned:
             continue

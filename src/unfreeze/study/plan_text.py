@@ -54,7 +54,9 @@ def levers(s: Settings, model: CostModel, pinned: dict | None) -> list[str]:
     out = []
     for name, after in smaller(s, model.facts, model.layers, pinned):
         what = f" ({cut(model, after.max_length)})" if after.max_length != s.max_length else ""
-        out.append(f"{name}{what}: {_min(model.total(after))}")
+        line = f"{name}{what}: {_min(model.total(after))}"
+        if line not in out:  # halving toward 1,000 and toward the floor can name the same training set
+            out.append(line)
     if not get_task(model.facts.task).windows_long_inputs and s.max_length > 64 and s.max_length <= SHORTEST:
         after = replace(s, max_length=64)
         out.append(f"max_length 64 ({cut(model, 64)}; --set data.max_length=64): {_min(model.total(after))}")
