@@ -8,8 +8,9 @@ pulls the levers a practitioner would pull, in order of what they cost the *deci
 
 1. max_length → 256, then → 128 (never shorter: the share of texts cut is stated at each step);
 2. epochs 3 → 2;  3. the training set, halved down to `COMFORTABLE` examples;
-4. seeds 3 → 2 (fewer than 3: no significance test, so no test verdict), then 2 → 1;
-5. the costliest arm that trains encoder layers while another remains (`all` before top-2);
+4. the costliest arm that trains encoder layers while another remains (`all` before top-2): three seeds of head /
+   top-2 still give a test verdict on fine-tuning vs the baseline, one seed of three arms gives none;
+5. seeds 3 → 2 (fewer than 3: no significance test, so no test verdict), then 2 → 1;
 6. the training set down to its floor, `train_floor` (max(500, 20 × classes), capped at the data): never below, so
    the plan can still beat its baseline;
 7. epochs 2 → 1;  8. last, the last arm that trains encoder layers (head only cannot answer the question).
@@ -268,14 +269,14 @@ def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Setti
     if s.train_size > comfortable:
         out.append((f"training set {max(comfortable, s.train_size // 2)}",
                     replace(s, train_size=max(comfortable, s.train_size // 2))))
+    encoders = encoder_arms(s.arms, layers)
+    if len(encoders) > 1:  # before the third seed: without it no arm gets a test verdict
+        costliest = max(encoders, key=lambda f: trained(f, layers))
+        out.append((f"{label(costliest)} dropped", replace(s, arms=[f for f in s.arms if f != costliest])))
     if s.seeds > 2:
         out.append(("seeds 2", replace(s, seeds=2)))
     if s.seeds > 1:
         out.append(("seeds 1", replace(s, seeds=1)))
-    encoders = encoder_arms(s.arms, layers)
-    if len(encoders) > 1:
-        costliest = max(encoders, key=lambda f: trained(f, layers))
-        out.append((f"{label(costliest)} dropped", replace(s, arms=[f for f in s.arms if f != costliest])))
     if s.train_size > floor:
         out.append((f"training set {max(floor, s.train_size // 2)}",
                     replace(s, train_size=max(floor, s.train_size // 2))))
@@ -303,13 +304,18 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
 
 def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
               pinned: dict | None = None) -> Settings:
-    """Undo trades where the study still fits, the one that costs the decision most first (an arm, then data up
-    to `COMFORTABLE` examples, the third seed — without it the report has no test verdict —, more data, epochs,
-    max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
+    """Undo trades where the study still fits, in the levers' reverse order (an arm that trains encoder layers,
+    a second epoch, data up to `COMFORTABLE` examples, the third seed — without it the report has no test verdict —
+    else a second, the arms dropped, more data, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
     is never changed: the plan prices what will run."""
     pinned = pinned or {}
     comfortable = min(ideal.train_size, max(COMFORTABLE, train_floor(model.facts.n_train, model.facts.per_class)))
-    trials = [("arms", ideal.arms), ("train_size", max(s.train_size, comfortable)), ("seeds", ideal.seeds),
+    if not encoder_arms(s.arms, model.layers) and "arms" not in pinned:  # the last lever first: an encoder arm
+        encoders = sorted(encoder_arms(ideal.arms, model.layers), key=lambda f: trained(f, model.layers))
+        candidate = replace(s, arms=[f for f in ideal.arms if f in s.arms or f in encoders[:1]])
+        s = candidate if encoders and model.total(candidate) <= usable else s
+    trials = [("epochs", max(s.epochs, min(2, ideal.epochs))), ("train_size", max(s.train_size, comfortable)),
+              ("seeds", ideal.seeds), ("seeds", max(s.seeds, min(2, ideal.seeds))), ("arms", ideal.arms),
               ("train_size", ideal.train_size), ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
     for key, value in trials:
         if getattr(s, key) == value or key in pinned:
