@@ -222,3 +222,17 @@ def test_a_third_seed_comes_before_training_data_beyond_a_thousand_examples():
                      train_size=n, max_length=plan.study["base"]["data"]["max_length"])
     two = replace(three, seeds=2, train_size=2692)
     assert CostModel(tweets, MINILM_CPU, 6, 384, 16).total(two) <= 0.9 * 6 * 60  # the old plan would have fit
+
+
+def test_a_plan_under_3_seeds_says_the_report_gives_no_test_verdict_and_what_budget_gives_3():
+    plan = plan_study(long_documents(), MINILM_CPU, 6 * 60, BASE, layers=6, hidden=384)
+    seeds = len(plan.study["seeds"])
+    assert seeds < 3 and not plan.refused
+    note = next(line for line in plan.notes if "no test verdict" in line)
+    budget = next(line for line in plan.levers if "the same plan with 3 seeds" in line).split(":")[0]
+    assert budget in note and budget.startswith("--budget ")
+    minutes = int(budget.split()[1].rstrip("m"))
+    bigger = plan_study(long_documents(), MINILM_CPU, minutes * 60, BASE, layers=6, hidden=384)
+    assert len(bigger.study["seeds"]) >= 3  # the budget named buys the third seed
+    pinned = plan_study(long_documents(), MINILM_CPU, 6 * 60, BASE, layers=6, hidden=384, pinned={"seeds": 2})
+    assert not any("no test verdict" in line for line in pinned.notes)

@@ -138,6 +138,12 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
     plan.proper_seconds, plan.proper = model.total(proper), tried(proper, model)
     if plan.refused:
         plan.levers.insert(0, f"--budget {minutes_budget(total)}: this smallest plan ({_min(total)})")
+    if s.seeds < 3 and "seeds" not in (pinned or {}) and not plan.refused:
+        three = model.total(replace(s, seeds=3))
+        plan.notes.append(f"{s.seeds} seed{'s' * (s.seeds != 1)}: the report ranks the arms but gives no test verdict "
+                          f"(it needs 3 seeds per arm; --budget {minutes_budget(three)} runs 3)")
+        plan.levers.append(f"--budget {minutes_budget(three)}: the same plan with 3 seeds, so the report can give a "
+                           f"test verdict ({_min(three)})")
     if plan.weak or plan.refused:
         plan.levers.append(f"--budget {minutes_budget(plan.proper_seconds)}: {tried(proper, model)} "
                            f"({_min(plan.proper_seconds)})")
