@@ -3,6 +3,7 @@ with it on test, and a grid over data.train_size gets one baseline per training 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
@@ -73,3 +74,31 @@ def test_one_baseline_per_training_set_in_the_table_and_on_the_size_curve(lexica
     assert (lexical_study / "plots" / "train_size.png").exists()
     legacy = json.loads((lexical_study / "baseline" / "metrics.json").read_text())
     assert legacy["train_size"] == 150  # the largest, where older readers look
+
+
+def _decision(claim: str, val_best: float) -> dict:
+    test = {"decidable": True, "claim": claim, "delta": 0.08 if claim == "better" else -0.08, "level": 0.975,
+            "ci_low": 0.002, "ci_high": 0.157, "p_adj": 0.046, "method": "t, 3 seeds vs a deterministic baseline"}
+    val = {"delta": -0.18, "ci_low": -0.22, "ci_high": -0.13, "level": 0.975, "how": "seed spread only"}
+    return {"val_means": {"top-2": val_best}, "baseline": {"test": test, "val": val, "arms_in_family": 2}}
+
+
+@pytest.mark.parametrize("claim, val_best", [("better", 0.69), ("worse", 0.95)])
+def test_a_test_verdict_that_reverses_validation_is_the_headline_not_the_validation_ranking(claim, val_best):
+    """#27, measured: review collections (several documents per movie, validation carved at random from training)
+    gave TF-IDF 0.868 on validation and 0.484 on test; the report's first line said "fine-tuning did not beat
+    TF-IDF here" and its second that top-2 is significantly better than TF-IDF on test."""
+    from unfreeze.report.baseline import verdict
+
+    group = pd.DataFrame({"arm": ["top-2"] * 3, "run_id": ["a", "b", "c"]})
+    base = {"dir": "baseline/x", "method": "TF-IDF + logistic regression", "val": {"f1_macro": 0.868},
+            "test": {"f1_macro": 0.484}, "run_ids": ["a", "b", "c"]}
+    lines, _, _ = verdict(group, "top-2", [base], "f1_macro", _decision(claim, val_best))
+    assert lines[0].startswith("Verdict: validation and test disagree") and "did not beat" not in " ".join(lines)
+    outcome = "better than" if claim == "better" else "worse than"
+    assert f"on test top-2 is significantly {outcome} TF-IDF" in lines[0] and "data.val" in lines[0]
+    assert f"top-2 is significantly {outcome} TF-IDF" in lines[1]
+    agree = _decision(claim, val_best)
+    agree["baseline"]["test"]["claim"] = None  # not told apart on test: the validation ranking stays the headline
+    lines, _, _ = verdict(group, "top-2", [base], "f1_macro", agree)
+    assert not lines[0].startswith("Verdict: validation and test disagree")

@@ -81,13 +81,16 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
     found = (decision or {}).get("baseline") or {}
     uncertainty = _val_uncertainty(found.get("val"))
     wins = val_base > val_best
-    if wins:
+    test = found.get("test")
+    reversed_on_test = test is not None and test.get("decidable") and test["claim"] == ("better" if wins else "worse")
+    if reversed_on_test:  # the headline must not state what the calibrated test contradicts
+        lines = [disagreement(name, best, metric, val_base, val_best, wins, uncertainty)]
+    elif wins:
         lines = [f"Verdict: fine-tuning did not beat {name} here (val {metric} {val_base:.4f} vs {val_best:.4f} for "
                  f"the best fine-tuned arm, {best}){uncertainty}. The baseline is best by validation."]
     else:
         lines = [f"The best fine-tuned arm ({best}) beats {name} on validation ({metric} {val_best:.4f} vs "
                  f"{val_base:.4f}){uncertainty}."]
-    test = found.get("test")
     if test is None:
         return lines, {}, wins
     if not test["decidable"]:
@@ -103,6 +106,19 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
                  f"{found['arms_in_family']} arm{'s' if found['arms_in_family'] != 1 else ''} compared with their "
                  f"baseline, so picking the best on validation is covered; {test['method']}): {said}.")
     return lines, {base["dir"]: f"{-test['delta']:+.4f} [{-test['ci_high']:+.4f}, {-test['ci_low']:+.4f}]"}, wins
+
+
+def disagreement(name: str, best: str, metric: str, val_base: float, val_best: float, base_wins_val: bool,
+                 uncertainty: str) -> str:
+    """The headline when the test verdict (below it) reverses the validation ranking of the best arm and its baseline."""
+    ahead = name if base_wins_val else best
+    outcome = "better than" if base_wins_val else "worse than"
+    return (f"Verdict: validation and test disagree — {ahead} is ahead on validation (val {metric} {val_base:.4f} "
+            f"for {name} vs {val_best:.4f} for {best}{uncertainty}), but on test {best} is significantly {outcome} "
+            f"{name} (below). Trust the test set: it was not used to pick anything. A validation gap that test "
+            f"reverses usually means the validation split shares sources with training (near-duplicate passages, "
+            f"several documents from one source or author, one period of time): pass a validation file split the "
+            f"way the test file was (data.val), or check `unfreeze inspect`.")
 
 
 def _val_uncertainty(val: dict | None) -> str:
