@@ -58,3 +58,67 @@ def test_token_near_duplicates(tmp_path):
                                         sent("Eve", "slept")])
     data = load_token_data(DataConfig(train=train, val=val, test=test))
     assert data.notes["near_duplicates"] == {"policy": "drop", "val": 0, "test": 1} and len(data.test.words) == 1
+
+
+def _brute_force_shares(train, others, words):
+    def grams(text):
+        tokens = nd._WORD.findall(text.casefold())
+        return {tuple(tokens[i:i + words]) for i in range(len(tokens) - words + 1)}
+
+    seen = set().union(*(grams(t) for t in train)) if train else set()
+    return {name: round(sum(bool(grams(t) & seen) for t in texts) / len(texts), 4) if texts else 0.0
+            for name, texts in others.items()}
+
+
+def test_shared_passages_match_a_brute_force_count_and_never_cross_two_texts():
+    import random
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(30)]
+    train = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 40))) for _ in range(60)]
+    val = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(40)]
+    val += [t[: len(t) // 2] + " NEW words" for t in train[:20]]  # a copied half of a training text
+    test = [" ".join(rng.choice(vocab) for _ in range(20)) for _ in range(30)]
+    for words in (3, 5, 12):
+        got = nd.passage_shares(train, {"val": val, "test": test}, words=words)
+        assert {k: got[k] for k in ("val", "test")} == _brute_force_shares(train, {"val": val, "test": test}, words)
+    # the end of one training text and the start of the next are not a passage
+    assert nd.passage_shares(["a b c", "d e f"], {"val": ["c d e"]}, words=3)["val"] == 0.0
+    assert nd.passage_shares([], {"val": ["a b c"], "test": []}, words=3) == {"words": 3, "val": 0.0, "test": 0.0}
+
+
+def test_shared_passage_warning_names_validation_only_when_it_shares_far_more_than_test():
+    assert nd.shared_passage_warning({"words": 12, "val": 1.0, "test": 0.0}).startswith(
+        "100 % of validation texts share a passage of 12+ words with a training text (test: 0 %)")
+    assert nd.shared_passage_warning({"words": 12, "val": 0.03, "test": 0.03}) is None  # tweets: retweets
+    both = nd.shared_passage_warning({"words": 12, "val": 0.5, "test": 0.45})
+    assert "validation" not in both and both.startswith("45 % of test texts") and "data.test" in both
+    assert nd.shared_passage_warning(None) is None
+
+
+def test_grouped_documents_carved_into_validation_are_counted_warned_and_reported(tmp_path, caplog):
+    """Documents of one source share passages: a validation split carved at random holds them, a test file split
+    by source does not (benchmarks/review_sets.py long: TF-IDF 0.868 on such a validation split, 0.484 on test)."""
+    import json
+
+    from unfreeze.report.setup import setup_blocks
+
+    sources = [f"source{i} says " + " ".join(f"s{i}w{j}" for j in range(20)) for i in range(40)]
+    train = pd.DataFrame({"text": [f"{sources[i % 30]} and then {k}" for k in range(120) for i in [k]],
+                          "label": ["a", "b"] * 60})
+    test = pd.DataFrame({"text": [f"{sources[30 + i % 10]} later {i}" for i in range(30)], "label": ["a", "b"] * 15})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    cfg = DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"))
+    data = load_sequence_data(cfg)
+    shared = data.notes["shared_passages"]
+    assert shared["val"] == 1.0 and shared["test"] == 0.0
+    assert any("of validation texts share a passage" in r.message for r in caplog.records)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"data": {"shared_passages": shared}}))
+    (run / "config.yaml").write_text("model: {name: m}\n")
+    blocks = setup_blocks(pd.DataFrame({"arm": ["head"], "seed": [0], "path": [str(run)]}))
+    rows = dict(blocks[1][2])
+    assert rows["texts sharing a 12-word passage with training (val / test)"] == "100 % / 0 %"
+    assert blocks[-1][1].startswith("Warning: 100 % of validation texts")

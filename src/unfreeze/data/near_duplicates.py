@@ -5,11 +5,27 @@ Why: exact de-duplication (`data.dedupe`) misses "Great movie!" in train vs "gre
 example to a model, and a test item it has in effect memorised. The check is cheap (one normalised key per text, a
 set lookup) and always counted (`metrics.json["data"]["near_duplicates"]`, `unfreeze inspect`); whether the
 matches are dropped is `data.near_duplicates` (docs/config.md: the default and the counts it rests on).
+
+Shared passages (`passage_shares`): the share of val and test texts that hold a run of `PASSAGE_WORDS` words found in
+a training text. A validation split carved at random from grouped data (several documents of one source, review
+collections that reuse snippets) shares passages with training where the test file does not, and then flatters
+whatever memorises — TF-IDF most: measured on review collections of movies (benchmarks/review_sets.py long), TF-IDF
+scored 0.868 macro F1 on such a validation split and 0.484 on test. `leaky_validation` words the warning.
 """
 from __future__ import annotations
 
+import logging
+import re
 import unicodedata
 from typing import Iterable, Sequence
+
+import numpy as np
+
+PASSAGE_WORDS = 12  # a run of 12 words shared by two texts is a copy, not a common phrase
+LEAKY_SHARE = 0.2  # validation texts sharing a passage with training, at least, for the warning …
+LEAKY_MARGIN = 0.1  # … and this much above the test texts' share (a test file split otherwise)
+_WORD = re.compile(r"\w+")
+log = logging.getLogger("unfreeze.data.sequence")
 
 
 def normalise(text: str) -> str:
@@ -44,3 +60,89 @@ def within(texts: Sequence[str]) -> int:
         exact.add(t)
         near.add(k)
     return out
+
+
+def _passage_hashes(texts: Sequence[str], vocab: dict[str, int], words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(word ids of every text, concatenated; the text index of each) — hashed into passages by `_passages`."""
+    ids, owner = [], []
+    for i, text in enumerate(texts):
+        row = [vocab.setdefault(w, len(vocab)) for w in _WORD.findall(str(text).casefold())]
+        ids.extend(row)
+        owner.extend([i] * len(row))
+    return np.asarray(ids, dtype=np.int64), np.asarray(owner, dtype=np.int64)
+
+
+def _passages(ids: np.ndarray, owner: np.ndarray, keys: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every run of `words` words inside one text, the text it is in): a sum of per-position random keys
+    (uint64, wrapping) — deterministic, no Python-salted hashes."""
+    n = len(ids) - words + 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    total = np.zeros(n, dtype=np.uint64)
+    for j in range(words):
+        total += keys[ids[j:j + n], j]
+    inside = owner[:n] == owner[words - 1:]
+    return total[inside], owner[:n][inside]
+
+
+def passage_shares(train: Sequence[str], others: dict[str, Sequence[str]], words: int = PASSAGE_WORDS) -> dict:
+    """{"words": words, split: share of its texts holding a run of `words` words that occurs in a training text}."""
+    vocab: dict[str, int] = {}
+    train_ids = _passage_hashes(train, vocab, words)
+    other_ids = {name: _passage_hashes(texts, vocab, words) for name, texts in others.items()}
+    keys = np.random.default_rng(0).integers(0, 2 ** 63, size=(max(len(vocab), 1), words), dtype=np.uint64)
+    seen = np.unique(_passages(*train_ids, keys, words)[0])
+    out: dict = {"words": words}
+    for name, texts in others.items():
+        hashes, owner = _passages(*other_ids[name], keys, words)
+        hit = np.unique(owner[np.isin(hashes, seen, assume_unique=False)])
+        out[name] = round(len(hit) / len(texts), 4) if len(texts) else 0.0
+    return out
+
+
+def shared_passage_warning(shares: dict | None) -> str | None:
+    """The warning when validation shares passages with training far more than test does, or test does itself
+    (`LEAKY_SHARE`, `LEAKY_MARGIN`); None when neither."""
+    if not shares:
+        return None
+    val, test, words = shares.get("val"), shares.get("test"), shares.get("words", PASSAGE_WORDS)
+    out = []
+    if val is not None and val >= LEAKY_SHARE and (test is None or val >= test + LEAKY_MARGIN):
+        against = f" (test: {100 * test:.0f} %)" if test is not None else ""
+        out.append(f"{100 * val:.0f} % of validation texts share a passage of {words}+ words with a training text"
+                   f"{against}: validation may flatter models that memorise (TF-IDF most) and pick the wrong arm")
+    if test is not None and test >= LEAKY_SHARE:
+        out.append(f"{100 * test:.0f} % of test texts share a passage of {words}+ words with a training text: test "
+                   "scores flatter models that memorise")
+    if not out:
+        return None
+    return "; ".join(out) + "; if the data come in groups (one source, author or item per several texts), split " \
+        "by group and pass the splits as files (data.val, data.test)"
+
+
+def check_frames(frames: dict, policy: str, notes: dict) -> dict:
+    """Count (and with `policy` "drop", remove) val/test texts equal to a training text after normalisation
+    (`data.near_duplicates`): `notes["near_duplicates"]` = {"val": n, "test": n, "policy"}; and the shares of
+    val / test texts that share a passage with training (`notes["shared_passages"]`, a warning when too many)."""
+
+    def frame_keys(frame) -> list[str]:
+        return keys(frame["text"].tolist(), frame["pair"].tolist() if "pair" in frame.columns else None)
+
+    train = frame_keys(frames["train"])
+    counts: dict = {"policy": policy}
+    for name in ("val", "test"):
+        hit = np.array(matches(train, frame_keys(frames[name])), dtype=bool)
+        counts[name] = int(hit.sum())
+        if hit.any():
+            log.warning("%s: %d text(s) equal a training text after normalisation (case, punctuation, whitespace, "
+                        "NFKC)%s", name, int(hit.sum()), "; dropped" if policy == "drop" else
+                        "; kept (data.near_duplicates: keep)")
+            if policy == "drop":
+                frames[name] = frames[name][~hit].reset_index(drop=True)
+    notes["near_duplicates"] = counts
+    notes["shared_passages"] = passage_shares(frames["train"]["text"].tolist(),
+                                              {name: frames[name]["text"].tolist() for name in ("val", "test")})
+    warning = shared_passage_warning(notes["shared_passages"])
+    if warning:
+        log.warning(warning)
+    return frames

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from unfreeze.assets import load_builtin_frame
 from unfreeze.config.schema import DataConfig
+from unfreeze.data import near_duplicates as nd
 from unfreeze.data.hub import dataset_to_frame
 from unfreeze.data.split_sizes import check_split_rows
 from unfreeze.errors import DataError
@@ -313,7 +314,7 @@ def load_sequence_data(cfg: DataConfig, raw: dict[str, tuple[pd.DataFrame, str]]
     assemble_splits(frames, sources, cfg, split_frame)
     if cfg.dedupe:
         frames = _drop_cross_split_leaks(frames, notes)
-    frames = _near_duplicates(frames, cfg.near_duplicates, notes)
+    frames = nd.check_frames(frames, cfg.near_duplicates, notes)
     names = label_names_from(frames["train"])
     if len(names) < 2:
         raise DataError(f"{sources['train']}: only one class ({', '.join(map(repr, names)) or 'none'}) in column "
@@ -373,27 +374,4 @@ def _drop_cross_split_leaks(frames: dict[str, pd.DataFrame], notes: dict) -> dic
             notes.setdefault("leaks_removed", {})[name] = int(leaked.sum())
             frames[name] = frames[name][~leaked].reset_index(drop=True)
         seen |= set(keys(frames[name]))
-    return frames
-
-
-def _near_duplicates(frames: dict[str, pd.DataFrame], policy: str, notes: dict) -> dict[str, pd.DataFrame]:
-    """Count (and with `policy` "drop", remove) val/test texts equal to a training text after normalisation
-    (`data.near_duplicates`): `notes["near_duplicates"]` = {"val": n, "test": n, "policy"}."""
-    from unfreeze.data import near_duplicates as nd
-
-    def keys(frame: pd.DataFrame) -> list[str]:
-        return nd.keys(frame["text"].tolist(), frame["pair"].tolist() if "pair" in frame.columns else None)
-
-    train = keys(frames["train"])
-    counts: dict = {"policy": policy}
-    for name in ("val", "test"):
-        hit = np.array(nd.matches(train, keys(frames[name])), dtype=bool)
-        counts[name] = int(hit.sum())
-        if hit.any():
-            log.warning("%s: %d text(s) equal a training text after normalisation (case, punctuation, whitespace, "
-                        "NFKC)%s", name, int(hit.sum()), "; dropped" if policy == "drop" else
-                        "; kept (data.near_duplicates: keep)")
-            if policy == "drop":
-                frames[name] = frames[name][~hit].reset_index(drop=True)
-    notes["near_duplicates"] = counts
     return frames

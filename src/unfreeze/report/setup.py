@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from unfreeze.data.near_duplicates import PASSAGE_WORDS, shared_passage_warning
 from unfreeze.io import read_json
 
 
@@ -61,6 +62,9 @@ def setup_rows(results: pd.DataFrame) -> list[list[str]]:
         total = sum(counts.values()) or 1
         rows.append(["training labels", top_list([f"{k}: {v} ({100 * v / total:.1f}%)" for k, v in
                                                   sorted(counts.items(), key=lambda kv: -kv[1])])])
+    shared = [m.get("data", {}).get("shared_passages") for m, _ in runs]
+    rows.append([f"texts sharing a {PASSAGE_WORDS}-word passage with training (val / test)", _values(
+        [f"{100 * s.get('val', 0):.0f} % / {100 * s.get('test', 0):.0f} %" for s in shared if s])])
     rows.append(["model", _values([(c.get("model") or {}).get("name") for _, c in runs])])
     rows.append(["seeds", ", ".join(str(s) for s in sorted(results["seed"].unique()))])
     machines = [m.get("machine") for m, _ in runs if m.get("machine")]
@@ -87,7 +91,13 @@ def setup_blocks(results: pd.DataFrame) -> list:
     note = ("Read from the runs' metrics.json and config.yaml; where arms differ, each value is listed with its "
             "number of runs. Training labels: counts in one run's training set (the same across arms unless data "
             f"settings are in the grid), most frequent first, the first {TOP_N} shown.")
-    return [("h2", "Setup"), ("table", ["what", "value"], rows), ("p", note)]
+    warnings = {shared_passage_warning(s) for s in _shared(results)} - {None}
+    return [("h2", "Setup"), ("table", ["what", "value"], rows), ("p", note)] + [
+        ("p", f"Warning: {w}.") for w in sorted(warnings)]
+
+
+def _shared(results: pd.DataFrame) -> list[dict]:
+    return [m["data"]["shared_passages"] for m, _ in _runs(results) if (m.get("data") or {}).get("shared_passages")]
 
 
 def per_class_over_seeds(results: pd.DataFrame, arm: str, key: str = "per_class",

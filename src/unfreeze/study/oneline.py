@@ -171,6 +171,7 @@ def load_planned_data(base: dict):
 
 def gather_facts(base: dict, announce=None) -> tuple[DataFacts, dict | None, int, int]:
     from unfreeze.data.encode import model_max_positions
+    from unfreeze.data.near_duplicates import shared_passage_warning
     from unfreeze.model.backbone import load_backbone
     from unfreeze.study.throughput import measure_throughput
 
@@ -189,7 +190,8 @@ def gather_facts(base: dict, announce=None) -> tuple[DataFacts, dict | None, int
     config = backbone.config
     facts = DataFacts(n_train=len(train), n_eval=len(data.val) + len(data.test), n_val=len(data.val),
                       lengths=lengths, eval_lengths=eval_lengths, max_positions=limit,
-                      classes=len(data.label_names), task=cfg.task, minority=_minority(data))
+                      classes=len(data.label_names), task=cfg.task, minority=_minority(data),
+                      warnings=tuple(w for w in [shared_passage_warning(data.notes.get("shared_passages"))] if w))
     return facts, throughput, int(config.num_hidden_layers), int(config.hidden_size)
 
 

@@ -68,6 +68,7 @@ class DataFacts:
     classes: int = 2
     task: str = "sequence"
     minority: tuple[str, float] | None = None  # the smallest class and its share, when under the imbalance hint
+    warnings: tuple[str, ...] = ()  # about the data, for the plan's notes (e.g. validation sharing passages)
 
     @property
     def per_class(self) -> int:

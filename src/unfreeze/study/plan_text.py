@@ -96,6 +96,7 @@ def notes(s: Settings, model: CostModel, budget: float) -> list[str]:
     if facts.val < floor:
         out.append(f"validation has {facts.val:,} examples, under the minimum of {floor:,} (max(200, 20 × "
                    f"classes), capped at the data): it may not separate the top rows")
+    out.extend(facts.warnings)
     if facts.minority is not None:
         name, share = facts.minority
         if s.balanced:
