@@ -75,3 +75,14 @@ def test_the_cache_fill_inside_a_runs_train_seconds_counts_as_setup(tmp_path):
     assert parts["setup"] == (60.0 - 55.0) + (80.0 - 75.0) + 40.0 + 2.0
     old = actual_parts(tmp_path, results.drop(columns="setup_seconds"))  # runs from before: as they were
     assert old["train"] == 120.0 and old["setup"] == 10.0
+
+
+def test_a_weak_plans_verdict_with_its_validation_interval_reads_as_one_sentence_each():
+    """#27, measured (long documents, --budget 4m, head only): "… see Plan). the fine-tuned arms trained here scored
+    below TF-IDF here (val …" — a lower-case sentence start and "here" twice."""
+    real = ("Verdict: fine-tuning did not beat TF-IDF here (val f1_macro 0.9765 vs 0.9565 for the best fine-tuned "
+            "arm, head); Δ val -0.0200, one seed: no interval. The baseline is best by validation.")
+    text = verdict_with_plan(real, WEAK)
+    assert text.startswith("Verdict: not a finding — the plan was cut to fit the budget")
+    assert "see Plan). The fine-tuned arms trained here scored below TF-IDF (val f1_macro 0.9765" in text
+    assert text.count(" here") == 1 and "did not beat" not in text

@@ -133,8 +133,9 @@ def verdict_with_plan(text: str, plan: dict) -> str:
                 f"{plan['proper']}.")
     if m is None and plan.get("weak") and text.startswith("Verdict:") and "did not beat" in text:
         # worded otherwise than `report.baseline.verdict` writes today: the same reading, the sentence kept
-        rest = text[len("Verdict:"):].strip().replace("fine-tuning did not beat", "the fine-tuned arms trained here "
+        rest = text[len("Verdict:"):].strip().replace("fine-tuning did not beat", "The fine-tuned arms trained here "
                                                                                   "scored below")
+        rest = re.sub(r"^(The fine-tuned arms trained here scored below .+?) here \(", r"\1 (", rest)
         return (f"Verdict: not a finding — the plan was cut to fit the budget ({plan['tried']}; see Plan). {rest} "
                 f"A budget of about {plan['proper_budget']} would train {plan['proper']}.")
     if (text.startswith("Verdict:") or text.startswith("The best fine-tuned arm")) and plan.get("traded"):
