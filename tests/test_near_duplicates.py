@@ -122,3 +122,16 @@ def test_grouped_documents_carved_into_validation_are_counted_warned_and_reporte
     rows = dict(blocks[1][2])
     assert rows["texts sharing a 12-word passage with training (val / test)"] == "100 % / 0 %"
     assert blocks[-1][1].startswith("Warning: 100 % of validation texts")
+
+
+def test_shared_passages_count_cjk_characters_as_words_and_ignore_templates_common_to_training():
+    """The hostile tester: an exact copy of a Chinese training text counted 0 (an unspaced run was one 'word');
+    reviews sharing only a form's 14-word preamble counted 100 % in val and test."""
+    chinese = "我爱北京天安门广场今天天气很好我们去公园散步"
+    assert nd.passage_shares([chinese], {"val": [chinese], "test": ["完全不同的句子没有重复的部分"]}) == \
+        {"words": 12, "val": 1.0, "test": 0.0}
+    preamble = "thank you for your order please rate the product from one to five stars below "
+    train = [preamble + f"review {i} " + " ".join(f"w{i}x{j}" for j in range(15)) for i in range(50)]
+    val = [preamble + f"other {i} " + " ".join(f"v{i}x{j}" for j in range(15)) for i in range(10)]
+    val[0] = train[7]  # one real copy
+    assert nd.passage_shares(train, {"val": val})["val"] == 0.1

@@ -86,3 +86,13 @@ def test_a_weak_plans_verdict_with_its_validation_interval_reads_as_one_sentence
     assert text.startswith("Verdict: not a finding — the plan was cut to fit the budget")
     assert "see Plan). The fine-tuned arms trained here scored below TF-IDF (val f1_macro 0.9765" in text
     assert text.count(" here") == 1 and "did not beat" not in text
+
+
+def test_a_weak_plan_whose_arm_tested_significantly_worse_is_not_a_finding_about_fine_tuning():
+    """The hostile tester: the same test result read 'not a finding' when the baseline led on validation and 'trust
+    the test set' when the arm did."""
+    worse = ("Verdict: validation and test disagree — top-2 is ahead on validation (val f1_macro 0.8000 for TF-IDF "
+             "vs 0.8100 for top-2), but on test top-2 is significantly worse than TF-IDF (below). Trust the test set.")
+    text = verdict_with_plan(worse, WEAK)
+    assert text.startswith(worse) and "Not a finding about fine-tuning" in text and "28m" in text
+    assert verdict_with_plan(worse, {**WEAK, "weak": [], "traded": []}) == worse

@@ -24,7 +24,12 @@ import numpy as np
 PASSAGE_WORDS = 12  # a run of 12 words shared by two texts is a copy, not a common phrase
 LEAKY_SHARE = 0.2  # validation texts sharing a passage with training, at least, for the warning …
 LEAKY_MARGIN = 0.1  # … and this much above the test texts' share (a test file split otherwise)
-_WORD = re.compile(r"\w+")
+COMMON_MIN, COMMON_SHARE = 5, 0.01  # a passage in more training texts than max(5, 1 %) of them is a template
+# a Han or kana character is a word of its own (Chinese and Japanese are not written with spaces); other letters and
+# digits run into words (Hangul is spaced)
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+_HAS_CJK, _PLAIN = re.compile(f"[{_CJK}]"), re.compile(r"\w+")  # most texts have none: the faster pattern
 log = logging.getLogger("unfreeze.data.sequence")
 
 
@@ -62,41 +67,59 @@ def within(texts: Sequence[str]) -> int:
     return out
 
 
-def _passage_hashes(texts: Sequence[str], vocab: dict[str, int], words: int) -> tuple[np.ndarray, np.ndarray]:
-    """(word ids of every text, concatenated; the text index of each) — hashed into passages by `_passages`."""
-    ids, owner = [], []
-    for i, text in enumerate(texts):
-        row = [vocab.setdefault(w, len(vocab)) for w in _WORD.findall(str(text).casefold())]
-        ids.extend(row)
-        owner.extend([i] * len(row))
-    return np.asarray(ids, dtype=np.int64), np.asarray(owner, dtype=np.int64)
+#: odd 64-bit multipliers, one per position in a passage (fixed: the same text hashes alike in every process)
+_POSITION = np.random.default_rng(0).integers(0, 2 ** 62, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_CHUNK = 2000  # texts tokenised at a time (memory: their words only, not a corpus' worth of strings)
 
 
-def _passages(ids: np.ndarray, owner: np.ndarray, keys: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every run of `words` words inside one text, the text it is in): a sum of per-position random keys
-    (uint64, wrapping) — deterministic, no Python-salted hashes."""
-    n = len(ids) - words + 1
-    if n <= 0:
+def _passages(texts: Sequence[str], words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every run of `words` words inside one text, the index of its text): word hashes combined with a
+    multiplier per position (uint64, wrapping)."""
+    hashes, owners = [], []
+    for first in range(0, len(texts), _CHUNK):
+        found = [(_WORD if _HAS_CJK.search(text) else _PLAIN).findall(text)
+                 for text in (str(t).casefold() for t in texts[first:first + _CHUNK])]
+        owner = np.repeat(np.arange(first, first + len(found), dtype=np.int64), [len(f) for f in found])
+        n = len(owner) - words + 1
+        if n <= 0:
+            continue
+        # str hashes: salted per process, but only compared within this call (64 bits: collisions negligible)
+        word = np.fromiter(map(hash, (w for f in found for w in f)), dtype=np.int64, count=len(owner)).view(np.uint64)
+        total = np.zeros(n, dtype=np.uint64)
+        for j in range(words):
+            total += word[j:j + n] * _POSITION[j]
+        inside = owner[:n] == owner[words - 1:]
+        hashes.append(total[inside])
+        owners.append(owner[:n][inside])
+    if not hashes:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    total = np.zeros(n, dtype=np.uint64)
-    for j in range(words):
-        total += keys[ids[j:j + n], j]
-    inside = owner[:n] == owner[words - 1:]
-    return total[inside], owner[:n][inside]
+    return np.concatenate(hashes), np.concatenate(owners)
+
+
+def _copied(hashes: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
+    """The sorted distinct passage hashes of the training texts, less those in more than max(`COMMON_MIN`,
+    `COMMON_SHARE` × texts) of them (a template every text repeats — a form's preamble — is not a copy)."""
+    order = np.argsort(hashes, kind="stable")  # stable: a hash's texts stay in ascending order
+    h, o = hashes[order], owner[order]
+    new_pair = np.r_[True, (h[1:] != h[:-1]) | (o[1:] != o[:-1])] if len(h) else np.zeros(0, dtype=bool)
+    h = h[new_pair]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]]) if len(h) else np.zeros(0, dtype=np.int64)
+    texts_with = np.diff(np.r_[starts, len(h)])
+    return h[starts][texts_with <= max(COMMON_MIN, COMMON_SHARE * n_texts)]
 
 
 def passage_shares(train: Sequence[str], others: dict[str, Sequence[str]], words: int = PASSAGE_WORDS) -> dict:
-    """{"words": words, split: share of its texts holding a run of `words` words that occurs in a training text}."""
-    vocab: dict[str, int] = {}
-    train_ids = _passage_hashes(train, vocab, words)
-    other_ids = {name: _passage_hashes(texts, vocab, words) for name, texts in others.items()}
-    keys = np.random.default_rng(0).integers(0, 2 ** 63, size=(max(len(vocab), 1), words), dtype=np.uint64)
-    seen = np.unique(_passages(*train_ids, keys, words)[0])
+    """{"words": words, split: share of its texts holding a run of `words` words that occurs in a training text}
+    (a CJK character counts as a word; passages common to many training texts are ignored, `_copied`)."""
+    seen = _copied(*_passages(list(train), words), len(train))
     out: dict = {"words": words}
     for name, texts in others.items():
-        hashes, owner = _passages(*other_ids[name], keys, words)
-        hit = np.unique(owner[np.isin(hashes, seen, assume_unique=False)])
-        out[name] = round(len(hit) / len(texts), 4) if len(texts) else 0.0
+        hashes, owner = _passages(list(texts), words)
+        order = np.argsort(hashes)  # sorted needles: searchsorted walks `seen` once instead of jumping about
+        hashes, owner = hashes[order], owner[order]
+        at = np.minimum(np.searchsorted(seen, hashes), max(len(seen) - 1, 0))
+        hit = owner[seen[at] == hashes] if len(seen) else owner[:0]
+        out[name] = round(len(np.unique(hit)) / len(texts), 4) if len(texts) else 0.0
     return out
 
 

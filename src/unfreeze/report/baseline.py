@@ -71,7 +71,7 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
             ) -> tuple[list[str], dict[str, str], bool]:
     """(paragraphs, {baseline dir: Δ cell}, baseline wins on val) for the best fine-tuned arm vs its baseline,
     worded from `decision["baseline"]` (`metrics.decide`)."""
-    if best is None or metric in LOWER_IS_BETTER:
+    if best is None or metric in LOWER_IS_BETTER or not decision:
         return [], {}, False
     base = of_arm(baselines, group, best)
     if base is None or not isinstance(base["val"].get(metric), (int, float)):
@@ -84,7 +84,7 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
     test = found.get("test")
     reversed_on_test = test is not None and test.get("decidable") and test["claim"] == ("better" if wins else "worse")
     if reversed_on_test:  # the headline must not state what the calibrated test contradicts
-        lines = [disagreement(name, best, metric, val_base, val_best, wins, uncertainty)]
+        lines = [disagreement(name, best, metric, val_base, val_best, wins, uncertainty, found.get("val"))]
     elif wins:
         lines = [f"Verdict: fine-tuning did not beat {name} here (val {metric} {val_base:.4f} vs {val_best:.4f} for "
                  f"the best fine-tuned arm, {best}){uncertainty}. The baseline is best by validation."]
@@ -109,16 +109,25 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
 
 
 def disagreement(name: str, best: str, metric: str, val_base: float, val_best: float, base_wins_val: bool,
-                 uncertainty: str) -> str:
-    """The headline when the test verdict (below it) reverses the validation ranking of the best arm and its baseline."""
-    ahead = name if base_wins_val else best
+                 uncertainty: str, val: dict | None) -> str:
+    """The headline when the test verdict (below it) reverses the validation ranking of the best arm and its
+    baseline: a disagreement only when validation separated them (its interval excludes 0), with the cause that
+    fits the direction; else the test's finding, validation having not told them apart."""
     outcome = "better than" if base_wins_val else "worse than"
-    return (f"Verdict: validation and test disagree — {ahead} is ahead on validation (val {metric} {val_base:.4f} "
-            f"for {name} vs {val_best:.4f} for {best}{uncertainty}), but on test {best} is significantly {outcome} "
-            f"{name} (below). Trust the test set: it was not used to pick anything. A validation gap that test "
-            f"reverses usually means the validation split shares sources with training (near-duplicate passages, "
-            f"several documents from one source or author, one period of time): pass a validation file split the "
-            f"way the test file was (data.val), or check `unfreeze inspect`.")
+    numbers = f"val {metric} {val_base:.4f} for {name} vs {val_best:.4f} for {best}{uncertainty}"
+    apart = bool(val) and val.get("ci_low") is not None and not val["ci_low"] <= 0 <= val["ci_high"]
+    if not apart:
+        return (f"Verdict: on test, {best} is significantly {outcome} {name} (below); validation did not tell them "
+                f"apart ({numbers}).")
+    ahead = name if base_wins_val else best
+    cause = ("usually means the validation split shares sources with training (near-duplicate passages, several "
+             "documents from one source or author, one period of time; see the Setup section's shared passages): "
+             "pass a validation file split the way the test file was (data.val)" if base_wins_val else
+             "can mean the arm was picked as the best of several on validation, which flattered it, or that "
+             "validation differs from test; read the arms' test column")
+    return (f"Verdict: validation and test disagree — {ahead} is ahead on validation ({numbers}), but on test {best} "
+            f"is significantly {outcome} {name} (below). Trust the test set: it was not used to pick anything. A "
+            f"validation gap that test reverses {cause}.")
 
 
 def _val_uncertainty(val: dict | None) -> str:

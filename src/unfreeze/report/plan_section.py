@@ -138,6 +138,10 @@ def verdict_with_plan(text: str, plan: dict) -> str:
         rest = re.sub(r"^(The fine-tuned arms trained here scored below .+?) here \(", r"\1 (", rest)
         return (f"Verdict: not a finding — the plan was cut to fit the budget ({plan['tried']}; see Plan). {rest} "
                 f"A budget of about {plan['proper_budget']} would train {plan['proper']}.")
+    if plan.get("weak") and text.startswith("Verdict:") and "significantly worse than" in text:
+        return (f"{text} Not a finding about fine-tuning: the plan was cut to fit the budget ({plan['tried']}: "
+                f"{'; '.join(plan['weak'])}; see Plan), so fine-tuning was not trained properly here. A budget of "
+                f"about {plan['proper_budget']} would train {plan['proper']}.")
     if (text.startswith("Verdict:") or text.startswith("The best fine-tuned arm")) and plan.get("traded"):
         return f"{text} The plan was cut to fit the budget ({plan['tried']}; see Plan)."
     return text

@@ -319,7 +319,7 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
               ("seeds", ideal.seeds), ("seeds", max(s.seeds, min(2, ideal.seeds))), ("arms", ideal.arms),
               ("train_size", ideal.train_size), ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
     for key, value in trials:
-        if getattr(s, key) == value or key in pinned:
+        if getattr(s, key) == value or key in pinned or (key == "seeds" and value < s.seeds):
             continue
         if key == "train_size":  # as much of the data as fits (before epochs: the levers' order)
             s = replace(s, train_size=most_data(s, value, model, usable))

@@ -4,6 +4,8 @@ when it cannot. Every sentence is derived from the final settings against the id
 no two lines can disagree ("2 seeds" next to "seeds 2 → 1" cannot happen: there is one settings object)."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import replace
 
 from unfreeze.config.schema import TrainConfig
@@ -139,12 +141,6 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
     plan.proper_seconds, plan.proper = model.total(proper), tried(proper, model)
     if plan.refused:
         plan.levers.insert(0, f"--budget {minutes_budget(total)}: this smallest plan ({_min(total)})")
-    if s.seeds < 3 and "seeds" not in (pinned or {}) and not plan.refused:
-        three = model.total(replace(s, seeds=3))
-        plan.notes.append(f"{s.seeds} seed{'s' * (s.seeds != 1)}: the report ranks the arms but gives no test verdict "
-                          f"(it needs 3 seeds per arm; --budget {minutes_budget(three)} runs 3)")
-        plan.levers.append(f"--budget {minutes_budget(three)}: the same plan with 3 seeds, so the report can give a "
-                           f"test verdict ({_min(three)})")
     if plan.weak or plan.refused:
         plan.levers.append(f"--budget {minutes_budget(plan.proper_seconds)}: {tried(proper, model)} "
                            f"({_min(plan.proper_seconds)})")
@@ -152,7 +148,8 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
 
 
 def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
-               layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None) -> Plan:
+               layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None,
+               find_three: bool = True) -> Plan:
     """The study dict (`base` holds data + model; the planner sets data.max_length / train_size, train.epochs) and
     everything the plan says about it. `pinned`: Settings fields the user fixed (`--set data.max_length=128`)."""
     batch_size = int(base.get("train", {}).get("batch_size", TrainConfig().batch_size))
@@ -163,4 +160,30 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
     s = take_back(s, ideal, model, max(usable, model.total(s)), pinned)
     if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
         s = replace(s, balanced=True)
-    return describe(s, ideal, model, budget_seconds, base, name, pinned)
+    plan = describe(s, ideal, model, budget_seconds, base, name, pinned)
+    if s.seeds < 3 and "seeds" not in (pinned or {}) and not plan.refused and find_three:
+        _say_three_seed_budget(plan, s, facts, throughput, budget_seconds, base, layers, hidden, name, pinned)
+    return plan
+
+
+def _say_three_seed_budget(plan: Plan, s: Settings, facts: DataFacts, throughput: dict | None, budget: float,
+                           base: dict, layers: int, hidden: int, name: str, pinned: dict | None) -> None:
+    """Note that the report gives no test verdict, and name the smallest whole-minute budget whose plan (planned
+    again, as the user would get it: the planner spends more time on other levers first) runs 3 seeds."""
+    def seeds_at(minutes: int) -> tuple[int, Plan]:
+        again = plan_study(facts, throughput, minutes * 60.0, base, layers, hidden, name, pinned, find_three=False)
+        return len(again.study["seeds"]), again
+
+    lo, hi = max(1, math.floor(budget / 60)), max(2, math.ceil(budget / 60))
+    while seeds_at(hi)[0] < 3:  # a larger budget never loses the third seed (fuzzed: tests/test_plan.py)
+        lo, hi = hi, hi * 2
+        if hi > 60 * 24 * 30:
+            return
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if seeds_at(mid)[0] >= 3 else (mid, hi)
+    minutes, three = hi, seeds_at(hi)[1]
+    plan.notes.append(f"{s.seeds} seed{'s' * (s.seeds != 1)}: the report ranks the arms but gives no test verdict "
+                      f"(it needs 3 seeds per arm; --budget {minutes}m runs 3)")
+    plan.levers.append(f"--budget {minutes}m: {three.tried}, so the report can give a test verdict "
+                       f"({_min(three.total_seconds)})")
