@@ -3,7 +3,8 @@
 Estimates built on constants measured once on someone else's laptop are wrong by 10× on a GPU and by 2× on a
 busier CPU. So the first estimate for a model times a few real batches (a few seconds) and remembers the result
 in the user cache dir (`$UNFREEZE_CACHE_DIR/throughput.json`, else `~/.cache/unfreeze/throughput.json`), keyed by
-model + device + torch threads; later dry runs and plans read it back. `UNFREEZE_REMEASURE=1` measures again:
+model + device + torch threads + the data's text-length bucket (+ the length timed, when shorter than the bucket);
+later dry runs and plans read it back. `UNFREEZE_REMEASURE=1` measures again:
 the figure is the machine's speed under the load of that moment, so one taken while other jobs ran is too low.
 Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed
 (no weights, an unusual output) gets None, and callers fall back to the documented MiniLM constants.
@@ -102,7 +103,10 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
     memory (its weights are changed by the timed optimizer steps: pass one that is not used afterwards)."""
     import torch
 
-    key = cache_key(model_cfg.name, threads, length_bucket(mean_tokens))
+    bucket = length_bucket(mean_tokens)
+    # timed shorter than the data's bucket (the one-line planner times long documents at 256): its own entry — a
+    # study at 512 reusing it was estimated 35 % short (a 512-token run costs 1.4-2× more per token, BENCHMARKS.md)
+    key = cache_key(model_cfg.name, threads, bucket) + (f"|at={max_length}" if bucket and max_length < bucket else "")
     known = _read()
     refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
     load = machine_load()
