@@ -209,7 +209,7 @@ def test_a_figure_timed_shorter_than_the_datas_length_bucket_is_not_reused_for_l
     was estimated 35 % short (BENCHMARKS.md). Each timed length below the bucket gets its own entry."""
     timed = []
 
-    def fake_time(_cfg, _texts, max_length, *_):
+    def fake_time(_cfg, _texts, max_length, *_, **__):
         timed.append(max_length)
         return {"forward_tokens_per_s": 1000.0 / max_length, "batch_rows": 8, "max_length": max_length}
 

@@ -208,3 +208,26 @@ def test_one_line_study_takes_a_built_in_data_set_by_name(tiny_bert, tmp_path):
                                  "--out", str(out), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert load_study_config(out / "study.yaml").base["data"]["dataset"] == "rotten_tomatoes"
+
+
+@pytest.mark.parametrize("limit, longest, timed", [(512, 900, [256, 512]), (512, 200, [256]), (128, 900, [128])])
+def test_long_documents_are_timed_at_512_as_well_within_the_one_cap(monkeypatch, limit, longest, timed):
+    """#27 item 8: a plan at 512 priced with a 256-token figure ran 35 % over; data with texts over 256 tokens and a
+    model that takes 512 are timed at both lengths, each with half the cap (the dry run's ≤ 30 s)."""
+    from types import SimpleNamespace
+
+    from unfreeze.study import oneline, throughput
+
+    calls = []
+
+    def fake(_model, _texts, max_length, cap, **_):
+        calls.append((max_length, cap))
+        return {"forward_tokens_per_s": 1e4 / max_length, "max_length": max_length}
+
+    monkeypatch.setattr(throughput, "measure_throughput", lambda m, t, max_length, cap, **k: fake(m, t, max_length, cap))
+    cfg = SimpleNamespace(model=None, train=SimpleNamespace(threads=1))
+    got = oneline._timed(cfg, ["x"], np.array([100, longest]), limit, None, None)
+    assert [n for n, _ in calls] == timed
+    assert sum(cap for _, cap in calls) == throughput.CAP_SECONDS
+    assert got["max_length"] == timed[0] and (got.get("longer") or {}).get("max_length") == (
+        512 if len(timed) == 2 else None)

@@ -250,3 +250,20 @@ def test_time_to_spare_buys_seeds_up_to_5_even_for_head_only():
         plan = plan_study(facts(), slow_training, budget, BASE, layers=6, hidden=384)
         assert plan.study["grid"]["freeze"] == ["head"] and len(plan.study["seeds"]) >= 3
         assert not any("no test verdict" in line for line in plan.notes)
+
+
+def test_a_plan_at_512_tokens_is_priced_with_the_figure_timed_at_512():
+    """#27 item 8, measured: long documents timed at 256 tokens and run at 512 took 35 % longer than estimated
+    (a 512-token run costs 1.4-2× more per token). With a second figure timed at 512 (`"longer"`), a plan at 512
+    is priced with it; plans at 256 or 128 keep the 256-token figure."""
+    lengths = np.random.default_rng(0).integers(390, 900, 1000)
+    docs = DataFacts(n_train=800, n_eval=300 + 3975, n_val=300, lengths=lengths, classes=5)
+    at_256 = {**MINILM_CPU, "max_length": 256}
+    at_512 = {"forward_tokens_per_s": 8000.0, "train_tokens_per_s": 1250.0, "step_seconds": 0.08, "max_length": 512}
+    both = {**at_256, "longer": at_512}
+    s = Settings(arms=["head", {"top_k": 2}], epochs=2, seeds=1, train_size=800, max_length=512)
+    assert CostModel(docs, both, 6, 384, 16).total(s) == CostModel(docs, at_512, 6, 384, 16).total(s)
+    assert CostModel(docs, both, 6, 384, 16).total(s) > 1.2 * CostModel(docs, at_256, 6, 384, 16).total(s)
+    for shorter in (256, 128):
+        s = replace(s, max_length=shorter)
+        assert CostModel(docs, both, 6, 384, 16).total(s) == CostModel(docs, at_256, 6, 384, 16).total(s)

@@ -155,6 +155,14 @@ class CostModel:
         eval_mean = float(np.mean(np.minimum(evals, cap) if cap else evals)) if len(evals) else 0.0
         return mean * s.train_size, eval_mean * f.n_eval, eval_mean * f.val
 
+    def figures(self, s: Settings) -> dict | None:
+        """The throughput measured at the settings' max_length: the one timed at 512 (`"longer"`) for a plan
+        longer than the main figure was timed at, else the main figure (or None: the documented constants)."""
+        t = self.throughput
+        if t and t.get("longer") and s.max_length > t.get("max_length", s.max_length):
+            return t["longer"]
+        return t
+
     def run(self, freeze, s: Settings) -> dict[str, float]:
         cfg = FreezeConfig.model_validate(freeze)
         strategy = get_strategy(cfg.strategy)
@@ -162,7 +170,7 @@ class CostModel:
         embeddings = (self.throughput or {}).get("embedding_share", EMBEDDING_SHARE)
         train, evals, val = self.tokens(s)
         return run_parts(trained, self.layers, self.hidden, s.epochs, train, evals,
-                         strategy.cached_top(cfg) is not None, self.throughput, n_val_tokens=val, fill_share=0.0,
+                         strategy.cached_top(cfg) is not None, self.figures(s), n_val_tokens=val, fill_share=0.0,
                          n_steps=-(-s.train_size // self.batch_size),
                          step_share=strategy.stepped_share(cfg, self.layers, embeddings))
 
@@ -184,7 +192,7 @@ class CostModel:
         train, evals, _ = self.tokens(s)
         shares = [prefilled_share(FreezeConfig.model_validate(f), self.layers) for f in s.arms]
         parts["cache_fill"] = parts.get("cache_fill", 0.0) + once_seconds(
-            self.layers, self.hidden, train, evals, self.throughput,
+            self.layers, self.hidden, train, evals, self.figures(s),
             max((x for x in shares if x is not None), default=0.0), warm_up=True)
         parts["baseline"] = baseline_seconds(self.facts, s.train_size)
         parts["study"] = STUDY_SECONDS

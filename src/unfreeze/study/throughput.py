@@ -9,7 +9,8 @@ the figure is the machine's speed under the load of that moment, so one taken wh
 Tokens are counted as *padded* tokens per batch (what the encoder actually processes). A model that cannot be timed
 (no weights, an unusual output) gets None, and callers fall back to the documented MiniLM constants.
 
-The whole measurement stops at `CAP_SECONDS` (a long-text model on a busy CPU must not hold a dry run for minutes):
+The whole measurement stops at `CAP_SECONDS` (a long-text model on a busy CPU must not hold a dry run for minutes;
+a caller timing two lengths passes each half of it as `cap`):
 each mode times at least one batch, then stops at `MIN_SECONDS` or the cap. Before it starts, the 1-minute load
 average is compared with the cores (`machine_load`): a figure taken while other jobs held the CPU is stored with
 `"under_load"`, and a later plan re-measures it when the machine has become quiet, or else uses it and says so
@@ -95,12 +96,13 @@ def cached_throughput(model_name: str, threads: int | None = None, length: int |
 
 def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threads: int | None = None,
                        refresh: bool = False, mean_tokens: float | None = None, announce=None,
-                       loaded=None) -> dict | None:
+                       loaded=None, cap: float = CAP_SECONDS) -> dict | None:
     """{"forward_tokens_per_s", "train_tokens_per_s", "step_seconds", "embedding_share", "layers", "hidden", "key"}
     for `model_cfg` on this machine, measured on batches of `texts` truncated at `max_length` (from the cache
     unless `refresh`; one entry per `length_bucket(mean_tokens)` of the data); None on failure. `announce(text)` is
     called before a measurement starts (not for a cached figure); `loaded`: the (model, tokenizer) already in
-    memory (its weights are changed by the timed optimizer steps: pass one that is not used afterwards)."""
+    memory (its weights are changed by the timed optimizer steps: pass one that is not used afterwards); `cap`:
+    seconds the timing may take, model loading excluded."""
     import torch
 
     bucket = length_bucket(mean_tokens)
@@ -114,13 +116,13 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
         if not (known[key].get("under_load") and load and not load["busy"]):
             return known[key]  # (one measured under load is taken again once the machine is quiet)
     if announce is not None:
-        announce("measuring throughput… (a few batches, at most "
-                 f"{CAP_SECONDS:.0f} s; cached per machine and model)")
+        announce(f"measuring throughput at {max_length} tokens… (a few batches, at most {cap:.0f} s; cached per "
+                 "machine and model)")
     before = torch.get_num_threads()
     try:
         if threads:
             torch.set_num_threads(threads)
-        result = _time_model(model_cfg, texts, max_length, *([loaded] if loaded is not None else []))
+        result = _time_model(model_cfg, texts, max_length, *([loaded] if loaded is not None else []), cap=cap)
     except Exception as exc:  # noqa: BLE001 (an estimate must never block a plan)
         log.warning("could not measure throughput of %s: %s", model_cfg.name, exc)
         return None
@@ -162,13 +164,13 @@ def batch_rows(longest: int) -> int:
     return max(BATCH_SIZE, min(MAX_ROWS, BATCH_TOKENS // max(int(longest), 1)))
 
 
-def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None) -> dict:
+def _time_model(model_cfg, texts: list[str], max_length: int, loaded=None, cap: float = CAP_SECONDS) -> dict:
     import torch
 
     from unfreeze.model.backbone import load_backbone
 
     model, tokenizer = loaded or load_backbone(model_cfg)
-    deadline = time.perf_counter() + CAP_SECONDS
+    deadline = time.perf_counter() + cap
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     texts = [t for t in texts if t] or ["a short example text"] * BATCH_SIZE
