@@ -123,6 +123,13 @@ def passage_shares(train: Sequence[str], others: dict[str, Sequence[str]], words
     return out
 
 
+def validation_leaks(shares: dict | None) -> bool:
+    """Whether validation shares passages with training far more than test does (`LEAKY_SHARE`, `LEAKY_MARGIN`):
+    a validation ranking then flatters models that memorise, and the test file is the one to read."""
+    val, test = (shares or {}).get("val"), (shares or {}).get("test")
+    return val is not None and val >= LEAKY_SHARE and (test is None or val >= test + LEAKY_MARGIN)
+
+
 def shared_passage_warning(shares: dict | None) -> str | None:
     """The warning when validation shares passages with training far more than test does, or test does itself
     (`LEAKY_SHARE`, `LEAKY_MARGIN`); None when neither."""
@@ -130,7 +137,7 @@ def shared_passage_warning(shares: dict | None) -> str | None:
         return None
     val, test, words = shares.get("val"), shares.get("test"), shares.get("words", PASSAGE_WORDS)
     out = []
-    if val is not None and val >= LEAKY_SHARE and (test is None or val >= test + LEAKY_MARGIN):
+    if validation_leaks(shares):
         against = f" (test: {100 * test:.0f} %)" if test is not None else ""
         out.append(f"{100 * val:.0f} % of validation texts share a passage of {words}+ words with a training text"
                    f"{against}: validation may flatter models that memorise (TF-IDF most) and pick the wrong arm")

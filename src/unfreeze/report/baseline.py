@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unfreeze.data.near_duplicates import PASSAGE_WORDS
 from unfreeze.io import read_json
 from unfreeze.metrics.classification import LOWER_IS_BETTER
 from unfreeze.metrics.compare import format_p
@@ -67,10 +68,12 @@ def rows(baselines: list[dict], names: list[str], width: int, deltas: dict[str, 
     return out
 
 
-def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric: str, decision: dict | None
-            ) -> tuple[list[str], dict[str, str], bool]:
+def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric: str, decision: dict | None,
+            leaky: dict | None = None) -> tuple[list[str], dict[str, str], bool]:
     """(paragraphs, {baseline dir: Δ cell}, baseline wins on val) for the best fine-tuned arm vs its baseline,
-    worded from `decision["baseline"]` (`metrics.decide`)."""
+    worded from `decision["baseline"]` (`metrics.decide`); `leaky`: the shared-passage shares when validation
+    shares passages with training far more than test (`report.setup.leaky_validation`) — the baseline's lead on
+    such a validation split is no finding (TF-IDF memorises passages), and the headline says so."""
     if best is None or metric in LOWER_IS_BETTER or not decision:
         return [], {}, False
     base = of_arm(baselines, group, best)
@@ -85,6 +88,8 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
     reversed_on_test = test is not None and test.get("decidable") and test["claim"] == ("better" if wins else "worse")
     if reversed_on_test:  # the headline must not state what the calibrated test contradicts
         lines = [disagreement(name, best, metric, val_base, val_best, wins, uncertainty, found.get("val"))]
+    elif wins and leaky:
+        lines = [leaky_lead(name, best, metric, val_base, val_best, uncertainty, leaky)]
     elif wins:
         lines = [f"Verdict: fine-tuning did not beat {name} here (val {metric} {val_base:.4f} vs {val_best:.4f} for "
                  f"the best fine-tuned arm, {best}){uncertainty}. The baseline is best by validation."]
@@ -128,6 +133,18 @@ def disagreement(name: str, best: str, metric: str, val_base: float, val_best: f
     return (f"Verdict: validation and test disagree — {ahead} is ahead on validation ({numbers}), but on test {best} "
             f"is significantly {outcome} {name} (below). Trust the test set: it was not used to pick anything. A "
             f"validation gap that test reverses {cause}.")
+
+
+def leaky_lead(name: str, best: str, metric: str, val_base: float, val_best: float, uncertainty: str,
+               shares: dict) -> str:
+    """The headline when the baseline leads on a validation split that shares passages with training far more
+    than test does: memorising models score high there, so validation cannot say fine-tuning lost."""
+    test = shares.get("test")
+    against = f", against {100 * test:.0f} % of test texts" if test is not None else ""
+    return (f"Verdict: {name} is ahead on validation (val {metric} {val_base:.4f} vs {val_best:.4f} for the best "
+            f"fine-tuned arm, {best}{uncertainty}), but {100 * shares['val']:.0f} % of validation texts share a "
+            f"passage of {shares.get('words', PASSAGE_WORDS)}+ words with a training text{against} (Setup), which flatters "
+            f"{name}: validation cannot tell whether fine-tuning beats it here. The test set can (below).")
 
 
 def _val_uncertainty(val: dict | None) -> str:

@@ -21,7 +21,7 @@ from unfreeze.metrics.compare import bounded_interval, format_p
 from unfreeze.metrics.stats import summarize
 from unfreeze.report.plan_section import with_plan
 from unfreeze.report.render import render_html, render_markdown
-from unfreeze.report.setup import per_class_flags, per_class_over_seeds, setup_blocks
+from unfreeze.report.setup import leaky_validation, per_class_flags, per_class_over_seeds, setup_blocks
 from unfreeze.report.racing_note import stop_note
 from unfreeze.report.significance import N_BOOT, plan_text, report_min_effect, significance, test_groups
 from unfreeze.tasks import get_task
@@ -251,7 +251,7 @@ def build_blocks(study_dir: Path, results: pd.DataFrame) -> list:
             min_effect=report_min_effect(study_dir))
         first_best = best if i == 0 else first_best
         header, rows = arms_table(group, names, best, comparisons, (racing or {}).get("stopped"))
-        lines, deltas, wins = baselines_of.verdict(group, best, bases, metric, decision)
+        lines, deltas, wins = baselines_of.verdict(group, best, bases, metric, decision, leaky_validation(group))
         if wins:
             rows = [[c.replace("best (by val)", "best fine-tuned (by val)") for c in row] for row in rows]
         rows += baselines_of.rows(bases, names, len(header), deltas)

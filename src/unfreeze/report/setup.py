@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from unfreeze.data.near_duplicates import PASSAGE_WORDS, shared_passage_warning
+from unfreeze.data.near_duplicates import PASSAGE_WORDS, shared_passage_warning, validation_leaks
 from unfreeze.io import read_json
 
 
@@ -94,6 +94,12 @@ def setup_blocks(results: pd.DataFrame) -> list:
     warnings = {shared_passage_warning(s) for s in _shared(results)} - {None}
     return [("h2", "Setup"), ("table", ["what", "value"], rows), ("p", note)] + [
         ("p", f"Warning: {w}.") for w in sorted(warnings)]
+
+
+def leaky_validation(results: pd.DataFrame) -> dict | None:
+    """The shared-passage shares of the first run whose validation split shares passages with training far more
+    than its test split does (`data.near_duplicates.validation_leaks`), else None."""
+    return next((s for s in _shared(results) if validation_leaks(s)), None)
 
 
 def _shared(results: pd.DataFrame) -> list[dict]:
