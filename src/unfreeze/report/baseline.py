@@ -89,7 +89,8 @@ def verdict(group: pd.DataFrame, best: str | None, baselines: list[dict], metric
     if reversed_on_test:  # the headline must not state what the calibrated test contradicts
         lines = [disagreement(name, best, metric, val_base, val_best, wins, uncertainty, found.get("val"))]
     elif wins and leaky:
-        lines = [leaky_lead(name, best, metric, val_base, val_best, uncertainty, leaky)]
+        lines = [leaky_lead(name, best, metric, val_base, val_best, uncertainty, leaky, bool(test and
+                                                                                         test.get("decidable")))]
     elif wins:
         lines = [f"Verdict: fine-tuning did not beat {name} here (val {metric} {val_base:.4f} vs {val_best:.4f} for "
                  f"the best fine-tuned arm, {best}){uncertainty}. The baseline is best by validation."]
@@ -136,15 +137,16 @@ def disagreement(name: str, best: str, metric: str, val_base: float, val_best: f
 
 
 def leaky_lead(name: str, best: str, metric: str, val_base: float, val_best: float, uncertainty: str,
-               shares: dict) -> str:
+               shares: dict, decidable: bool) -> str:
     """The headline when the baseline leads on a validation split that shares passages with training far more
     than test does: memorising models score high there, so validation cannot say fine-tuning lost."""
     test = shares.get("test")
     against = f", against {100 * test:.0f} % of test texts" if test is not None else ""
     return (f"Verdict: {name} is ahead on validation (val {metric} {val_base:.4f} vs {val_best:.4f} for the best "
             f"fine-tuned arm, {best}{uncertainty}), but {100 * shares['val']:.0f} % of validation texts share a "
-            f"passage of {shares.get('words', PASSAGE_WORDS)}+ words with a training text{against} (Setup), which flatters "
-            f"{name}: validation cannot tell whether fine-tuning beats it here. The test set can (below).")
+            f"passage of {shares.get('words', PASSAGE_WORDS)}+ words with a training text{against} (Setup), which "
+            f"flatters {name}: validation cannot tell whether fine-tuning beats it here. "
+            + ("The test set can (below)." if decidable else "The test set can, with 3 seeds per arm."))
 
 
 def _val_uncertainty(val: dict | None) -> str:

@@ -315,8 +315,9 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
               pinned: dict | None = None) -> Settings:
     """Undo trades where the study still fits, in the levers' reverse order (an arm that trains encoder layers,
     a second epoch, data up to `COMFORTABLE` examples, the third seed — without it the report has no test verdict;
-    bought with up to `SEED_FOR_DATA` of the data when it does not fit as it is — else a second, the arms dropped, more data, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's `--set`)
-    is never changed: the plan prices what will run."""
+    bought with up to `SEED_FOR_DATA` of the data when it does not fit as it is — else a second, the arms dropped,
+    more data, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's
+    `--set`) is never changed: the plan prices what will run."""
     pinned = pinned or {}
     comfortable = min(ideal.train_size, max(COMFORTABLE, train_floor(model.facts.n_train, model.facts.per_class)))
     if not encoder_arms(s.arms, model.layers) and "arms" not in pinned:  # the last lever first: an encoder arm
