@@ -302,3 +302,14 @@ def test_the_third_seed_is_bought_with_a_few_percent_of_the_data():
     rates = {"forward_tokens_per_s": 6310.9, "train_tokens_per_s": 1168.3, "step_seconds": 0.059}
     seeds = {m: len(plan_study(docs, rates, m * 60, BASE, layers=6, hidden=384).study["seeds"]) for m in (4, 5, 6)}
     assert 3 in seeds.values()
+
+
+@pytest.mark.parametrize("minutes", [3, 4, 5, 8])
+def test_no_trade_that_saves_nothing_is_kept(minutes):
+    """Measured (#27): a head-only plan for long documents at --budget 4m said "traded away: epochs 3 → 2: saves
+    0.0 min" (its head trains on cached activations): harm to the decision for no time."""
+    lengths = np.random.default_rng(0).integers(390, 900, 1000)
+    docs = DataFacts(n_train=2700, n_eval=300 + 3988, n_val=300, lengths=lengths, classes=5)
+    rates = {"forward_tokens_per_s": 6310.9, "train_tokens_per_s": 1168.3, "step_seconds": 0.059}
+    plan = plan_study(docs, rates, minutes * 60, BASE, layers=6, hidden=384)
+    assert not [line for line in plan.traded if "saves 0.0 min" in line]
