@@ -127,7 +127,7 @@ def test_a_baseline_lead_on_a_validation_split_that_shares_passages_with_trainin
     assert lines[0].startswith("Verdict: TF-IDF is ahead on validation (val f1_macro 0.8820 vs 0.7300")
     assert "100 % of validation texts share a passage of 12+ words with a training text, against 0 % of test" \
         in lines[0] and "validation cannot tell whether fine-tuning beats it here" in lines[0]
-    assert "all and TF-IDF are not told apart" in lines[1] and lines[0].endswith("The test set can (below).")
+    assert "all and TF-IDF are not told apart" in lines[1] and lines[0].endswith("The test set decides (below).")
     decision["baseline"]["test"]["decidable"] = False  # 2 seeds: no test verdict
     lines, _, _ = verdict(group, "all", [base], "f1_macro", decision, leaky)
     assert lines[0].endswith("The test set can, with 3 seeds per arm.") and "no verdict" in lines[1]

@@ -223,3 +223,24 @@ def test_a_figure_timed_shorter_than_the_datas_length_bucket_is_not_reused_for_l
         assert throughput.measure_throughput(ModelConfig(name=tiny_bert), texts, max_length=n, threads=1,
                                              mean_tokens=600.0) == at[n]
     assert timed == [256, 512]
+
+
+@pytest.mark.parametrize("mean, timed, keys", [
+    (200.0, (256, 512), ("|tokens<=256", "|tokens<=256|at=512")),  # the review's case: one key for both before
+    (600.0, (256, 512), ("|tokens<=512|at=256", "|tokens<=512")),
+    (100.0, (64, 512), ("|tokens<=128|at=64", "|tokens<=128|at=512")),
+    (20.0, (64, 512), ("|tokens<=32", "|tokens<=32")),  # short texts: the same padded batches either way
+])
+def test_each_timed_length_that_changes_the_batches_has_its_own_cache_entry(tiny_bert, monkeypatch, mean, timed,
+                                                                              keys):
+    monkeypatch.setattr(throughput, "_time_model", lambda *_a, **_k: {"forward_tokens_per_s": 1.0, "batch_rows": 8})
+    got = [throughput.measure_throughput(ModelConfig(name=tiny_bert), ["x"], max_length=n, threads=1,
+                                         mean_tokens=mean)["key"] for n in timed]
+    assert [k[len(f"{tiny_bert}|cpu|threads=1"):] for k in got] == list(keys)
+
+
+def test_a_plan_note_says_when_the_512_token_figure_was_measured_under_load():
+    busy = {"load1": 3.1, "cores": 2, "busy": True}
+    assert throughput.load_note({"forward_tokens_per_s": 1.0, "longer": {"under_load": busy}}).startswith(
+        "throughput measured under load (load average 3.1")
+    assert throughput.load_note({"forward_tokens_per_s": 1.0, "longer": {}}) is None

@@ -276,7 +276,8 @@ def test_a_plan_at_512_tokens_is_priced_with_the_figure_timed_at_512():
 def test_a_plan_under_3_seeds_could_not_buy_the_third_seed_with_a_quarter_of_its_data(minutes, case):
     """Measured (#27): long documents at --budget 4m were planned as head on 1,053 examples with 2 seeds, where 3
     seeds cost 0.1 min more (5 % of the data): the report then gave no test verdict. A plan under 3 seeds now
-    means no 3-seed plan of the same arms, epochs and max_length fits on 75 % of its data (or the floor)."""
+    means no 3-seed plan of the same arms, epochs and max_length fits on 75 % of its data (or the floor; 1,000
+    examples for a plan that is not weak)."""
     from unfreeze.study.plan import SEED_FOR_DATA, train_floor
 
     if case == "long documents":
@@ -290,7 +291,10 @@ def test_a_plan_under_3_seeds_could_not_buy_the_third_seed_with_a_quarter_of_its
         return
     study = plan.study
     n = study["base"]["data"].get("train_size", data.n_train)
-    lowest = max(train_floor(data.n_train, data.per_class), int(np.ceil((1 - SEED_FOR_DATA) * n)))
+    floor = train_floor(data.n_train, data.per_class)
+    if n >= 1000 and study["base"]["train"]["epochs"] >= 2 and study["grid"]["freeze"] != ["head"]:
+        floor = max(floor, 1000)  # a plan that can answer the question does not turn weak for the seed
+    lowest = max(floor, int(np.ceil((1 - SEED_FOR_DATA) * n)))
     three = Settings(arms=study["grid"]["freeze"], epochs=study["base"]["train"]["epochs"], seeds=3,
                      train_size=lowest, max_length=study["base"]["data"]["max_length"])
     assert lowest > n or CostModel(data, rates, 6, 384, 16).total(three) > 0.9 * minutes * 60
@@ -312,4 +316,6 @@ def test_no_trade_that_saves_nothing_is_kept(minutes):
     docs = DataFacts(n_train=2700, n_eval=300 + 3988, n_val=300, lengths=lengths, classes=5)
     rates = {"forward_tokens_per_s": 6310.9, "train_tokens_per_s": 1168.3, "step_seconds": 0.059}
     plan = plan_study(docs, rates, minutes * 60, BASE, layers=6, hidden=384)
+    if plan.total_seconds > 0.9 * minutes * 60:  # the smallest plan, over its margin: every lever is pulled
+        return
     assert not [line for line in plan.traded if "saves 0.0 min" in line]

@@ -96,3 +96,17 @@ def test_a_weak_plan_whose_arm_tested_significantly_worse_is_not_a_finding_about
     text = verdict_with_plan(worse, WEAK)
     assert text.startswith(worse) and "Not a finding about fine-tuning" in text and "28m" in text
     assert verdict_with_plan(worse, {**WEAK, "weak": [], "traded": []}) == worse
+
+
+def test_a_weak_plan_under_the_leaky_validation_headline_is_not_a_finding_whatever_the_test_says():
+    """The hostile review: a cut plan whose headline is 'validation flatters TF-IDF, the test set decides' read as if
+    the test result, either way, were a finding about fine-tuning."""
+    leaky = ("Verdict: TF-IDF is ahead on validation (val f1_macro 0.6000 vs 0.5000 for the best fine-tuned arm, "
+             "head), but 40 % of validation texts share a passage of 8+ words with a training text, against 2 % of "
+             "test texts (Setup), which flatters TF-IDF: validation cannot tell whether fine-tuning beats it here. "
+             "The test set decides (below).")
+    text = verdict_with_plan(leaky, WEAK)
+    assert text.startswith(leaky) and "not a finding about fine-tuning" in text and "28m" in text
+    assert "1 epoch" in text and "see Plan" in text
+    assert verdict_with_plan(leaky, {**WEAK, "weak": [], "traded": []}) == leaky
+    assert verdict_with_plan(leaky, {**WEAK, "weak": []}).count("not a finding") == 0

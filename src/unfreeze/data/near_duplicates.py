@@ -119,7 +119,8 @@ def passage_shares(train: Sequence[str], others: dict[str, Sequence[str]], words
         hashes, owner = hashes[order], owner[order]
         at = np.minimum(np.searchsorted(seen, hashes), max(len(seen) - 1, 0))
         hit = owner[seen[at] == hashes] if len(seen) else owner[:0]
-        out[name] = round(len(np.unique(hit)) / len(texts), 4) if len(texts) else 0.0
+        if len(texts):  # an empty split has no share (0 % would read as "test shares nothing")
+            out[name] = round(len(np.unique(hit)) / len(texts), 4)
     return out
 
 

@@ -146,7 +146,7 @@ def leaky_lead(name: str, best: str, metric: str, val_base: float, val_best: flo
             f"fine-tuned arm, {best}{uncertainty}), but {100 * shares['val']:.0f} % of validation texts share a "
             f"passage of {shares.get('words', PASSAGE_WORDS)}+ words with a training text{against} (Setup), which "
             f"flatters {name}: validation cannot tell whether fine-tuning beats it here. "
-            + ("The test set can (below)." if decidable else "The test set can, with 3 seeds per arm."))
+            + ("The test set decides (below)." if decidable else "The test set can, with 3 seeds per arm."))
 
 
 def _val_uncertainty(val: dict | None) -> str:

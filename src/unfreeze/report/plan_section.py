@@ -142,6 +142,10 @@ def verdict_with_plan(text: str, plan: dict) -> str:
         return (f"{text} Not a finding about fine-tuning: the plan was cut to fit the budget ({plan['tried']}: "
                 f"{'; '.join(plan['weak'])}; see Plan), so fine-tuning was not trained properly here. A budget of "
                 f"about {plan['proper_budget']} would train {plan['proper']}.")
+    if plan.get("weak") and text.startswith("Verdict:") and "validation cannot tell whether" in text:
+        return (f"{text} Whatever the test set says, it is not a finding about fine-tuning: the plan was cut to fit "
+                f"the budget ({plan['tried']}: {'; '.join(plan['weak'])}; see Plan). A budget of about "
+                f"{plan['proper_budget']} would train {plan['proper']}.")
     if (text.startswith("Verdict:") or text.startswith("The best fine-tuned arm")) and plan.get("traded"):
         return f"{text} The plan was cut to fit the budget ({plan['tried']}; see Plan)."
     return text

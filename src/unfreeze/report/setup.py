@@ -64,7 +64,8 @@ def setup_rows(results: pd.DataFrame) -> list[list[str]]:
                                                   sorted(counts.items(), key=lambda kv: -kv[1])])])
     shared = [m.get("data", {}).get("shared_passages") for m, _ in runs]
     rows.append([f"texts sharing a {PASSAGE_WORDS}-word passage with training (val / test)", _values(
-        [f"{100 * s.get('val', 0):.0f} % / {100 * s.get('test', 0):.0f} %" for s in shared if s])])
+        [" / ".join(f"{100 * s[k]:.0f} %" if s.get(k) is not None else "–" for k in ("val", "test"))
+         for s in shared if s])])
     rows.append(["model", _values([(c.get("model") or {}).get("name") for _, c in runs])])
     rows.append(["seeds", ", ".join(str(s) for s in sorted(results["seed"].unique()))])
     machines = [m.get("machine") for m, _ in runs if m.get("machine")]

@@ -302,8 +302,10 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
     trains encoder layers goes only when the plan with it exceeds the `budget` itself (not just `usable`)."""
     while model.total(s) > usable:
         options = [o for o in smaller(s, model.facts, model.layers, pinned) if model.total(o[1]) < model.total(s)]
-        # a lever that saves next to nothing (epochs of a head on cached activations) does harm for no time
-        options = [o for o in options if model.total(o[1]) < (1 - NEGLIGIBLE) * model.total(s)] or options
+        # a lever that saves next to nothing (epochs of a head on cached activations) does harm for no time — but
+        # small levers still come before the last arm that trains encoder layers
+        worth = [o for o in options if model.total(o[1]) < (1 - NEGLIGIBLE) * model.total(s)]
+        options = worth if worth and encoder_arms(worth[0][1].arms, model.layers) else options
         last = not encoder_arms(options[0][1].arms, model.layers) if options else False
         if last and budget is not None and model.total(s) <= budget:
             break
@@ -316,16 +318,19 @@ def shrink(s: Settings, model: CostModel, usable: float, pinned: dict | None = N
 def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
               pinned: dict | None = None) -> Settings:
     """Undo trades where the study still fits, in the levers' reverse order (an arm that trains encoder layers,
-    a second epoch, data up to `COMFORTABLE` examples, the third seed — without it the report has no test verdict;
-    bought with up to `SEED_FOR_DATA` of the data when it does not fit as it is — else a second, the arms dropped,
-    more data, epochs, max_length); then add seeds (up to 5) with time to spare. A `pinned` setting (the user's
-    `--set`) is never changed: the plan prices what will run."""
+    epochs that cost next to nothing, a second epoch, data up to `COMFORTABLE` examples, the third seed — without it
+    the report has no test verdict — else a second, the arms dropped, more data, epochs, max_length); then the third
+    seed bought with data (`bought_with_data`) where it did not fit, and seeds up to 5 with time to spare. A
+    `pinned` setting (the user's `--set`) is never changed: the plan prices what will run."""
     pinned = pinned or {}
     comfortable = min(ideal.train_size, max(COMFORTABLE, train_floor(model.facts.n_train, model.facts.per_class)))
     if not encoder_arms(s.arms, model.layers) and "arms" not in pinned:  # the last lever first: an encoder arm
         encoders = sorted(encoder_arms(ideal.arms, model.layers), key=lambda f: trained(f, model.layers))
         candidate = replace(s, arms=[f for f in ideal.arms if f in s.arms or f in encoders[:1]])
         s = candidate if encoders and model.total(candidate) <= usable else s
+    more = replace(s, epochs=ideal.epochs)  # a head on cached activations: epochs next to free, before the data
+    if "epochs" not in pinned and model.total(more) <= min(usable, (1 + NEGLIGIBLE) * model.total(s)):
+        s = more
     trials = [("epochs", max(s.epochs, min(2, ideal.epochs))), ("train_size", max(s.train_size, comfortable)),
               ("seeds", ideal.seeds), ("seeds", max(s.seeds, min(2, ideal.seeds))), ("arms", ideal.arms),
               ("train_size", ideal.train_size), ("epochs", ideal.epochs), ("max_length", ideal.max_length)]
@@ -344,30 +349,31 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
         candidate = replace(s, **{key: value})
         if model.total(candidate) <= usable:
             s = candidate
-        elif key == "seeds" and value >= 3 > s.seeds and "train_size" not in pinned:
-            s = bought_with_data(s, candidate, SEED_FOR_DATA, model, usable)
-    if s.epochs < ideal.epochs and "epochs" not in pinned:  # epochs of a head on cached activations: next to free
-        more = replace(s, epochs=ideal.epochs)
-        s = more if model.total(more) <= (1 + NEGLIGIBLE) * max(usable, model.total(s)) else s
+    if s.seeds < 3 <= ideal.seeds and not {"seeds", "train_size"} & set(pinned):
+        s = bought_with_data(s, replace(s, seeds=3), model, usable, comfortable)
     while "seeds" not in pinned and 3 <= s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
         s = replace(s, seeds=s.seeds + 1)
     return s
 
 
 #: a lever that saves less than this share of the plan's time is pulled only when no other saves more, and taken
-#: back at the end even if the plan then exceeds its usable share by as much (measured: "epochs 3 → 2: saves 0.0
-#: min" on a head-only plan, whose head trains on cached activations)
+#: back first where it fits (measured: "epochs 3 → 2: saves 0.0 min" on a head-only plan, whose head trains on
+#: cached activations)
 NEGLIGIBLE = 0.005
 #: the share of its training set a plan gives up, at most, for the third seed (without it: no test verdict)
 SEED_FOR_DATA = 0.25
 
 
-def bought_with_data(s: Settings, wanted: Settings, share: float, model: CostModel, usable: float) -> Settings:
-    """`wanted` with the most data that fits, when that is at least 1 − `share` of the settings' own (never below
-    the floor); else `s`. Measured: long documents at --budget 4m were planned at 1,053 examples and 2 seeds where
-    3 seeds cost 0.1 min more: the report then gave no test verdict to save 5 % of the data."""
+def bought_with_data(s: Settings, wanted: Settings, model: CostModel, usable: float, comfortable: int) -> Settings:
+    """`wanted` (the third seed) with the most data that fits, when that is at least 1 − `SEED_FOR_DATA` of the
+    plan's own after every take-back, never below the floor, and never below `comfortable` for a plan that could
+    otherwise answer the question (an encoder arm, ≥ 2 epochs, ≥ `comfortable` examples: it would turn weak);
+    else `s`. Measured: long documents at --budget 4m were planned head only at 1,053 examples and 2 seeds where 3
+    seeds cost 0.1 min more: the report then gave no test verdict to save 5 % of the data."""
     floor = train_floor(model.facts.n_train, model.facts.per_class)
-    lowest = max(floor, math.ceil((1 - share) * s.train_size))
+    if s.train_size >= comfortable and s.epochs >= 2 and encoder_arms(s.arms, model.layers):
+        floor = max(floor, comfortable)
+    lowest = max(floor, math.ceil((1 - SEED_FOR_DATA) * s.train_size))
     fewer = replace(wanted, train_size=lowest)
     if lowest > s.train_size or model.total(fewer) > usable:
         return s

@@ -48,8 +48,9 @@ def machine_load() -> dict | None:
 
 
 def load_note(result: dict | None) -> str | None:
-    """A line for plans that rest on a figure measured while the machine was busy, else None."""
-    load = (result or {}).get("under_load")
+    """A line for plans that rest on a figure measured while the machine was busy (the main one or the one timed at
+    512 tokens, `"longer"`), else None."""
+    load = (result or {}).get("under_load") or ((result or {}).get("longer") or {}).get("under_load")
     if not load:
         return None
     return (f"throughput measured under load (load average {load['load1']:g} on {load['cores']} cores): estimates may "
@@ -90,6 +91,16 @@ def _read() -> dict:
         return {}
 
 
+def timed_key(model_name: str, threads: int | None, bucket: int | None, max_length: int) -> str:
+    """The cache key of a figure timed at `max_length` on data of length `bucket`: the bucket's own when they match,
+    with `|at=N` when the timing cuts the data's texts shorter (N < bucket) or reaches past 256 tokens (a 512-token
+    run costs 1.4-2× more per token: a study at 512 that reused a 256-token figure was estimated 35 % short,
+    BENCHMARKS.md) on data long enough to reach it (bucket ≥ 128); short texts timed at 64, 256 or 512 share one
+    entry (padded to their own length either way)."""
+    separate = bucket and max_length != bucket and (max_length < bucket or (max_length > 256 and bucket >= 128))
+    return cache_key(model_name, threads, bucket) + (f"|at={max_length}" if separate else "")
+
+
 def cached_throughput(model_name: str, threads: int | None = None, length: int | None = None) -> dict | None:
     return _read().get(cache_key(model_name, threads, length))
 
@@ -105,10 +116,7 @@ def measure_throughput(model_cfg, texts: list[str], max_length: int = 128, threa
     seconds the timing may take, model loading excluded."""
     import torch
 
-    bucket = length_bucket(mean_tokens)
-    # timed shorter than the data's bucket (the one-line planner times long documents at 256): its own entry — a
-    # study at 512 reusing it was estimated 35 % short (a 512-token run costs 1.4-2× more per token, BENCHMARKS.md)
-    key = cache_key(model_cfg.name, threads, bucket) + (f"|at={max_length}" if bucket and max_length < bucket else "")
+    key = timed_key(model_cfg.name, threads, length_bucket(mean_tokens), max_length)
     known = _read()
     refresh = refresh or os.environ.get("UNFREEZE_REMEASURE") == "1"  # measured while the machine was busy
     load = machine_load()
