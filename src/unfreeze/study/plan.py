@@ -232,11 +232,12 @@ def cheapest_encoder(arms: list, layers: int):
 
 
 def distinct_depths(strategies, layers: int) -> list:
-    """top-2 on a 2-layer model is `all`: keep one strategy per number of trained layers (the later, `all`)."""
+    """top-2 on a 2-layer model is `all`: keep one strategy per number of trained layers (the later, `all`), none
+    that trains more layers than the model has."""
     seen, out = set(), []
     for freeze in reversed(strategies):
         depth = trained(freeze, layers)
-        if depth not in seen:
+        if depth not in seen and depth <= layers:  # top-2 on a 1-layer model would fail at its start
             seen.add(depth)
             out.append(freeze)
     return out[::-1]
@@ -269,10 +270,9 @@ def _levers(s: Settings, facts: DataFacts, layers: int) -> list[tuple[str, Setti
     comfortable = min(facts.n_train, max(COMFORTABLE, floor))
     out = []
     if not get_task(facts.task).windows_long_inputs:
-        for target in (256, SHORTEST):
-            if s.max_length > target:
-                out.append((f"max_length {target}", replace(s, max_length=target)))
-                break
+        # each shorter step is offered: where 512 → 256 saves next to nothing (texts just over 256), 128 still can
+        out += [(f"max_length {target}", replace(s, max_length=target)) for target in (256, SHORTEST)
+                if s.max_length > target]
     if s.epochs > 2:
         out.append(("epochs 2", replace(s, epochs=2)))
     if s.train_size > comfortable:

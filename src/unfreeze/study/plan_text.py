@@ -147,6 +147,16 @@ def describe(s: Settings, ideal: Settings, model: CostModel, budget: float, base
     return plan
 
 
+def with_balanced(s: Settings, model: CostModel, usable: float, pinned: dict | None = None) -> Settings:
+    """`s` with the `balanced` extra arm where inspect's imbalance rule fired and the budget allows it, bought before
+    seeds 4 and 5 (take_back spends spare time on seeds; the arm answers a question, a 4th seed only narrows one)."""
+    if model.facts.minority is None or not encoder_arms(s.arms, model.layers):
+        return s
+    lowest = s.seeds if "seeds" in (pinned or {}) else min(s.seeds, 3)
+    fitting = (replace(s, balanced=True, seeds=n) for n in range(s.seeds, lowest - 1, -1))
+    return next((c for c in fitting if model.total(c) <= usable), s)
+
+
 def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float, base: dict,
                layers: int, hidden: int, name: str = "one-line", pinned: dict | None = None,
                find_three: bool = True) -> Plan:
@@ -158,24 +168,32 @@ def plan_study(facts: DataFacts, throughput: dict | None, budget_seconds: float,
     ideal = ideal_settings(facts, layers, pinned)
     s = shrink(ideal, model, usable, pinned, budget_seconds)
     s = take_back(s, ideal, model, max(usable, model.total(s)), pinned)
-    if facts.minority is not None and encoder_arms(s.arms, layers) and model.total(replace(s, balanced=True)) <= usable:
-        s = replace(s, balanced=True)
+    s = with_balanced(s, model, usable, pinned)
     plan = describe(s, ideal, model, budget_seconds, base, name, pinned)
     if s.seeds < 3 and "seeds" not in (pinned or {}) and not plan.refused and find_three:
         _say_three_seed_budget(plan, s, facts, throughput, budget_seconds, base, layers, hidden, name, pinned)
     return plan
 
 
+#: whole minutes above the budget tried one by one for the third seed (a plan costs ~35 ms to make)
+SCAN = 30
+
+
 def _say_three_seed_budget(plan: Plan, s: Settings, facts: DataFacts, throughput: dict | None, budget: float,
                            base: dict, layers: int, hidden: int, name: str, pinned: dict | None) -> None:
-    """Note that the report gives no test verdict, and name the smallest whole-minute budget whose plan (planned
-    again, as the user would get it: the planner spends more time on other levers first) runs 3 seeds."""
+    """Note that the report gives no test verdict, and name a whole-minute budget whose plan (planned again, as the
+    user would get it: the planner spends more time on other levers first) runs 3 seeds: the smallest within `SCAN`
+    minutes of this one, else the smallest one bisection finds past them."""
     def seeds_at(minutes: int) -> tuple[int, Plan]:
         again = plan_study(facts, throughput, minutes * 60.0, base, layers, hidden, name, pinned, find_three=False)
         return len(again.study["seeds"]), again
 
     lo, hi = max(1, math.floor(budget / 60)), max(2, math.ceil(budget / 60))
-    while seeds_at(hi)[0] < 3:  # a larger budget never loses the third seed (fuzzed: tests/test_plan.py)
+    # not monotone: a larger budget can buy an encoder arm with the seeds (head only at 3 seeds at 11m, head / top-2
+    # at 1 seed from 15m; hostile fuzz), so the next SCAN minutes are tried one by one before doubling
+    first = next((m for m in range(hi, hi + SCAN) if seeds_at(m)[0] >= 3), None)
+    lo, hi = (first - 1, first) if first else (hi + SCAN - 1, hi + SCAN)
+    while seeds_at(hi)[0] < 3:
         lo, hi = hi, hi * 2
         if hi > 60 * 24 * 30:
             return
