@@ -173,7 +173,6 @@ def gather_facts(base: dict, announce=None) -> tuple[DataFacts, dict | None, int
     from unfreeze.data.encode import model_max_positions
     from unfreeze.data.near_duplicates import shared_passage_warning
     from unfreeze.model.backbone import load_backbone
-    from unfreeze.study.throughput import measure_throughput
 
     cfg, data = load_planned_data(base)
     backbone, tokenizer = load_backbone(cfg.model, training=data.train)
@@ -202,12 +201,15 @@ def _timed(cfg, texts: list[str], lengths: np.ndarray, limit: int, announce, loa
     mean = float(np.minimum(lengths, 512).mean()) if len(lengths) else None
     longer = limit > 256 and len(lengths) > 0 and int(np.max(lengths)) > 256
     cap = CAP_SECONDS / (2 if longer else 1)
-    short = measure_throughput(cfg.model, texts, max_length=min(limit, 256), threads=cfg.train.threads,
-                               mean_tokens=mean, announce=announce, loaded=loaded, cap=cap)
+
+    def at(tokens: int) -> dict | None:
+        return measure_throughput(cfg.model, texts, max_length=min(limit, tokens), threads=cfg.train.threads,
+                                  mean_tokens=mean, announce=announce, loaded=loaded, cap=cap)
+
+    short = at(256)
     if short is None or not longer:
         return short
-    long = measure_throughput(cfg.model, texts, max_length=min(limit, 512), threads=cfg.train.threads,
-                              mean_tokens=mean, announce=announce, loaded=loaded, cap=cap)
+    long = at(512)
     return {**short, "longer": long} if long is not None else short
 
 

@@ -39,6 +39,12 @@ SHORTEST = 128  # the planner never cuts max_length below this on its own
 MARGIN = 0.9  # a plan fills at most this share of the budget
 OVER = 1.2  # refuse when the smallest plan exceeds the budget by more than 20 %
 COMFORTABLE = 1000  # training examples kept before anything that harms the decision more
+#: a lever that saves less than this share of the plan's time is pulled only when no other saves more, and taken
+#: back first where it fits (measured: "epochs 3 → 2: saves 0.0 min" on a head-only plan, whose head trains on
+#: cached activations)
+NEGLIGIBLE = 0.005
+#: the share of its training set a plan gives up, at most, for the third seed (without it: no test verdict)
+SEED_FOR_DATA = 0.25
 STUDY_SECONDS = 10.0  # loading the data once, the baseline's bookkeeping, the report
 TFIDF_TOKENS_PER_S = 60000.0  # TF-IDF + logistic regression over 5 C values, 2-core CPU (see `baseline_seconds`)
 STRATEGIES: tuple = ("head", {"top_k": 2}, "all")
@@ -350,22 +356,14 @@ def take_back(s: Settings, ideal: Settings, model: CostModel, usable: float,
         if model.total(candidate) <= usable:
             s = candidate
     if s.seeds < 3 <= ideal.seeds and not {"seeds", "train_size"} & set(pinned):
-        s = bought_with_data(s, replace(s, seeds=3), model, usable, comfortable)
+        s = bought_with_data(s, model, usable, comfortable)
     while "seeds" not in pinned and 3 <= s.seeds < 5 and model.total(replace(s, seeds=s.seeds + 1)) <= usable:
         s = replace(s, seeds=s.seeds + 1)
     return s
 
 
-#: a lever that saves less than this share of the plan's time is pulled only when no other saves more, and taken
-#: back first where it fits (measured: "epochs 3 → 2: saves 0.0 min" on a head-only plan, whose head trains on
-#: cached activations)
-NEGLIGIBLE = 0.005
-#: the share of its training set a plan gives up, at most, for the third seed (without it: no test verdict)
-SEED_FOR_DATA = 0.25
-
-
-def bought_with_data(s: Settings, wanted: Settings, model: CostModel, usable: float, comfortable: int) -> Settings:
-    """`wanted` (the third seed) with the most data that fits, when that is at least 1 − `SEED_FOR_DATA` of the
+def bought_with_data(s: Settings, model: CostModel, usable: float, comfortable: int) -> Settings:
+    """`s` with the third seed and the most data that fits, when that is at least 1 − `SEED_FOR_DATA` of the
     plan's own after every take-back, never below the floor, and never below `comfortable` for a plan that could
     otherwise answer the question (an encoder arm, ≥ 2 epochs, ≥ `comfortable` examples: it would turn weak);
     else `s`. Measured: long documents at --budget 4m were planned head only at 1,053 examples and 2 seeds where 3
@@ -374,7 +372,7 @@ def bought_with_data(s: Settings, wanted: Settings, model: CostModel, usable: fl
     if s.train_size >= comfortable and s.epochs >= 2 and encoder_arms(s.arms, model.layers):
         floor = max(floor, comfortable)
     lowest = max(floor, math.ceil((1 - SEED_FOR_DATA) * s.train_size))
-    fewer = replace(wanted, train_size=lowest)
+    fewer = replace(s, seeds=3, train_size=lowest)
     if lowest > s.train_size or model.total(fewer) > usable:
         return s
     return replace(fewer, train_size=most_data(fewer, s.train_size, model, usable))
